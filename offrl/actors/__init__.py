@@ -1,0 +1,9 @@
+"""Actors (policy extractors). Register new ones with ``@offrl.actors.register(name, description)``."""
+from offrl.actors.base import Actor, ActorConfig
+from offrl.actors.registry import ACTORS
+
+register = ACTORS.register
+
+from offrl.actors import gaussian_awr  # noqa: E402,F401  (registers built-ins)
+
+__all__ = ["ACTORS", "Actor", "ActorConfig", "register"]

@@ -1,0 +1,1 @@
+"""The ``offrl`` command line: one module per subcommand."""

@@ -1,0 +1,244 @@
+"""The resolved configuration of a run, and how it is built from layers.
+
+Layers, lowest precedence first: component defaults < preset < config file
+(TOML or JSON) < ``--set KEY=VALUE`` and explicit flags. A layer is a nested
+dict ``{"critic": {"name": ..., key: value}, "actor": {...}, "data": {...},
+"trainer": {...}}``. Unknown sections or keys fail with the valid choices and
+the closest match; values are converted to the field's type.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offrl.errors import ConfigError, OfflineRLError, suggest, unknown
+
+DEFAULT_DATASET = "offrl/bandit/multimodal-v0"
+DEFAULT_CRITIC = "expectile"
+DEFAULT_ACTOR = "gaussian-awr"
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, and how it is preprocessed."""
+
+    dataset: str = field(default=DEFAULT_DATASET, metadata=_help("Minari dataset id"))
+    reward: str = field(default="auto", metadata=_help("Reward preprocessing: auto | none | locomotion | antmaze"))
+    normalize_obs: bool = field(default=False, metadata=_help("Normalise observations by dataset mean/std"))
+    action_clip_eps: float = field(default=1e-5, metadata=_help("Clip dataset actions to ±(1 − eps) after rescaling"))
+
+
+@dataclass
+class TrainerConfig:
+    """The shared training loop. Every count is in trainer iterations."""
+
+    steps: int = field(default=1_000_000, metadata=_help("Trainer iterations"))
+    seed: int = field(default=0, metadata=_help("Seed of every RNG the run draws from"))
+    device: str = field(default="auto", metadata=_help("auto | cpu | cuda | cuda:N"))
+    eval_every: int = field(default=10_000, metadata=_help("Evaluate every N iterations (and at the end)"))
+    eval_episodes: int = field(default=10, metadata=_help("Episodes per evaluation"))
+    eval_envs: int = field(default=10, metadata=_help("Vectorised environments used for evaluation"))
+    save_every: int = field(default=50_000, metadata=_help("Checkpoint every N iterations (and at the end)"))
+    log_every: int = field(default=1_000, metadata=_help("Average and log training metrics every N iterations"))
+    threads: int = field(default=0, metadata=_help("CPU intra-op threads; 0 = 1 thread (fastest for these nets)"))
+    tensorboard: bool = field(default=False, metadata=_help("Also write TensorBoard logs (needs tensorboard)"))
+
+    def __post_init__(self) -> None:
+        for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every"):
+            if getattr(self, n) <= 0:
+                raise ConfigError(f"trainer.{n} must be positive, got {getattr(self, n)!r}")
+        if self.threads < 0:
+            raise ConfigError(f"trainer.threads must be ≥ 0, got {self.threads}")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run (saved as config.json in the run directory)."""
+
+    critic: str
+    critic_cfg: Any
+    actor: str
+    actor_cfg: Any
+    data: DataConfig
+    trainer: TrainerConfig
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from offrl import __version__
+
+        return {
+            "critic": {"name": self.critic, **_plain(dataclasses.asdict(self.critic_cfg))},
+            "actor": {"name": self.actor, **_plain(dataclasses.asdict(self.actor_cfg))},
+            "data": _plain(dataclasses.asdict(self.data)),
+            "trainer": _plain(dataclasses.asdict(self.trainer)),
+            "preset": self.preset,
+            "offrl_version": __version__,
+        }
+
+    def comparable(self) -> dict[str, Any]:
+        """The parts that must match for a run to be resumed (not the version, not the device)."""
+        d = self.to_dict()
+        d.pop("offrl_version")
+        d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in ("device", "threads", "tensorboard")}
+        return d
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+SECTIONS = ("critic", "actor", "data", "trainer")
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["critic.tau=0.9", ...]`` -> ``{"critic": {"tau": "0.9"}}`` (values stay strings)."""
+    layer: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. critic.tau=0.9), got '{item}'")
+        key, value = item.split("=", 1)
+        section, _, name = key.strip().partition(".")
+        if section not in SECTIONS or not name:
+            raise ConfigError(
+                f"--set key '{key}' must be SECTION.NAME with SECTION one of {', '.join(SECTIONS)}"
+                f" (e.g. critic.tau=0.9).{suggest(section, SECTIONS)}"
+            )
+        layer.setdefault(section, {})[name] = value.strip()
+    return layer
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or JSON config file into a layer."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Config file '{p}' does not exist.")
+    try:
+        if p.suffix == ".toml":
+            layer = tomllib.loads(p.read_text())
+        else:
+            layer = json.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"Config file '{p}' is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+    layer.pop("offrl_version", None)
+    for key in layer:
+        if key not in (*SECTIONS, "preset"):
+            raise unknown(f"section in config file {p}", key, (*SECTIONS, "preset"))
+    return layer
+
+
+def resolve(layers: list[dict[str, Any]]) -> RunConfig:
+    """Merge layers (lowest precedence first) into a validated :class:`RunConfig`."""
+    from offrl.actors import ACTORS
+    from offrl.critics import CRITICS
+
+    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    preset = None
+    for layer in layers:
+        for section, values in layer.items():
+            if section == "preset":
+                preset = values
+                continue
+            if section not in SECTIONS:
+                raise unknown("config section", section, SECTIONS)
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section '{section}' must be a table of KEY = VALUE, got {values!r}")
+            merged[section].update(values)
+
+    critic_name = merged["critic"].pop("name", DEFAULT_CRITIC)
+    actor_name = merged["actor"].pop("name", DEFAULT_ACTOR)
+    critic_cls = CRITICS.get(critic_name)
+    actor_cls = ACTORS.get(actor_name)
+    return RunConfig(
+        critic=critic_name,
+        critic_cfg=build_dataclass(critic_cls.Config, merged["critic"], f"critic '{critic_name}'", "critic"),
+        actor=actor_name,
+        actor_cfg=build_dataclass(actor_cls.Config, merged["actor"], f"actor '{actor_name}'", "actor"),
+        data=build_dataclass(DataConfig, merged["data"], "data", "data"),
+        trainer=build_dataclass(TrainerConfig, merged["trainer"], "trainer", "trainer"),
+        preset=preset,
+    )
+
+
+def build_dataclass(cls: type, values: dict[str, Any], what: str, prefix: str) -> Any:
+    """Instantiate ``cls`` from ``values``, converting strings; unknown keys are errors."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, raw in values.items():
+        if key not in names:
+            raise unknown(f"hyperparameter of {what} ({prefix}.KEY)", key, names)
+        kwargs[key] = coerce(raw, hints[key], f"{prefix}.{key}")
+    try:
+        return cls(**kwargs)
+    except OfflineRLError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"Invalid value for {what}: {e}") from None
+
+
+def coerce(raw: Any, typ: Any, key: str) -> Any:
+    """Convert ``raw`` (often a string from the command line) to ``typ``, or fail naming ``key``."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        non_none = [a for a in args if a is not type(None)]
+        return coerce(raw, non_none[0], key)
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, str):
+                v = float(raw.replace("_", "")) if any(c in raw for c in ".eE") else int(raw.replace("_", ""))
+            else:
+                v = raw
+            if float(v) != int(v):
+                raise ValueError
+            return int(v)
+        if typ is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if typ is str:
+            return str(raw)
+        if origin is tuple:
+            items = raw
+            if isinstance(raw, str):
+                s = raw.strip()
+                items = ast.literal_eval(s) if s.startswith(("[", "(")) else [x for x in s.split(",") if x.strip()]
+            if not isinstance(items, (list, tuple)):
+                items = [items]
+            elem = args[0] if args else str
+            return tuple(coerce(x, elem, key) for x in items)
+    except (ValueError, SyntaxError, TypeError):
+        pass
+    else:
+        return raw
+    raise ConfigError(f"{key}={raw!r} is not a valid {_type_name(typ)}.")
+
+
+def _type_name(typ: Any) -> str:
+    if typing.get_origin(typ) is tuple:
+        return "list of " + _type_name(typing.get_args(typ)[0]) + "s (e.g. [256,256])"
+    return {bool: "boolean (true/false)", int: "integer", float: "number", str: "string"}.get(typ, str(typ))

@@ -1,0 +1,1 @@
+"""Data layer: Minari datasets -> device-resident transition tables."""

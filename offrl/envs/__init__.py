@@ -1,0 +1,1 @@
+"""Gymnasium environments that ship with offrl (registered on import)."""

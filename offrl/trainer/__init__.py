@@ -1,0 +1,1 @@
+"""The shared trainer: any registered (critic, actor) pair, one loop."""

@@ -1,0 +1,55 @@
+"""Shared fixtures: every test uses a private Minari store, never ~/.minari."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def session_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Minari store shared by the session, holding the built-in bandit dataset."""
+    root = tmp_path_factory.mktemp("minari")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        from offrl.data.writer import ensure_dataset
+
+        ensure_dataset("offrl/bandit/multimodal-v0")
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+    return root
+
+
+@pytest.fixture(autouse=True)
+def minari_store(session_store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point MINARI_DATASETS_PATH at the session store (with the bandit already built)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(session_store))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return session_store
+
+
+@pytest.fixture
+def empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty Minari store for tests that create datasets."""
+    root = tmp_path / "minari"
+    root.mkdir()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root
+
+
+@pytest.fixture
+def copy_store(session_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the session store, for tests that add or corrupt datasets."""
+    root = tmp_path / "minari"
+    shutil.copytree(session_store, root)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root
