@@ -1,2 +1,71 @@
-"""offrl: interchangeable IQL-family critics and policy extractors on one shared trainer."""
+"""offrl: interchangeable IQL-family critics and policy extractors on one shared trainer.
+
+Python API::
+
+    import offrl
+    cfg = offrl.make_config(critic="expectile", actor="gaussian-awr", steps=3000, seed=0)
+    result = offrl.train(cfg, "runs/my-run")
+    print(result.summary["final_score_100"])
+
+Register new critics/actors with ``offrl.critics.register`` / ``offrl.actors.register``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def make_config(
+    critic: str | None = None,
+    actor: str | None = None,
+    dataset: str | None = None,
+    preset: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """Resolve a :class:`offrl.config.RunConfig` like the CLI does.
+
+    ``overrides`` maps ``"section.key"`` to values, e.g. ``{"critic.tau": 0.9}``.
+    """
+    from offrl.config import resolve
+
+    layers: list[dict[str, Any]] = []
+    if preset:
+        from offrl.presets import PRESETS
+
+        layers.append(PRESETS.get(preset).layer())
+    top: dict[str, dict[str, Any]] = {}
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        top.setdefault(section, {})[name] = value
+    for section, key, value in (("critic", "name", critic), ("actor", "name", actor), ("data", "dataset", dataset),
+                                ("trainer", "steps", steps), ("trainer", "seed", seed)):
+        if value is not None:
+            top.setdefault(section, {})[key] = value
+    layers.append(top)
+    return resolve(layers)
+
+
+def train(cfg: Any, run_dir: Any, show_progress: bool = False) -> Any:
+    """Train ``cfg`` in a new ``run_dir``; returns a :class:`offrl.trainer.trainer.RunResult`."""
+    from offrl.trainer.trainer import train as _train
+
+    return _train(cfg, run_dir, show_progress=show_progress)
+
+
+def resume(run_dir: Any, show_progress: bool = False) -> Any:
+    """Continue the run in ``run_dir`` from its latest checkpoint."""
+    from offrl.trainer.trainer import resume as _resume
+
+    return _resume(run_dir, show_progress=show_progress)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy submodules keep `import offrl` fast (torch is imported on first use).
+    if name in ("critics", "actors", "presets", "data", "config"):
+        import importlib
+
+        return importlib.import_module(f"offrl.{name}")
+    raise AttributeError(f"module 'offrl' has no attribute {name!r}")

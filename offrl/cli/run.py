@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -74,14 +73,14 @@ def build_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from offrl.config import resolve
-    from offrl.trainer.trainer import Trainer, load_run_config
+    from offrl.trainer.trainer import Trainer, load_run_config, saved_config_layer
 
     if args.resume:
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir)
         requested = build_layers(args)
         if any(layer for layer in requested):
-            _check_same(cfg, resolve([json.loads((run_dir / "config.json").read_text()), *requested]), run_dir)
+            _check_same(cfg, resolve([saved_config_layer(run_dir), *requested]), run_dir)
         trainer = Trainer(cfg, run_dir, resume=True, show_progress=not args.quiet)
     else:
         cfg = resolve(build_layers(args))

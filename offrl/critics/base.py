@@ -82,6 +82,13 @@ class CriticView(Protocol):
     def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """min_i Q_i(s, a), differentiable in ``act``; the critic's parameters get no gradient."""
 
+    def selection_probs(
+        self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
+        num_candidates: int | None = None,
+    ) -> torch.Tensor:
+        """[B, N] distribution over N candidate actions per state for rule argmax | implicit | softmax
+        (see :mod:`offrl.critics.selection`; candidates [B, N, A] or [(B·N), A] with num_candidates)."""
+
 
 class IQLCritic(Component):
     """Twin Q + V trained in-sample with a pluggable value loss (see module docstring)."""
@@ -136,6 +143,14 @@ class IQLCritic(Component):
     def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return reduce(self._q_all(self.q_net, obs, act, detach=True), "e b -> b", "min")
 
+    def selection_probs(
+        self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
+        num_candidates: int | None = None,
+    ) -> torch.Tensor:
+        from offrl.critics.selection import selection_probs
+
+        return selection_probs(self, obs, candidates, rule, temperature, num_candidates)
+
     # --- training -----------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic update in IQL's order: V, then Q, then the targets. Returns detached metrics."""
@@ -149,9 +164,7 @@ class IQLCritic(Component):
         v_loss.backward()
         self.optimizers["v"].step()
 
-        # Q: y = r + γ (1 − terminal) V(s'), current V
-        with torch.no_grad():
-            y = batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * self._v(batch.next_observations)
+        y = self.td_target(batch)
         q_all = self._q_all(self.q_net, obs, act)
         q_loss = reduce((q_all - y) ** 2, "e b -> e", "mean").sum()
         self.optimizers["q"].zero_grad(set_to_none=True)
@@ -166,6 +179,11 @@ class IQLCritic(Component):
             "critic/q_mean": q_all.detach().mean(),
             "critic/adv_mean": (q_target - v.detach()).mean(),
         }
+
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """y = r + γ (1 − terminal) V(s'), with the current V. Truncations are not terminal."""
+        return batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * self._v(batch.next_observations)
 
     @torch.no_grad()
     def update_targets(self) -> None:

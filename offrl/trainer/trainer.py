@@ -271,10 +271,8 @@ def resume(run_dir: str | Path, show_progress: bool = False) -> RunResult:
     return Trainer(load_run_config(run_dir), run_dir, resume=True, show_progress=show_progress).run()
 
 
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The :class:`RunConfig` saved in ``run_dir``; a clear error if it holds no run."""
-    from offrl.config import resolve
-
+def saved_config_layer(run_dir: str | Path) -> dict[str, Any]:
+    """The config layer saved in ``run_dir``; a clear error if it holds no run."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise RunDirError(f"'{run_dir}' holds no offrl run (no {CONFIG_FILE}); nothing to resume.")
@@ -283,6 +281,11 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     except json.JSONDecodeError as e:
         raise RunDirError(f"'{path}' is not valid JSON ({e}); cannot resume.") from None
     saved.pop("offrl_version", None)
-    return resolve([saved])
+    return saved
 
 
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The :class:`RunConfig` saved in ``run_dir``."""
+    from offrl.config import resolve
+
+    return resolve([saved_config_layer(run_dir)])

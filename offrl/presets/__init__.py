@@ -1,0 +1,10 @@
+"""Presets: a paper's full hyperparameter set as one named config layer.
+
+``offrl run --preset NAME`` puts the preset between the defaults and the
+config file / ``--set`` / explicit flags, so anything can be overridden.
+"""
+from offrl.presets.registry import PRESETS, Preset, register_preset
+
+from offrl.presets import papers  # noqa: E402,F401  (registers the built-in presets)
+
+__all__ = ["PRESETS", "Preset", "register_preset"]
