@@ -8,6 +8,11 @@ from offrl.critics.registry import CRITICS
 
 register = CRITICS.register
 
-from offrl.critics import expectile  # noqa: E402,F401  (registers built-ins)
+from offrl.critics import expectile, exponential, quantile  # noqa: E402,F401  (registers built-ins)
+from offrl.critics.selection import RULES as SELECTION_RULES  # noqa: E402
+from offrl.critics.selection import sample_candidates, selection_probs  # noqa: E402
 
-__all__ = ["CRITICS", "CriticConfig", "CriticView", "IQLCritic", "register"]
+__all__ = [
+    "CRITICS", "CriticConfig", "CriticView", "IQLCritic", "SELECTION_RULES", "register",
+    "sample_candidates", "selection_probs",
+]
