@@ -5,6 +5,10 @@ Layers, lowest precedence first: component defaults < preset < config file
 dict ``{"critic": {"name": ..., key: value}, "actor": {...}, "data": {...},
 "trainer": {...}}``. Unknown sections or keys fail with the valid choices and
 the closest match; values are converted to the field's type.
+
+Sections ``"actor@NAME"`` / ``"critic@NAME"`` apply only when NAME is the
+resolved actor/critic, so one preset or config file can carry settings for
+several components (e.g. the ``bandit`` preset sizes every actor's network).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from offrl.errors import ConfigError, OfflineRLError, suggest, unknown
 
 DEFAULT_DATASET = "offrl/bandit/multimodal-v0"
 DEFAULT_CRITIC = "expectile"
-DEFAULT_ACTOR = "gaussian-awr"
+DEFAULT_ACTOR = "diffusion-resample"
 
 
 def _help(text: str) -> dict[str, str]:
@@ -142,20 +146,30 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
     from offrl.critics import CRITICS
 
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    scoped: list[tuple[str, str, dict[str, Any]]] = []  # (section, component name, values), in layer order
     preset = None
     for layer in layers:
         for section, values in layer.items():
             if section == "preset":
                 preset = values
                 continue
-            if section not in SECTIONS:
-                raise unknown("config section", section, SECTIONS)
+            base, _, scope = section.partition("@")
+            if base not in SECTIONS or (scope and base not in ("critic", "actor")):
+                raise unknown("config section", section, (*SECTIONS, "critic@NAME", "actor@NAME"))
             if not isinstance(values, dict):
                 raise ConfigError(f"config section '{section}' must be a table of KEY = VALUE, got {values!r}")
-            merged[section].update(values)
+            if scope:
+                scoped.append((base, scope, values))
+            else:
+                merged[base].update(values)
+                # a later plain setting overrides earlier scoped ones for the same key
+                scoped = [(b, n, {k: v for k, v in vals.items() if not (b == base and k in values)})
+                          for b, n, vals in scoped]
 
     critic_name = merged["critic"].pop("name", DEFAULT_CRITIC)
     actor_name = merged["actor"].pop("name", DEFAULT_ACTOR)
+    chosen = {"critic": critic_name, "actor": actor_name}
+    merged = _apply_scoped(merged, scoped, chosen)
     critic_cls = CRITICS.get(critic_name)
     actor_cls = ACTORS.get(actor_name)
     return RunConfig(
@@ -167,6 +181,15 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
         trainer=build_dataclass(TrainerConfig, merged["trainer"], "trainer", "trainer"),
         preset=preset,
     )
+
+
+def _apply_scoped(merged: dict[str, dict[str, Any]], scoped: list[tuple[str, str, dict[str, Any]]],
+                  chosen: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Apply ``section@NAME`` values for the chosen components (plain keys set later win)."""
+    for base, name, values in scoped:
+        if chosen[base] == name:
+            merged[base].update(values)
+    return merged
 
 
 def build_dataclass(cls: type, values: dict[str, Any], what: str, prefix: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-TINY = ["--set", "critic.hidden_dims=[32,32]", "--set", "actor.hidden_dims=[32,32]",
+TINY = ["--actor", "gaussian-awr", "--set", "critic.hidden_dims=[32,32]", "--set", "actor.hidden_dims=[32,32]",
         "--set", "critic.batch_size=64", "--set", "actor.batch_size=64"]
 
 

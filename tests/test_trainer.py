@@ -171,7 +171,7 @@ def test_bad_data_via_cli(copy_store: Path, tmp_path: Path) -> None:
 
 def test_iql_learns_on_the_bandit_beyond_random(tmp_path: Path) -> None:
     """IQL with the bandit preset: the AWR Gaussian lands on the midpoint mode, far above random (0)."""
-    cfg = offrl.make_config(preset="bandit", steps=2000)
+    cfg = offrl.make_config(preset="bandit", actor="gaussian-awr", steps=2000)
     result = offrl.train(cfg, tmp_path / "iql")
     assert result.finished
     assert result.summary["final_score_100"] > 10.0

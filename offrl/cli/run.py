@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--critic", help="critic name (see `offrl list critic`); default expectile")
-    p.add_argument("--actor", help="actor name (see `offrl list actor`); default gaussian-awr")
+    p.add_argument("--actor", help="actor name (see `offrl list actor`); default diffusion-resample")
     p.add_argument("--dataset", help="Minari dataset id; default offrl/bandit/multimodal-v0 (built in)")
     p.add_argument("--steps", help="trainer iterations (trainer.steps)")
     p.add_argument("--seed", help="seed (trainer.seed)")

@@ -1,0 +1,141 @@
+"""Actor ``ddpg-bc``: behaviour-constrained deterministic policy gradient (TD3+BC's actor loss).
+
+A deterministic tanh policy μ(s) = tanh(MLP(s)) trained on
+
+    L = mean_B[ −λ · Q(s, μ(s)) + ‖μ(s) − a‖² ],   λ = α / sg(mean_B |Q(s, μ(s))|),
+
+with a the dataset action, Q = min_i Q_i the critic's current ensemble
+(``critic.q_for_actor``: differentiable in the action, no gradient into the
+critic). Conventions: by default (``bc_reduction = "sum"``) the squared error
+is *summed* over action dimensions and averaged over the batch. Park et al.
+2024 (as OGBench) weight the BC term instead, −Q/mean|Q| − α_P log π(a|s) with a
+unit-variance Gaussian, which is this loss with α = 2 / α_P. TD3+BC (Fujimoto
+& Gu 2021) *averages* over action dimensions (``F.mse_loss``): set
+``bc_reduction = "mean"`` to reproduce it with its α = 2.5 (with "sum", its α
+corresponds to α·A, A the action dimension). The normaliser is
+floored at 1e-6 (as in OGBench) so Q ≡ 0 cannot divide by zero. α = 0 is plain
+behaviour cloning; large α follows Q's action gradient off the data.
+
+``policy = "gaussian"``: N(μ(s), σ²) with a learned state-independent log σ
+(clipped like ``gaussian-awr``); the BC term becomes −2 log π(a|s) without its
+constant, ‖(μ(s) − a)/σ‖² + 2 Σ log σ (identical to the deterministic loss at
+σ = 1). Q is still evaluated at the mean, and the mean is used for acting.
+
+The learning rate is constant by default: TD3+BC and Park et al.'s DDPG+BC use
+no decay (``cosine_decay`` turns on IQL's cosine schedule).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from offrl.actors.base import Actor, ActorConfig
+from offrl.actors.gaussian_awr import cosine_scheduler
+from offrl.actors.registry import ACTORS
+from offrl.component import make_adam
+from offrl.critics.base import CriticView
+from offrl.data.transitions import Batch
+from offrl.errors import ConfigError, unknown
+from offrl.nets import MLP
+
+POLICIES = ("deterministic", "gaussian")
+BC_REDUCTIONS = ("sum", "mean")
+#: Floor of sg(mean|Q|) in λ = α / sg(mean|Q|).
+Q_SCALE_EPS = 1e-6
+
+
+@dataclass
+class DDPGBCConfig(ActorConfig):
+    hidden_dims: tuple[int, ...] = field(default=(256, 256), metadata={"help": "Hidden widths of the policy MLP"})
+    activation: str = field(default="relu", metadata={"help": "Activation of the policy MLP"})
+    lr: float = field(default=3e-4, metadata={"help": "Adam learning rate"})
+    cosine_decay: bool = field(
+        default=False,
+        metadata={"help": "Cosine-decay the LR to 0 over training (off: TD3+BC and Park et al. use none)"},
+    )
+    alpha: float = field(
+        default=2.5,
+        metadata={"help": "α in λ = α / mean|Q|: weight of Q vs ‖μ(s) − a‖² (the key knob; 0 = pure BC)"},
+    )
+    bc_reduction: str = field(
+        default="sum",
+        metadata={"help": "Reduce ‖μ(s) − a‖² over action dims: sum (Park et al.) | mean (TD3+BC)"},
+    )
+    policy: str = field(
+        default="deterministic",
+        metadata={"help": "deterministic (tanh μ(s)) | gaussian (learned σ, acts with the mean)"},
+    )
+    log_std_min: float = field(default=-5.0, metadata={"help": "Lower clip of log σ (policy=gaussian)"})
+    log_std_max: float = field(default=2.0, metadata={"help": "Upper clip of log σ (policy=gaussian)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.alpha >= 0.0:
+            raise ConfigError(f"actor.alpha must be ≥ 0, got {self.alpha}")
+        if not self.lr > 0.0:
+            raise ConfigError(f"actor.lr must be positive, got {self.lr}")
+        if self.bc_reduction not in BC_REDUCTIONS:
+            raise unknown("ddpg-bc BC reduction (actor.bc_reduction)", self.bc_reduction, BC_REDUCTIONS)
+        if self.policy not in POLICIES:
+            raise unknown("ddpg-bc policy (actor.policy)", self.policy, POLICIES)
+        if not self.log_std_min < self.log_std_max:
+            raise ConfigError(
+                f"actor.log_std_min ({self.log_std_min}) must be < actor.log_std_max ({self.log_std_max})"
+            )
+
+
+@ACTORS.register("ddpg-bc", "Behaviour-constrained policy gradient: λ·Q(s, μ(s)) − ‖μ(s) − a‖² (TD3+BC)")
+class DDPGBCActor(Actor):
+    Config = DDPGBCConfig
+    cfg: DDPGBCConfig
+
+    def __init__(
+        self, cfg: DDPGBCConfig, obs_dim: int, act_dim: int, total_updates: int, device: torch.device
+    ) -> None:
+        super().__init__(cfg, obs_dim, act_dim, total_updates, device)
+        self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation)
+        if cfg.policy == "gaussian":
+            self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.to(device)
+        opt = make_adam(self.parameters(), cfg.lr, device=device)
+        self.optimizers = {"actor": opt}
+        self.schedulers = {"actor": cosine_scheduler(opt, total_updates, cfg.cosine_decay)}
+
+    def mu(self, obs: torch.Tensor) -> torch.Tensor:
+        """μ(s) = tanh(MLP(s)) ∈ (−1, 1)^A."""
+        return torch.tanh(self.mean_net(obs))
+
+    def loss(self, batch: Batch, critic: CriticView) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L = mean[−λ Q(s, μ(s)) + ‖μ(s) − a‖²], λ = α / sg(mean|Q|); returns (L, detached metrics)."""
+        mu = self.mu(batch.observations)
+        q = critic.q_for_actor(batch.observations, mu)  # min_i Q_i(s, μ(s)), [B]
+        lam = self.cfg.alpha / q.detach().abs().mean().clamp_min(Q_SCALE_EPS)  # λ = α / sg(mean|Q|)
+        sq_err = (mu - batch.actions) ** 2  # [B, A]
+        if self.cfg.policy == "gaussian":
+            log_std = torch.clamp(self.log_std, self.cfg.log_std_min, self.cfg.log_std_max)
+            per_dim = sq_err * torch.exp(-2.0 * log_std) + 2.0 * log_std  # −2 log π(a|s) + const, per dim
+        else:
+            per_dim = sq_err  # ‖μ(s) − a‖², per dim
+        bc = per_dim.sum(-1) if self.cfg.bc_reduction == "sum" else per_dim.mean(-1)
+        loss = (-lam * q + bc).mean()
+        return loss, {
+            "actor/loss": loss.detach(),
+            "actor/q": q.detach().mean(),
+            "actor/bc_mse": sq_err.detach().sum(-1).mean(),
+            "actor/lambda": lam,
+        }
+
+    def update(self, batch: Batch, critic: CriticView) -> dict[str, torch.Tensor]:
+        loss, metrics = self.loss(batch, critic)
+        opt = self.optimizers["actor"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self.schedulers["actor"].step()
+        return metrics
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, critic: CriticView, generator: torch.Generator) -> torch.Tensor:
+        return self.mu(obs).clamp(-1.0, 1.0)
