@@ -1,0 +1,107 @@
+"""The local backend: a pool of ``--workers K`` threads, each driving one ``offrl run`` subprocess.
+
+Threads are enough because the work happens in the subprocesses; each worker
+gets ``max(1, cores // K)`` CPU threads so K workers never oversubscribe the
+machine (oversubscribed OpenMP on shared cores slows PyTorch down by 5–20×,
+see environment.md). The runners stay in the sweep's process group, so killing
+the group stops everything and the per-cell locks die with their workers.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Sequence
+
+from offrl.sweep.backend import Listener, cpu_count
+from offrl.sweep.execute import INTERRUPT_GRACE_S, CellJob, CellResult, execute_cell
+from offrl.sweep.spec import BackendOptions
+
+#: After Ctrl-C, seconds to let runners that got the terminal's SIGINT exit on their own
+#: before the sweep forwards one (a second SIGINT could cut a checkpoint save short).
+SELF_STOP_WAIT_S = 5.0
+
+
+class LocalBackend:
+    """Run cells as subprocesses on this machine, ``workers`` at a time."""
+
+    def __init__(self, options: BackendOptions) -> None:
+        cores = cpu_count()
+        if options.workers is not None:
+            self.workers = options.workers
+        else:
+            self.workers = max(1, cores // (options.cpus_per_cell or 1))
+        self.threads_per_cell = options.cpus_per_cell or max(1, cores // self.workers)
+        self.cores = cores
+
+    def describe(self) -> str:
+        return f"local: {self.workers} worker(s) × {self.threads_per_cell} thread(s) on {self.cores} core(s)"
+
+    def run(self, jobs: Sequence[CellJob], listener: Listener) -> list[CellResult]:
+        stop = threading.Event()
+        procs: dict[str, subprocess.Popen] = {}
+        guard = threading.Lock()
+
+        def on_start(key: str, proc: subprocess.Popen) -> None:
+            with guard:
+                procs[key] = proc
+            listener.cell_started(key)
+
+        def work(job: CellJob) -> CellResult:
+            try:
+                result = execute_cell(job, on_start, stop)
+            except Exception as e:  # a bug or an OS error in the worker itself: record, go on
+                result = CellResult(job.key, "failed", message=f"worker error: {e!r}")
+            with guard:
+                procs.pop(job.key, None)
+            listener.cell_done(result)
+            return result
+
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="offrl-sweep")
+        futures: list[Future[CellResult]] = []
+        for job in jobs:
+            listener.cell_queued(job.key)
+            futures.append(pool.submit(work, job))
+        try:
+            while wait(futures, timeout=0.5).not_done:
+                pass
+        except KeyboardInterrupt:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            _stop_runners(procs, guard)
+            wait(futures)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        results = []
+        for job, f in zip(jobs, futures):
+            if f.cancelled():
+                result = CellResult(job.key, "interrupted", message="sweep stopped before the cell started")
+                listener.cell_done(result)
+                results.append(result)
+            else:
+                results.append(f.result())
+        return results
+
+
+def _stop_runners(procs: dict[str, subprocess.Popen], guard: threading.Lock) -> None:
+    """Give runners a moment to stop on the terminal's SIGINT, then SIGINT the rest, then kill."""
+    deadline = time.monotonic() + SELF_STOP_WAIT_S
+    while time.monotonic() < deadline:
+        with guard:
+            alive = [p for p in procs.values() if p.poll() is None]
+        if not alive:
+            return
+        time.sleep(0.1)
+    with guard:
+        alive = [p for p in procs.values() if p.poll() is None]
+    for p in alive:
+        p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    for p in alive:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -1,0 +1,581 @@
+"""`offrl sweep`: grid, cell names, skip/resume/fail/lock logic, kill-and-rerun, local and Ray backends.
+
+Most tests drive a *fake runner* (a tiny script with `offrl run`'s command
+line and run-directory format: resume truncates the logs, SIGINT saves a
+checkpoint and exits 130, an invalid critic.tau exits 2) so the sweep logic is
+tested in seconds. The tests marked `slow` run the real `offrl run` on a tiny
+grid.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from offrl.errors import ConfigError
+from offrl.sweep.cells import Cell, expand_cells
+from offrl.sweep.driver import build_job, record_spec, run_sweep
+from offrl.sweep.layout import SweepLayout
+from offrl.sweep.spec import (
+    BackendOptions,
+    RunOptions,
+    SweepSpec,
+    load_spec,
+    parse_grid_flag,
+    parse_seeds,
+    split_list,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BANDIT = "offrl/bandit/multimodal-v0"
+
+FAKE_RUNNER = r'''
+"""A stand-in for `offrl run` with the same flags and run-directory format."""
+import argparse, json, os, sys, time
+from pathlib import Path
+
+p = argparse.ArgumentParser()
+for flag in ("--critic", "--actor", "--dataset", "--steps", "--seed", "--out", "--eval-every",
+             "--eval-episodes", "--save-every", "--preset", "--config", "--device", "--resume"):
+    p.add_argument(flag)
+p.add_argument("--set", action="append", default=[])
+p.add_argument("--quiet", action="store_true")
+a = p.parse_args()
+sleep = float(os.environ.get("FAKE_STEP_SLEEP", "0"))
+
+def note(kind, run):
+    with open(os.environ["FAKE_LOG"], "a") as f:
+        f.write(f"{kind} {run.name} {os.environ.get('OMP_NUM_THREADS')}\n")
+
+def save(run, step):
+    tmp = run / "checkpoint.pt.tmp"
+    tmp.write_text(json.dumps({"step": step}))
+    os.replace(tmp, run / "checkpoint.pt")
+
+if a.resume:
+    run = Path(a.resume)
+    cfg = json.loads((run / "config.json").read_text())
+    start = json.loads((run / "checkpoint.pt").read_text())["step"]
+    for name in ("train.jsonl", "eval.jsonl"):  # like the core: keep rows up to the checkpoint
+        path = run / name
+        rows = [l for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+        path.write_text("".join(l + "\n" for l in rows if json.loads(l)["step"] <= start))
+    note("resume", run)
+else:
+    run = Path(a.out)
+    if (run / "config.json").exists():
+        sys.exit(f"error: '{run}' already holds a run")
+    sets = dict(s.split("=", 1) for s in a.set)
+    tau = float(sets.get("critic.tau", 0.7))
+    if not 0 < tau < 1:
+        print(f"error: critic.tau must be in (0, 1), got {tau}", file=sys.stderr)
+        sys.exit(2)
+    run.mkdir(parents=True, exist_ok=True)
+    cfg = {"critic": {"name": a.critic, "tau": tau}, "actor": {"name": a.actor}, "data": {"dataset": a.dataset},
+           "trainer": {"steps": int(a.steps), "seed": int(a.seed), "eval_every": int(a.eval_every),
+                       "save_every": int(a.save_every), "threads": int(sets.get("trainer.threads", 0))},
+           "preset": a.preset, "offrl_version": "fake"}
+    (run / "config.json").write_text(json.dumps(cfg))
+    start = 0
+    note("start", run)
+t = cfg["trainer"]
+base = {"expectile": 40, "quantile": 50}.get(cfg["critic"]["name"], 30) + t["seed"]
+base += {"gaussian-awr": 0, "edp": 10}.get(cfg["actor"]["name"], 5)
+done = start
+try:
+    with open(run / "train.jsonl", "a") as tr, open(run / "eval.jsonl", "a") as ev:
+        for step in range(start + 1, t["steps"] + 1):
+            time.sleep(sleep)
+            tr.write(json.dumps({"step": step, "time_s": 0.0, "critic/q_loss": 1.0 / step}) + "\n")
+            tr.flush()
+            if step % t["eval_every"] == 0 or step == t["steps"]:
+                score = base * step / t["steps"]
+                ev.write(json.dumps({"step": step, "time_s": 0.0, "return_mean": score / 100, "return_std": 0.0,
+                                     "normalized_score_100": score, "normalized_score_100_std": 0.0,
+                                     "episodes": 5}) + "\n")
+                ev.flush()
+            done = step
+            if step % t["save_every"] == 0:
+                save(run, step)
+except KeyboardInterrupt:
+    save(run, done)
+    print(f"interrupted at step {done}", file=sys.stderr)
+    sys.exit(130)
+(run / "summary.json").write_text(json.dumps({
+    "status": "finished", "critic": cfg["critic"]["name"], "actor": cfg["actor"]["name"],
+    "dataset": cfg["data"]["dataset"], "seed": t["seed"], "steps": t["steps"], "final_score_100": base,
+    "best_score_100": base, "best_step": t["steps"], "final_return": base / 100, "best_return": base / 100,
+    "wall_time_s": 0.0, "run_dir": str(run)}))
+'''
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
+    """The fake runner's command prefix; its invocations are logged to ``tmp_path/invocations.log``."""
+    script = tmp_path / "fake_runner.py"
+    script.write_text(FAKE_RUNNER)
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "invocations.log"))
+    monkeypatch.setenv("FAKE_STEP_SLEEP", "0")
+    return (sys.executable, str(script))
+
+
+def invocations(tmp_path: Path) -> list[tuple[str, str, str]]:
+    path = tmp_path / "invocations.log"
+    if not path.exists():
+        return []
+    return [tuple(line.split()) for line in path.read_text().splitlines()]  # type: ignore[misc]
+
+
+def tiny_spec(**run: object) -> SweepSpec:
+    """2 critics × 2 actors × 2 seeds on the bandit, 2 local workers."""
+    options = dict(steps=20, eval_every=5, eval_episodes=5, save_every=5)
+    options.update(run)
+    return SweepSpec(
+        name="tiny",
+        critics=("expectile", "quantile"),
+        actors=("gaussian-awr", "edp"),
+        datasets=(BANDIT,),
+        seeds=(0, 1),
+        run=RunOptions(**options),  # type: ignore[arg-type]
+        backend=BackendOptions(workers=2),
+    )
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    from offrl.cli import sweep as cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    return parser
+
+
+def summaries(sweep_dir: Path) -> dict[str, float]:
+    """Finished cell -> mtime of its summary.json."""
+    return {p.parent.name: p.stat().st_mtime for p in (sweep_dir / "runs").glob("*/summary.json")}
+
+
+def eval_steps(run_dir: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (run_dir / "eval.jsonl").read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- grid and names
+
+
+def test_grid_cells_and_deterministic_keys() -> None:
+    spec = SweepSpec(
+        critics=("expectile", "quantile"), actors=("gaussian-awr", "edp"), datasets=(BANDIT,), seeds=(0, 1, 2),
+        grid=(("critic.tau", ("0.6", "0.9")), ("critic.hidden_dims", ("[32,32]",))),
+    )
+    cells = expand_cells(spec)
+    assert len(cells) == 2 * 2 * 3 * 2
+    assert [c.seed for c in cells[:8]] == [0] * 8  # seeds vary slowest
+    plain = Cell("expectile", "gaussian-awr", BANDIT, 0)
+    assert plain.key == "expectile__gaussian-awr__offrl-bandit-multimodal-v0__seed0"
+    a = Cell("expectile", "edp", BANDIT, 1, (("critic.tau", "0.9"), ("actor.beta", "3")))
+    b = Cell("expectile", "edp", BANDIT, 1, (("actor.beta", "3"), ("critic.tau", "0.9")))
+    assert a.key == b.key and a.key.startswith("expectile__edp__offrl-bandit-multimodal-v0__seed1__")
+    assert len(a.key.rsplit("__", 1)[1]) == 8
+    assert expand_cells(spec) == cells  # the same spec always gives the same cells
+    assert Cell.from_json(a.to_json()) == a
+    with pytest.raises(ConfigError, match="same directory"):
+        expand_cells(SweepSpec(datasets=("a/b-v0", "a-b-v0")))
+
+
+def test_parsing_helpers() -> None:
+    assert parse_seeds(3) == (0, 1, 2)
+    assert parse_seeds("0-2,7") == (0, 1, 2, 7)
+    assert parse_seeds([4, 5]) == (4, 5)
+    with pytest.raises(ConfigError, match="Invalid seeds 'x'"):
+        parse_seeds("x")
+    assert split_list("0.6,[32,32],'a,b'") == ["0.6", "[32,32]", "'a,b'"]
+    assert parse_grid_flag("critic.hidden_dims=[32,32],[64,64]") == ("critic.hidden_dims", ("[32,32]", "[64,64]"))
+    with pytest.raises(ConfigError, match="KEY=V1,V2"):
+        parse_grid_flag("critic.tau")
+    with pytest.raises(ConfigError, match="dotted config key"):
+        SweepSpec(grid=(("tau", ("0.5",)),))
+    with pytest.raises(ConfigError, match="Unknown backend 'slurm'. Valid choices: local, ray"):
+        BackendOptions(name="slurm")
+
+
+def test_toml_spec_and_flag_overrides(tmp_path: Path) -> None:
+    spec_file = tmp_path / "suite.toml"
+    spec_file.write_text(
+        '[sweep]\ncritics = ["expectile", "quantile"]\nactors = "edp"\nseeds = 2\n'
+        '[run]\nsteps = 100\nset = ["trainer.log_every=10"]\nconfig = "base.toml"\n'
+        '[grid]\n"critic.tau" = [0.6, 0.9]\n"critic.hidden_dims" = [[32, 32]]\n"critic.value_layer_norm" = [true]\n'
+        '[backend]\nworkers = 3\n'
+    )
+    spec = load_spec(spec_file)
+    assert spec.name == "suite" and spec.actors == ("edp",) and spec.seeds == (0, 1)
+    assert spec.grid == (("critic.tau", ("0.6", "0.9")), ("critic.hidden_dims", ("[32,32]",)),
+                         ("critic.value_layer_norm", ("true",)))
+    assert spec.run.config == str(tmp_path / "base.toml")  # relative to the spec file
+    assert spec.backend.workers == 3
+
+    from offrl.cli.sweep import resolve_spec
+
+    args = sweep_parser().parse_args(
+        ["sweep", str(spec_file), "--seeds", "5-6", "--steps", "7", "--grid", "critic.tau=0.7",
+         "--set", "actor.beta=1", "--workers", "1"]
+    )
+    spec = resolve_spec(args)
+    assert spec.seeds == (5, 6) and spec.run.steps == 7 and spec.backend.workers == 1
+    assert dict(spec.grid)["critic.tau"] == ("0.7",)
+    assert spec.run.sets == ("trainer.log_every=10", "actor.beta=1")
+    assert spec.out == "runs/suite"
+    assert SweepSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+    (tmp_path / "bad.toml").write_text("[sweep]\ncritic = ['expectile']\n")
+    with pytest.raises(ConfigError, match="unknown key 'critic' in \\[sweep\\]. Valid keys: actors, critics"):
+        load_spec(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize("suite", ["bandit", "pointmaze", "locomotion"])
+def test_benchmark_specs_load(suite: str) -> None:
+    spec = load_spec(REPO / "benchmarks" / f"{suite}.toml")
+    cells = expand_cells(spec)
+    assert len(cells) == len(spec.critics) * len(spec.actors) * len(spec.datasets) * len(spec.seeds)
+    if suite == "bandit":
+        assert spec.critics == ("expectile", "quantile", "exponential")
+        assert spec.actors == ("gaussian-awr", "diffusion-resample", "edp", "ddpg-bc")
+        assert spec.seeds == (0, 1, 2, 3, 4) and spec.run.preset == "bandit"
+
+
+def test_cell_commands() -> None:
+    spec = tiny_spec(device="cpu")
+    spec = SweepSpec(**{**spec.__dict__, "run": RunOptions(steps=20, sets=("critic.tau=0.8",), device="cpu")})
+    layout = SweepLayout(Path("/sweep"))
+    cell = Cell("expectile", "edp", BANDIT, 3, (("critic.tau", "0.9"),))
+    job = build_job(cell, layout, spec, threads=4, runner=("offrl-run",))
+    argv = list(job.fresh_argv)
+    assert argv[:11] == ["offrl-run", "--critic", "expectile", "--actor", "edp", "--dataset", BANDIT,
+                         "--seed", "3", "--out", f"/sweep/runs/{cell.key}"]
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    assert sets == ["critic.tau=0.8", "critic.tau=0.9", "trainer.threads=4"]  # the grid value comes last, wins
+    assert argv[argv.index("--steps") + 1] == "20" and "--eval-every" not in argv  # unset options are not passed
+    assert list(job.resume_argv) == ["offrl-run", "--resume", f"/sweep/runs/{cell.key}", "--quiet"]
+    assert dict(job.env)["OMP_NUM_THREADS"] == "4"
+
+
+def test_changed_run_options_are_refused(tmp_path: Path) -> None:
+    layout = SweepLayout(tmp_path)
+    spec = tiny_spec()
+    record_spec(layout, spec, expand_cells(spec))
+    more_seeds = SweepSpec(**{**spec.__dict__, "seeds": (0, 1, 2)})
+    record_spec(layout, more_seeds, expand_cells(more_seeds))  # growing the grid is fine
+    assert len(json.loads(layout.spec_file.read_text())["cells"]) == 12
+    with pytest.raises(ConfigError, match="steps: 20 -> 50"):
+        record_spec(layout, tiny_spec(steps=50), expand_cells(spec))
+
+
+# ---------------------------------------------------------------- running cells (fake runner)
+
+
+def test_tiny_sweep_runs_then_rerun_skips_everything(tmp_path: Path, fake: tuple[str, ...]) -> None:
+    out = tmp_path / "sweep"
+    outcome = run_sweep(tiny_spec(), out, runner=fake, live=False)
+    assert outcome.exit_code == 0
+    assert sorted(outcome.states.values()) == ["finished"] * 8
+    starts = invocations(tmp_path)
+    assert len(starts) == 8 and {kind for kind, _, _ in starts} == {"start"}
+    assert {threads for _, _, threads in starts} == {str(max(1, len(os.sched_getaffinity(0)) // 2))}
+    status = json.loads((out / "status.json").read_text())["cells"]
+    assert {e["state"] for e in status.values()} == {"finished"}
+    saved = json.loads((out / "sweep.json").read_text())
+    assert len(saved["cells"]) == 8 and saved["spec"]["run"]["steps"] == 20
+
+    again = run_sweep(tiny_spec(), out, runner=fake, live=False)
+    assert again.exit_code == 0 and again.results == {}
+    assert len(invocations(tmp_path)) == 8  # nothing ran twice
+
+
+def test_failing_cell_is_reported_and_the_others_finish(
+    tmp_path: Path, fake: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from offrl.cli import sweep as cli
+
+    out = tmp_path / "sweep"
+    args = sweep_parser().parse_args(
+        ["sweep", "--critics", "expectile", "--actors", "gaussian-awr,edp", "--seeds", "0",
+         "--grid", "critic.tau=0.7,1.5", "--steps", "10", "--eval-every", "5", "--eval-episodes", "2",
+         "--save-every", "5", "--workers", "2", "--out", str(out), "--no-live", "--runner", " ".join(fake)]
+    )
+    assert cli.run(args) == 1
+    text = capsys.readouterr().out
+    assert "2/4 cells finished, 2 failed" in text
+    assert "critic.tau must be in (0, 1), got 1.5" in text
+    status = json.loads((out / "status.json").read_text())["cells"]
+    failed = [k for k, e in status.items() if e["state"] == "failed"]
+    assert len(failed) == 2
+    for key in failed:
+        error = (out / "runs" / key / "error.txt").read_text()
+        assert "exited with code 2" in error and "critic.tau=1.5" in error
+    assert sorted(e["state"] for e in status.values()) == ["failed", "failed", "finished", "finished"]
+
+    # a rerun retries only the failed cells (and they fail again, the same way)
+    n = len(invocations(tmp_path))
+    assert cli.run(args) == 1
+    assert len(invocations(tmp_path)) == n  # the finished cells did not start again
+    for key in failed:
+        assert (out / "logs" / f"{key}.log").read_text().count("=== ") == 2  # two attempts, both logged
+
+
+def test_a_locked_cell_is_left_alone(tmp_path: Path, fake: tuple[str, ...]) -> None:
+    out = tmp_path / "sweep"
+    spec = tiny_spec()
+    busy = expand_cells(spec)[0].key
+    with FileLock(str(SweepLayout(out).lock_file(busy))):  # "another sweep" is running this cell
+        outcome = run_sweep(spec, out, runner=fake, live=False)
+    assert outcome.states[busy] == "busy" and outcome.exit_code == 1
+    assert len(outcome.keys("finished")) == 7
+    assert run_sweep(spec, out, runner=fake, live=False).exit_code == 0
+    assert [k for kind, k, _ in invocations(tmp_path)].count(busy) == 1
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from offrl.cli import sweep as cli
+
+    out = tmp_path / "sweep"
+    args = sweep_parser().parse_args(
+        ["sweep", "--critics", "expectile", "--actors", "gaussian-awr", "--seeds", "0-2", "--out", str(out),
+         "--dry-run", "--grid", "critic.tau=0.6,0.9"]
+    )
+    assert cli.run(args) == 0
+    text = capsys.readouterr().out
+    assert "6 cells" in text and "critic.tau=0.9" in text
+    assert not out.exists()
+
+
+def _start_sweep(
+    out: Path, runner: str, extra: list[str], env: dict[str, str], actors: str = "gaussian-awr,edp"
+) -> subprocess.Popen:
+    """`offrl sweep` of a 2 × 2 × 2 grid in its own process group (so the test can kill the whole group)."""
+    argv = [sys.executable, "-m", "offrl", "sweep", "--out", str(out), "--no-live", "--workers", "2",
+            "--critics", "expectile,quantile", "--actors", actors, "--seeds", "0,1", *extra]
+    if runner:
+        argv += ["--runner", runner]
+    return subprocess.Popen(argv, cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"sweep ended early ({proc.returncode}):\n{proc.stdout.read() if proc.stdout else ''}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("timed out waiting for the sweep")
+        time.sleep(0.05)
+
+
+def _partial(out: Path) -> list[Path]:
+    return [p.parent for p in (out / "runs").glob("*/checkpoint.pt") if not (p.parent / "summary.json").exists()]
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_cells(tmp_path: Path, fake: tuple[str, ...]) -> None:
+    out = tmp_path / "sweep"
+    env = {**os.environ, "FAKE_STEP_SLEEP": "0.05"}  # 20 steps ≈ 1 s per cell
+    flags = ["--steps", "20", "--eval-every", "5", "--eval-episodes", "2", "--save-every", "5"]
+    proc = _start_sweep(out, " ".join(fake), flags, env)
+    _wait_for(lambda: len(summaries(out)) >= 2 and _partial(out), 60, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and every runner, no clean-up at all
+    proc.wait()
+    finished_before = summaries(out)
+    partial = _partial(out)
+    assert 2 <= len(finished_before) < 8 and partial
+
+    proc = _start_sweep(out, " ".join(fake), flags, {**env, "FAKE_STEP_SLEEP": "0"})
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, log
+    after = summaries(out)
+    assert len(after) == 8
+    assert all(after[k] == t for k, t in finished_before.items())  # finished cells untouched
+    calls = invocations(tmp_path)
+    for key in finished_before:
+        assert [kind for kind, k, _ in calls if k == key] == ["start"]
+    resumed = {k for kind, k, _ in calls if kind == "resume"}
+    assert {p.name for p in partial} <= resumed
+    for run_dir in (out / "runs").iterdir():
+        assert eval_steps(run_dir) == [5, 10, 15, 20]  # each evaluation exactly once
+
+
+def test_sigint_stops_the_sweep_and_a_rerun_resumes(tmp_path: Path, fake: tuple[str, ...]) -> None:
+    out = tmp_path / "sweep"
+    env = {**os.environ, "FAKE_STEP_SLEEP": "0.05"}
+    flags = ["--steps", "40", "--eval-every", "10", "--eval-episodes", "2", "--save-every", "10"]
+    proc = _start_sweep(out, " ".join(fake), flags, env)
+    _wait_for(lambda: len(list((out / "runs").glob("*/checkpoint.pt"))) >= 2, 60, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
+    log, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, log
+    assert "interrupted" in log
+    status = json.loads((out / "status.json").read_text())["cells"]
+    assert "interrupted" in {e["state"] for e in status.values()}
+    proc = _start_sweep(out, " ".join(fake), flags, {**env, "FAKE_STEP_SLEEP": "0"})
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, log
+    assert any(kind == "resume" for kind, _, _ in invocations(tmp_path))
+    for run_dir in (out / "runs").iterdir():
+        assert eval_steps(run_dir) == [10, 20, 30, 40]
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def test_ray_backend_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from offrl.sweep.ray_backend import MissingExtraError, import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingExtraError, match=r"offrl\[ray\]"):
+        import_ray()
+
+
+# ---------------------------------------------------------------- the real `offrl run`
+
+
+def _core_ready() -> bool:
+    try:
+        import offrl.cli.run  # noqa: F401
+        import offrl.trainer.trainer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_core = pytest.mark.skipif(not _core_ready(), reason="offrl run (the core trainer) is not importable")
+
+#: A few hundred bandit iterations with the bandit preset's small networks: seconds per run, and a
+#: checkpoint every 10 iterations so a kill lands between checkpoints of a running cell.
+REAL_FLAGS = ["--preset", "bandit", "--steps", "200", "--eval-every", "100", "--eval-episodes", "5",
+              "--save-every", "10", "--set", "trainer.log_every=50"]
+REAL_CRITICS, REAL_ACTORS = "expectile,quantile", "gaussian-awr,ddpg-bc"
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with a 300-episode bandit: each run loads it in a fraction of the default's ~6 s."""
+    if not _core_ready():
+        pytest.skip("offrl run (the core trainer) is not importable")
+    from offrl.data.writer import ensure_dataset
+
+    root = tmp_path_factory.mktemp("minari-small")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MINARI_DATASETS_PATH", str(root))
+    try:
+        ensure_dataset(BANDIT, episodes=300)
+    finally:
+        mp.undo()
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_sweep(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny grid with the real runner, SIGKILLed mid-way and rerun to completion (checked below)."""
+    out = tmp_path_factory.mktemp("real") / "sweep"
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(small_store), "HF_HUB_OFFLINE": "1"}
+    proc = _start_sweep(out, "", REAL_FLAGS, env, actors=REAL_ACTORS)
+    _wait_for(lambda: len(summaries(out)) >= 2 and bool(_partial(out)), 300, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = summaries(out)
+    partial = {p.name for p in _partial(out)}
+    (out / "killed.json").write_text(json.dumps({"finished": before, "partial": sorted(partial)}))
+    proc = _start_sweep(out, "", REAL_FLAGS, env, actors=REAL_ACTORS)
+    log, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, log
+    return out
+
+
+def _attempts(out: Path, key: str) -> list[str]:
+    """'start' / 'resume' for each attempt the sweep logged for a cell."""
+    text = (out / "logs" / f"{key}.log").read_text()
+    return [line.split()[3].rstrip(":") for line in text.splitlines() if line.startswith("=== ")]
+
+
+@pytest.mark.slow
+@needs_core
+def test_real_sweep_killed_and_rerun_finishes_without_rerunning(real_sweep: Path) -> None:
+    out = real_sweep
+    killed = json.loads((out / "killed.json").read_text())
+    after = summaries(out)
+    assert len(after) == 8 and 2 <= len(killed["finished"]) < 8 and killed["partial"]
+    for key, mtime in killed["finished"].items():
+        assert after[key] == mtime  # a finished cell's summary was not rewritten
+        assert _attempts(out, key) == ["start"]  # ... and the cell never started again
+    for key in killed["partial"]:
+        assert _attempts(out, key) == ["start", "resume"]  # resumed from its checkpoint
+    for run_dir in (out / "runs").iterdir():
+        assert eval_steps(run_dir) == [100, 200]  # each evaluation once, resumed or not
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["trainer"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+        assert config["preset"] == "bandit"
+
+
+@pytest.mark.slow
+@needs_core
+def test_real_sweep_report(real_sweep: Path, tmp_path: Path) -> None:
+    from offrl.report.build import build_report, write_report
+
+    report = build_report([real_sweep], reps=1000, seed=0)
+    assert len(report.evals) == 8 * 2  # one row per run × evaluation
+    assert report.evals.groupby("run_dir")["step"].apply(list).map(lambda s: s == [100, 200]).all()
+    assert set(report.aggregate["pairing"]) == {
+        f"{c}+{a}" for c in REAL_CRITICS.split(",") for a in REAL_ACTORS.split(",")}
+    written = write_report(report, tmp_path / "report")
+    assert (tmp_path / "report" / "report.md").exists()
+    if not written.plot_message:
+        assert (tmp_path / "report" / "learning_curves.png").exists()
+
+
+@pytest.mark.slow
+@needs_core
+def test_real_failing_cell_is_reported(tmp_path: Path, small_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(small_store))
+    spec = SweepSpec(critics=("expectile",), actors=("gaussian-awr",), seeds=(0,),
+                     grid=(("critic.tau", ("1.5",)),), run=RunOptions(preset="bandit", steps=20))
+    outcome = run_sweep(spec, tmp_path / "sweep", live=False)
+    assert outcome.exit_code == 1
+    [key] = outcome.keys("failed")
+    assert "critic.tau must be in (0, 1), got 1.5" in outcome.results[key].message
+    assert "critic.tau must be in (0, 1)" in (tmp_path / "sweep" / "runs" / key / "error.txt").read_text()
+
+
+def test_ray_backend_gives_the_same_cells(tmp_path: Path, fake: tuple[str, ...]) -> None:
+    """The tiny sweep on a private local Ray instance: the same cells, the same evaluations as locally."""
+    pytest.importorskip("ray")
+    local = run_sweep(tiny_spec(), tmp_path / "local", runner=fake, live=False)
+    spec = SweepSpec(**{**tiny_spec().__dict__, "backend": BackendOptions(name="ray", workers=2)})
+    remote = run_sweep(spec, tmp_path / "ray", runner=fake, live=False)
+    assert local.exit_code == remote.exit_code == 0
+    assert set(summaries(tmp_path / "local")) == set(summaries(tmp_path / "ray")) == {c.key for c in local.cells}
+    for key in summaries(tmp_path / "ray"):
+        assert eval_steps(tmp_path / "ray" / "runs" / key) == eval_steps(tmp_path / "local" / "runs" / key)
+
+
+@pytest.mark.slow
+@needs_core
+@pytest.mark.skipif(os.environ.get("OFFRL_TEST_REAL_RAY") != "1",
+                    reason="~2 min on 2 cores; set OFFRL_TEST_REAL_RAY=1 to run the real runner on Ray")
+def test_real_runner_on_ray_gives_the_same_cells(
+    real_sweep: Path, small_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(small_store))
+    from offrl.cli.sweep import resolve_spec
+
+    args = sweep_parser().parse_args(["sweep", "--critics", REAL_CRITICS, "--actors", REAL_ACTORS, "--seeds", "0,1",
+                                      "--backend", "ray", "--workers", "2", *REAL_FLAGS])
+    outcome = run_sweep(resolve_spec(args), tmp_path / "ray", live=False)
+    assert outcome.exit_code == 0, outcome.results
+    assert set(summaries(tmp_path / "ray")) == set(summaries(real_sweep)) == {c.key for c in outcome.cells}
+    for key in summaries(real_sweep):
+        assert eval_steps(tmp_path / "ray" / "runs" / key) == [100, 200]
