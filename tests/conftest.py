@@ -14,6 +14,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def session_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Minari store shared by the session, holding the built-in bandit dataset."""
+    os.environ["OFFRL_CACHE_DIR"] = str(tmp_path_factory.mktemp("offrl-cache"))  # never ~/.cache in tests
     root = tmp_path_factory.mktemp("minari")
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(root)

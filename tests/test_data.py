@@ -136,3 +136,28 @@ def test_concurrent_builtin_creation_builds_once(empty_store: Path) -> None:
     assert len(set(mtimes)) == 1  # built once, the others waited and reused it
     assert local_dataset_ids() == ["offrl/bandit/multimodal-v0"]
     assert not list(empty_store.glob(".offrl-write-*"))  # no temp directories left behind
+
+
+def test_flattened_tables_are_cached_and_invalidated(empty_store: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from offrl.data import cache
+
+    monkeypatch.setenv("OFFRL_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(4)
+    write_episodes("test/cache/a-v0", [episode(5, 3, 2, rng, True)], BOX3, gym.spaces.Box(-1, 1, (2,), np.float32))
+    first = load_offline_dataset("test/cache/a-v0")
+    entries = list((tmp_path / "cache").glob("*.npz"))
+    assert len(entries) == 1
+    calls = []
+    monkeypatch.setattr("offrl.data.dataset.flatten_episodes", lambda ds: calls.append(1))
+    second = load_offline_dataset("test/cache/a-v0")  # served from the cache: flatten_episodes not called
+    assert calls == []
+    for name in ("observations", "actions", "rewards", "next_observations", "terminals", "episode_returns"):
+        np.testing.assert_array_equal(getattr(first.arrays, name), getattr(second.arrays, name))
+    # touching the dataset's files changes the key
+    data = empty_store / "test/cache/a-v0/data/main_data.hdf5"
+    old_key = cache.cache_key(data.parent)
+    os.utime(data, ns=(data.stat().st_atime_ns, data.stat().st_mtime_ns + 10**9))
+    assert cache.cache_key(data.parent) != old_key
+    monkeypatch.setenv("OFFRL_DATASET_CACHE", "0")
+    assert not cache.enabled()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
 from offrl.data.builtin import BUILTIN_DATASETS
+from offrl.data.cache import cached
 from offrl.data.flatten import flat_dim, flatten_obs
 from offrl.data.preprocess import (
     ActionScaler,
@@ -196,7 +198,7 @@ def load_offline_dataset(
     ``obs_normalizer`` reuses saved statistics (on resume) instead of refitting.
     """
     ds = read_minari(dataset_id)
-    arrays = flatten_episodes(ds)
+    arrays = cached(Path(ds.spec.data_path), lambda: flatten_episodes(ds))
     check_finite(arrays, dataset_id)
     obs_space, act_space = ds.spec.observation_space, ds.spec.action_space
     if not isinstance(act_space, gym.spaces.Box):
