@@ -410,7 +410,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_cells(tmp_path: Path, f
 
 def test_sigint_stops_the_sweep_and_a_rerun_resumes(tmp_path: Path, fake: tuple[str, ...]) -> None:
     out = tmp_path / "sweep"
-    env = {**os.environ, "FAKE_STEP_SLEEP": "0.05"}
+    env = {**os.environ, "FAKE_STEP_SLEEP": "0.5"}
     flags = ["--steps", "40", "--eval-every", "10", "--eval-episodes", "2", "--save-every", "10"]
     proc = _start_sweep(out, " ".join(fake), flags, env)
     _wait_for(lambda: len(list((out / "runs").glob("*/checkpoint.pt"))) >= 2, 60, proc)
@@ -563,8 +563,6 @@ def test_ray_backend_gives_the_same_cells(tmp_path: Path, fake: tuple[str, ...])
 
 @pytest.mark.slow
 @needs_core
-@pytest.mark.skipif(os.environ.get("OFFRL_TEST_REAL_RAY") != "1",
-                    reason="~2 min on 2 cores; set OFFRL_TEST_REAL_RAY=1 to run the real runner on Ray")
 def test_real_runner_on_ray_gives_the_same_cells(
     real_sweep: Path, small_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
