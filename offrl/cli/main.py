@@ -14,7 +14,7 @@ import sys
 from offrl.errors import OfflineRLError
 
 #: Subcommand modules, in the order ``offrl --help`` lists them.
-COMMANDS: tuple[str, ...] = ("run", "list", "sweep", "report")
+COMMANDS: tuple[str, ...] = ("run", "list", "sweep", "report", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

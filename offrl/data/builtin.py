@@ -37,6 +37,8 @@ def register_builtin(spec: BuiltinDataset) -> BuiltinDataset:
 def _load_builtin_recipes() -> None:
     """Import the modules that register built-in datasets."""
     from offrl.data.recipes import bandit  # noqa: F401
+    from offrl.data.recipes import pointmaze  # noqa: F401  (gymnasium-robotics imported lazily)
+    from offrl.data.recipes import locomotion  # noqa: F401  (stable-baselines3 imported lazily)
 
 
 _load_builtin_recipes()

@@ -1,0 +1,193 @@
+"""``offrl data``: list, inspect, download or generate datasets (standard Minari format).
+
+``offrl data list``                      built-in ids (present or not) and other local datasets
+``offrl data info ID``                   episodes, spaces, returns, reference scores, recipe
+``offrl data download ID``               Minari's remote download (fails fast offline)
+``offrl data make ID [--seed S] [--quick] [--steps N | --episodes N | --sac-steps N]``
+                                         generate a built-in dataset into the local store
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import shutil
+import time
+from typing import Any
+
+from offrl.errors import OfflineRLError
+
+#: Budget flags of ``make``: (flag, recipe keyword, help).
+BUDGET_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--episodes", "episodes", "number of episodes (bandit)"),
+    ("--steps", "steps", "transitions per dataset (PointMaze, locomotion)"),
+    ("--sac-steps", "sac_steps", "online SAC training steps (locomotion)"),
+    ("--eval-episodes", "eval_episodes", "episodes per reference score (PointMaze)"),
+)
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "data",
+        help="list, inspect, download or generate datasets",
+        description="Datasets live in the local Minari store (MINARI_DATASETS_PATH, else "
+        "~/.minari/datasets). Built-in ids (namespace offrl/) are generated locally; other "
+        "Minari ids are downloaded.",
+    )
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+
+    q = dsub.add_parser("list", help="built-in datasets (and whether they are local) and other local datasets")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    q = dsub.add_parser("info", help="size, spaces, returns, reference scores and recipe of a local dataset")
+    q.add_argument("dataset_id", metavar="ID")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    q = dsub.add_parser("download", help="download a Minari dataset (needs network and offrl[hf])")
+    q.add_argument("dataset_id", metavar="ID")
+    q.add_argument("--force", action="store_true", help="download again even if present locally")
+
+    q = dsub.add_parser(
+        "make",
+        help="generate a built-in dataset",
+        description="Generate a built-in dataset, deterministic for --seed. Budget flags override the "
+        "recipe's default budget (see docs/datasets.md); --quick uses a tiny smoke-test budget. "
+        "A locomotion id makes every missing dataset of its family from one SAC run.",
+    )
+    q.add_argument("dataset_id", metavar="ID")
+    q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    q.add_argument("--quick", action="store_true", help="tiny budget for smoke tests")
+    q.add_argument("--force", action="store_true", help="replace the dataset if it is already present")
+    for flag, dest, help_ in BUDGET_FLAGS:
+        q.add_argument(flag, dest=dest, type=int, default=None, metavar="N", help=help_)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"list": _list, "info": _info, "download": _download, "make": _make}[args.data_command](args)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _list(args: argparse.Namespace) -> int:
+    from offrl.data.info import list_datasets
+    from offrl.data.store import datasets_root
+
+    rows = list_datasets()
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], indent=1))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"datasets (store: {datasets_root()})", title_justify="left")
+    for col in ("id", "local", "episodes", "transitions", "description"):
+        table.add_column(col, no_wrap=col == "id")
+    for r in rows:
+        desc = r.description + (f"  [extra: {r.extra}]" if r.extra and not r.local else "")
+        table.add_row(
+            r.dataset_id if r.builtin else f"[cyan]{r.dataset_id}[/]",
+            "yes" if r.local else "-",
+            f"{r.episodes:,}" if r.episodes is not None else "",
+            f"{r.transitions:,}" if r.transitions is not None else "",
+            desc,
+        )
+    _console().print(table)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from offrl.data.info import render_summary, summarize
+
+    summary = summarize(args.dataset_id)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=1))
+    else:
+        _console().print(render_summary(summary))
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from offrl.data.download import download
+    from offrl.data.info import render_summary, summarize
+    from offrl.data.store import is_local
+
+    console = _console()
+    if is_local(args.dataset_id) and not args.force:
+        console.print(f"'{args.dataset_id}' is already in the local store (use --force to download again).")
+        return 0
+    path = download(args.dataset_id, force=args.force, announce=console.print)
+    console.print(f"Downloaded to {path}")
+    console.print(render_summary(summarize(args.dataset_id)))
+    return 0
+
+
+def check_requirements(spec: Any) -> None:
+    """A built-in recipe's optional packages must be importable; the error names the extra."""
+    import importlib.util
+
+    missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        raise OfflineRLError(
+            f"Generating '{spec.id}' needs {', '.join(missing)}: `pip install 'offrl[{spec.extra}]'`."
+        )
+
+
+def budget_for(spec: Any, quick: bool, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's default (or quick) budget with the user's flags applied, checked against ``make``."""
+    budget = dict(spec.quick_budget if quick else spec.default_budget)
+    params = inspect.signature(spec.make).parameters
+    accepted = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    bad = [k for k in given if k not in accepted]
+    if bad:
+        flags = {dest: flag for flag, dest, _ in BUDGET_FLAGS}
+        valid = [flags[d] for d in flags if d in accepted]
+        raise OfflineRLError(
+            f"'{spec.id}' has no budget option {', '.join(flags[k] for k in bad)}; "
+            f"its options: {', '.join(valid) or '(none)'}."
+        )
+    for key, value in given.items():
+        if value < 1:
+            raise OfflineRLError(f"{key.replace('_', '-')} must be positive (got {value}).")
+    budget.update(given)
+    return budget
+
+
+def _make(args: argparse.Namespace) -> int:
+    from offrl.data.builtin import BUILTIN_DATASETS
+    from offrl.data.info import render_summary, summarize
+    from offrl.data.store import dataset_dir, is_local, local_dataset_ids, validate_id
+    from offrl.data.writer import dataset_lock
+
+    validate_id(args.dataset_id)
+    if args.dataset_id not in BUILTIN_DATASETS and not args.dataset_id.startswith("offrl/"):
+        raise OfflineRLError(
+            f"'{args.dataset_id}' is not a built-in dataset, so offrl cannot generate it: download it "
+            f"with `offrl data download {args.dataset_id}`. Built-in ids: `offrl data list`."
+        )
+    spec = BUILTIN_DATASETS.get(args.dataset_id)  # unknown offrl/ ids: error with suggestions
+    check_requirements(spec)
+    budget = budget_for(spec, args.quick, {dest: getattr(args, dest) for _, dest, _ in BUDGET_FLAGS})
+    console = _console()
+    with dataset_lock(args.dataset_id):
+        if is_local(args.dataset_id):
+            if not args.force:
+                raise OfflineRLError(
+                    f"'{args.dataset_id}' is already in the local store ({dataset_dir(args.dataset_id)}); "
+                    "use --force to replace it."
+                )
+            shutil.rmtree(dataset_dir(args.dataset_id))
+        before = set(local_dataset_ids())
+        console.print(f"Making '{args.dataset_id}' (seed {args.seed}, budget {budget}) ...")
+        start = time.perf_counter()
+        spec.make(args.dataset_id, seed=args.seed, **budget)
+        seconds = time.perf_counter() - start
+    also = sorted(set(local_dataset_ids()) - before - {args.dataset_id})
+    console.print(f"Made '{args.dataset_id}' in {seconds:.1f} s" + (f"; also made {', '.join(also)}" if also else ""))
+    console.print(render_summary(summarize(args.dataset_id)))
+    return 0
