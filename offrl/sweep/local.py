@@ -47,6 +47,10 @@ class LocalBackend:
         def on_start(key: str, proc: subprocess.Popen) -> None:
             with guard:
                 procs[key] = proc
+            # A runner started just as the sweep was stopped may have missed _stop_runners' last look:
+            # registering first, then checking, means either that look or this check sees it.
+            if stop.is_set():
+                proc.send_signal(signal.SIGINT)
             listener.cell_started(key)
 
         def work(job: CellJob) -> CellResult:
