@@ -362,8 +362,15 @@ def _start_sweep(
             "--critics", "expectile,quantile", "--actors", actors, "--seeds", "0,1", *extra]
     if runner:
         argv += ["--runner", runner]
-    return subprocess.Popen(argv, cwd=REPO, env=env, start_new_session=True,
+    return subprocess.Popen(argv, cwd=REPO, env=env, start_new_session=True, preexec_fn=_default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _default_sigint() -> None:
+    """Give the sweep a terminal's SIGINT disposition. A test run started in the background by a
+    non-interactive shell (CI, nohup) inherits SIGINT as *ignored*, and Python then installs no
+    KeyboardInterrupt handler, so Ctrl-C could not be simulated."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:  # type: ignore[no-untyped-def]
