@@ -148,7 +148,8 @@ def check_shapes(arrays: TransitionArrays, obs_space: gym.Space, act_space: gym.
 def _env_factory(ds: Any) -> Callable[[], gym.Env] | None:
     """A factory for the evaluation environment recorded in the dataset, or None."""
     spec = ds.spec
-    if getattr(spec, "eval_env_spec", None) is None and getattr(spec, "env_spec", None) is None:
+    # Minari keeps the eval env spec on the dataset (``_eval_env_spec``), not on ``ds.spec``.
+    if getattr(ds, "_eval_env_spec", None) is None and getattr(spec, "env_spec", None) is None:
         return None
 
     def make() -> gym.Env:
@@ -176,8 +177,8 @@ def _register_robotics(dataset_id: str) -> None:
     import io
 
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a notice on import
-            import gymnasium_robotics
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import gymnasium_robotics  # prints an unrelated Adroit notice on import
     except ImportError:
         raise DatasetError(
             f"Evaluating '{dataset_id}' needs gymnasium-robotics: `pip install 'offrl[maze]'`."
