@@ -60,6 +60,7 @@ from offrl.data.recipes.locomotion_sac import (
     write_training_record,
 )
 from offrl.errors import OfflineRLError
+from offrl.data.recipes.progress import recipe_progress
 
 ENVS: dict[str, str] = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 KINDS: tuple[str, ...] = ("random", "medium", "expert", "medium-replay", "medium-expert")
@@ -176,7 +177,7 @@ def _make_missing(
     if not missing:
         return {k: dataset_dir(i) for k, i in ids.items()}
     policy_dir = datasets_root() / prefix / "policies" / f"seed{seed}-sac{budget.sac_steps}"
-    with _progress() as progress:
+    with recipe_progress() as progress:
         record = _reusable_record(policy_dir, budget, env_id)
         replay: dict[str, np.ndarray] | None = None
         if record is None or "medium-replay" in missing:
@@ -377,19 +378,6 @@ def _recipe_metadata(
         "ref_min_policy": f"uniform random actions, mean of {record['ref_episodes']} episodes",
         "ref_max_policy": f"expert (final SAC) policy, deterministic, mean of {record['ref_episodes']} episodes",
     }
-
-
-def _progress() -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
 
 
 for _env_name in ENVS:

@@ -36,6 +36,7 @@ import numpy as np
 from offrl.data.builtin import BuiltinDataset, register_builtin
 from offrl.data.recipes.maze_controller import MazeGrid, WaypointController
 from offrl.errors import OfflineRLError
+from offrl.data.recipes.progress import recipe_progress
 
 NOISE_STD = 0.5  # D4RL maze2d's action noise
 EXTRA = "maze"
@@ -298,7 +299,7 @@ def make(
     if steps < 1 or eval_episodes < 1:
         raise OfflineRLError(f"steps and eval_episodes must be positive (got {steps}, {eval_episodes}).")
     start = time.perf_counter()
-    with _progress() as progress:
+    with recipe_progress() as progress:
         task = progress.add_task(f"{dataset_id}: controller", total=steps)
         episodes, stats = collect(maze, steps, seed, noise, on_step=lambda n: progress.advance(task, n))
         progress.update(task, completed=steps)
@@ -340,19 +341,6 @@ def make(
     data_env.close()
     eval_env.close()
     return path
-
-
-def _progress() -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
 
 
 for _maze in MAZES.values():
