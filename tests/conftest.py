@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from offrl.data.writer import ensure_dataset, minari_root
+
 torch.set_num_threads(1)
 
 
@@ -16,17 +18,8 @@ def session_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Minari store shared by the session, holding the built-in bandit dataset."""
     os.environ["OFFRL_CACHE_DIR"] = str(tmp_path_factory.mktemp("offrl-cache"))  # never ~/.cache in tests
     root = tmp_path_factory.mktemp("minari")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
-        from offrl.data.writer import ensure_dataset
-
+    with minari_root(root):
         ensure_dataset("offrl/bandit/multimodal-v0")
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
     return root
 
 

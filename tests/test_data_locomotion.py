@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
+from offrl.data.writer import minari_root
 from offrl.data.recipes import locomotion  # noqa: E402
 from offrl.data.recipes.locomotion_rollout import transitions_to_episodes  # noqa: E402
 
@@ -22,15 +23,8 @@ PREFIX = "offrl/hopper"
 
 
 def _make_in(root: Path, **budget: Any) -> None:
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
+    with minari_root(root):
         locomotion.make_family("Hopper-v5", PREFIX, seed=0, **budget)
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
 
 
 @pytest.fixture(scope="module")

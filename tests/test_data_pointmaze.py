@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("gymnasium_robotics")
 
+from offrl.data.writer import minari_root
 from offrl.data.recipes import pointmaze  # noqa: E402
 from offrl.data.recipes.maze_controller import MazeGrid  # noqa: E402
 
@@ -24,15 +25,8 @@ STEPS = 3000
 def umaze_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A store holding a small generated umaze dataset (seed 0)."""
     root = tmp_path_factory.mktemp("pointmaze-store")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
+    with minari_root(root):
         pointmaze.make(DATASET_ID, seed=0, steps=STEPS, eval_episodes=4)
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
     yield root
 
 

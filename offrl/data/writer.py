@@ -34,7 +34,8 @@ def dataset_lock(dataset_id: str, timeout: float = 3600.0) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _minari_root(path: Path) -> Iterator[None]:
+def minari_root(path: str | Path) -> Iterator[None]:
+    """Point ``MINARI_DATASETS_PATH`` at ``path`` for the duration of the block (Minari reads it per call)."""
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(path)
     try:
@@ -97,7 +98,7 @@ def write_minari_dataset(
     root.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=".offrl-write-", dir=root))
     try:
-        with _minari_root(tmp_root), warnings.catch_warnings():
+        with minari_root(tmp_root), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = minari.create_dataset_from_buffers(
                 dataset_id,
