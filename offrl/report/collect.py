@@ -16,7 +16,6 @@ Robustness rules, because runs may have crashed or been resumed:
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -24,47 +23,14 @@ import numpy as np
 import pandas as pd
 
 from offrl.errors import RunDirError
+from offrl.rundir import CONFIG, EVAL_LOG, SUMMARY, find_run_dirs, read_jsonl
+from offrl.rundir import read_json as _read_json
 
 #: Columns of the collected DataFrame, in order.
 COLUMNS: tuple[str, ...] = (
     "sweep", "run", "run_dir", "critic", "actor", "variant", "pairing", "dataset", "seed", "status",
     "step", "time_s", "return_mean", "return_std", "score", "score_std", "episodes",
 )
-
-
-def find_run_dirs(path: Path) -> list[Path]:
-    """Run directories at or below ``path`` (folders holding a ``config.json``), sorted."""
-    if (path / "config.json").is_file():
-        return [path]
-    return sorted({p.parent for p in path.rglob("config.json")})
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a .jsonl file; unreadable lines (a torn last write) are skipped."""
-    rows: list[dict[str, Any]] = []
-    try:
-        text = path.read_text()
-    except OSError:
-        return rows
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def sweep_variants(root: Path) -> dict[str, str]:
@@ -90,10 +56,10 @@ def _name(section: Any) -> str | None:
 
 def load_run(run_dir: Path, sweep: str = "", variant: str = "") -> pd.DataFrame:
     """The evaluations of one run as rows (empty if it has none yet); raises if ``config.json`` is unusable."""
-    config = _read_json(run_dir / "config.json")
+    config = _read_json(run_dir / CONFIG)
     if config is None:
-        raise RunDirError(f"'{run_dir / 'config.json'}' is missing or not valid JSON.")
-    summary = _read_json(run_dir / "summary.json") or {}
+        raise RunDirError(f"'{run_dir / CONFIG}' is missing or not valid JSON.")
+    summary = _read_json(run_dir / SUMMARY) or {}
     critic = _name(config.get("critic")) or summary.get("critic")
     actor = _name(config.get("actor")) or summary.get("actor")
     data = config.get("data") or {}
@@ -103,9 +69,9 @@ def load_run(run_dir: Path, sweep: str = "", variant: str = "") -> pd.DataFrame:
     seed = trainer.get("seed", summary.get("seed")) if isinstance(trainer, dict) else summary.get("seed")
     missing = [k for k, v in (("critic", critic), ("actor", actor), ("dataset", dataset), ("seed", seed)) if v is None]
     if missing:
-        raise RunDirError(f"'{run_dir / 'config.json'}' does not name the run's {', '.join(missing)}.")
+        raise RunDirError(f"'{run_dir / CONFIG}' does not name the run's {', '.join(missing)}.")
 
-    rows = read_jsonl(run_dir / "eval.jsonl")
+    rows = read_jsonl(run_dir / EVAL_LOG)
     evals = pd.DataFrame(rows)
     if evals.empty or "step" not in evals:
         evals = pd.DataFrame({"step": pd.Series(dtype="int64")})

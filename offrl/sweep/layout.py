@@ -16,17 +16,12 @@ lock files live outside the run directory so the run directory holds nothing
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUMMARY = "summary.json"
-CHECKPOINT = "checkpoint.pt"
-EVAL_LOG = "eval.jsonl"
-ERROR = "error.txt"
+from offrl.rundir import CHECKPOINT, ERROR, EVAL_LOG, SUMMARY, last_row, read_json, run_state  # noqa: F401
+from offrl.rundir import write_json
 
 
 @dataclass(frozen=True)
@@ -59,60 +54,21 @@ class SweepLayout:
 
 def is_finished(run_dir: Path) -> bool:
     """True when the run wrote a ``summary.json`` with status ``finished``."""
-    summary = read_json(run_dir / SUMMARY)
-    return bool(summary) and summary.get("status") == "finished"
+    return run_state(run_dir) == "finished"
 
 
 def disk_state(run_dir: Path) -> str:
     """'finished', 'failed' (error.txt), 'partial' (resumable checkpoint) or 'pending'."""
-    if is_finished(run_dir):
-        return "finished"
-    if (run_dir / ERROR).exists():
-        return "failed"
-    if (run_dir / CHECKPOINT).exists():
-        return "partial"
-    return "pending"
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or ``None`` if it is missing or unreadable (e.g. half written)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    state = run_state(run_dir)
+    return "failed" if state == "diverged" else state
 
 
 def last_eval(run_dir: Path) -> dict[str, Any] | None:
     """The last complete row of ``eval.jsonl`` (a torn last line from a crash is ignored)."""
-    path = run_dir / EVAL_LOG
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 8192))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            return row
-    return None
+    return last_row(run_dir / EVAL_LOG)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so readers never see a half-written file (temp file + rename)."""
+    """Write JSON so readers never see a half-written file (creating the parent folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, data)

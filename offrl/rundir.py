@@ -1,0 +1,236 @@
+"""The run-directory format, in one torch-free module shared by the trainer, the sweep and the report.
+
+::
+
+    RUN_DIR/
+      config.json        the resolved config (strict JSON; non-finite numbers as "inf", "-inf", "nan")
+      train.jsonl        one row per log interval: step, time_s, averaged training metrics
+      eval.jsonl         one row per evaluation: step, time_s, returns, normalised score
+      obs_stats.json     observation normalisation statistics (when data.normalize_obs)
+      checkpoint.pt      everything needed to continue exactly (atomic)
+      checkpoint.prev.pt the checkpoint before it (kept so a damaged latest one is not fatal)
+      summary.json       written when the run ends: status "finished" or "diverged"
+      error.txt          written by ``offrl sweep`` when a cell failed
+
+    GROUP_DIR/           a multi-seed run (``offrl run --seeds 0-7 --out GROUP_DIR``)
+      group.json         the seeds and their run directories
+      seed<S>/           an ordinary run directory per seed
+
+Every file is written atomically (a uniquely named temporary file in the same
+directory, then a rename), so a reader never sees half a file and two writers
+never collide on a temporary name. JSON is strict: ``NaN`` and ``Infinity``
+are not JSON, so logs and summaries record non-finite numbers as ``null``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+TRAIN_LOG = "train.jsonl"
+EVAL_LOG = "eval.jsonl"
+OBS_STATS = "obs_stats.json"
+CHECKPOINT = "checkpoint.pt"
+PREV_CHECKPOINT = "checkpoint.prev.pt"
+ERROR = "error.txt"
+GROUP = "group.json"
+
+#: The states :func:`run_state` reports.
+STATES = ("finished", "diverged", "failed", "partial", "pending")
+
+
+# ------------------------------------------------------------------ JSON
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (for logs and summaries)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def floats_as_text(obj: Any) -> Any:
+    """``obj`` with non-finite floats written as ``"inf"``, ``"-inf"`` or ``"nan"`` (for configs,
+    whose values are read back through the same type conversion as ``--set``)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: floats_as_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [floats_as_text(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON (raises on NaN/inf: callers clean values first)."""
+    return json.dumps(obj, indent=indent, allow_nan=False)
+
+
+def write_text_atomic(path: Path, text: str, fsync: bool = True) -> None:
+    """Write ``text`` so readers see the old or the new file, never a part (unique temp + rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
+    """Atomically write ``data`` as strict JSON (non-finite floats become ``null``)."""
+    write_text_atomic(Path(path), dumps(finite_or_none(data), indent) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; ``None`` if it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# ------------------------------------------------------------------ JSONL logs
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file; unreadable lines (a torn last write) are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    rows: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append one row (strict JSON, non-finite numbers as null)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(dumps(finite_or_none(row)) + "\n")
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep only rows with ``step <= step`` (atomically); used on resume from a checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        return
+    rows = [r for r in read_jsonl(path) if _step_of(r) is not None and _step_of(r) <= step]
+    write_text_atomic(path, "".join(dumps(finite_or_none(r)) + "\n" for r in rows), fsync=False)
+
+
+def _step_of(row: dict[str, Any]) -> int | None:
+    step = row.get("step")
+    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step) else None
+
+
+def last_row(path: Path, tail_bytes: int = 8192) -> dict[str, Any] | None:
+    """The last complete row of a ``.jsonl`` file (a torn last line is ignored), reading only its tail."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - tail_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            return row
+    return None
+
+
+# ------------------------------------------------------------------ runs and their state
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run directory is a folder holding a ``config.json``."""
+    return (Path(path) / CONFIG).is_file()
+
+
+def find_run_dirs(path: Path) -> list[Path]:
+    """Run directories at or below ``path``, sorted."""
+    path = Path(path)
+    if is_run_dir(path):
+        return [path]
+    return sorted({p.parent for p in path.rglob(CONFIG)})
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    return read_json(Path(run_dir) / SUMMARY)
+
+
+def run_state(run_dir: Path) -> str:
+    """'finished' or 'diverged' (the run ended and says so), 'failed' (a sweep recorded an error),
+    'partial' (a checkpoint to resume from) or 'pending' (nothing to continue)."""
+    run_dir = Path(run_dir)
+    status = (read_summary(run_dir) or {}).get("status")
+    if status in ("finished", "diverged"):
+        return str(status)
+    if (run_dir / ERROR).exists():
+        return "failed"
+    if (run_dir / CHECKPOINT).exists() or (run_dir / PREV_CHECKPOINT).exists():
+        return "partial"
+    return "pending"
+
+
+def has_ended(run_dir: Path) -> bool:
+    """The run reached its end (finished, or stopped for good because it diverged)."""
+    return run_state(run_dir) in ("finished", "diverged")
+
+
+# ------------------------------------------------------------------ multi-seed groups
+
+
+def seed_dir(group_dir: Path, seed: int) -> Path:
+    return Path(group_dir) / f"seed{seed}"
+
+
+def write_group(group_dir: Path, seeds: Iterable[int], run_dirs: Iterable[Path]) -> None:
+    dirs = [str(Path(d).resolve().relative_to(Path(group_dir).resolve()))
+            if Path(d).resolve().is_relative_to(Path(group_dir).resolve()) else str(d) for d in run_dirs]
+    write_json(Path(group_dir) / GROUP, {"seeds": list(seeds), "run_dirs": dirs})
+
+
+def read_group(group_dir: Path) -> list[Path] | None:
+    """The run directories of the multi-seed run in ``group_dir``; ``None`` if it is not one."""
+    data = read_json(Path(group_dir) / GROUP)
+    if data is None or not isinstance(data.get("run_dirs"), list):
+        return None
+    return [Path(group_dir) / d if not Path(d).is_absolute() else Path(d) for d in data["run_dirs"]]
+
+
+__all__ = [
+    "CHECKPOINT", "CONFIG", "ERROR", "EVAL_LOG", "GROUP", "OBS_STATS", "PREV_CHECKPOINT", "STATES", "SUMMARY",
+    "TRAIN_LOG", "append_jsonl", "dumps", "find_run_dirs", "finite_or_none", "floats_as_text", "has_ended",
+    "is_run_dir", "last_row", "read_group", "read_json", "read_jsonl", "read_summary", "run_state", "seed_dir",
+    "truncate_jsonl", "write_group", "write_json", "write_text_atomic",
+]
