@@ -24,35 +24,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import offrl  # noqa: E402
 from offrl.trainer.evaluation import Evaluator  # noqa: E402
-from offrl.trainer.trainer import Trainer  # noqa: E402
+from offrl.trainer.trainer import start  # noqa: E402
 
 
 def measure(args: argparse.Namespace, threads: int) -> dict[str, float]:
-    overrides = {"trainer.device": args.device, "trainer.threads": threads, "trainer.steps": 10**6}
+    overrides = {"trainer.device": args.device, "trainer.threads": threads, "trainer.steps": 10**6,
+                 "trainer.compile": "off"}
     for item in args.set:
         k, v = item.split("=", 1)
         overrides[k] = v
     cfg = offrl.make_config(critic=args.critic, actor=args.actor, dataset=args.dataset, preset=args.preset,
                             overrides=overrides)
     with tempfile.TemporaryDirectory() as d:
-        trainer = Trainer(cfg, Path(d) / "run", show_progress=False)
+        trainer = start(cfg, Path(d) / "run")
+        learner = trainer.learner
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-        for _ in range(args.warmup):
-            trainer.train_step()
+        learner.train(args.warmup)
         sync()
         rates = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            for _ in range(args.updates):
-                trainer.train_step()
-            trainer.metrics.means()  # include the once-per-log host sync
+            learner.train(args.updates)
+            learner.read_metrics()  # include the once-per-log host sync
             sync()
             rates.append(args.updates / (time.perf_counter() - t0))
-        evaluator = Evaluator(trainer.dataset, min(10, args.eval_episodes), trainer.device)
+        evaluator = Evaluator(trainer.dataset, 1, min(10, args.eval_episodes), trainer.device)
         t0 = time.perf_counter()
-        trainer.evaluate(evaluator)
+        evaluator.evaluate(learner.act, args.eval_episodes, [0], 0)
         eval_s = (time.perf_counter() - t0) / args.eval_episodes
         evaluator.close()
+        trainer.release()
     return {"updates_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "eval_s_per_episode": eval_s}
 
 

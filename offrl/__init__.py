@@ -24,10 +24,12 @@ def make_config(
     steps: int | None = None,
     seed: int | None = None,
     overrides: dict[str, Any] | None = None,
+    seeds: str | None = None,
 ) -> Any:
     """Resolve a :class:`offrl.config.RunConfig` like the CLI does.
 
-    ``overrides`` maps ``"section.key"`` to values, e.g. ``{"critic.tau": 0.9}``.
+    ``overrides`` maps ``"section.key"`` to values, e.g. ``{"critic.tau": 0.9}``; ``seeds``
+    (e.g. ``"0-7"``) trains several seeds in one process.
     """
     from offrl.config import resolve
 
@@ -41,7 +43,8 @@ def make_config(
         section, _, name = key.partition(".")
         top.setdefault(section, {})[name] = value
     for section, key, value in (("critic", "name", critic), ("actor", "name", actor), ("data", "dataset", dataset),
-                                ("trainer", "steps", steps), ("trainer", "seed", seed)):
+                                ("trainer", "steps", steps), ("trainer", "seed", seed),
+                                ("trainer", "seeds", seeds)):
         if value is not None:
             top.setdefault(section, {})[key] = value
     layers.append(top)
@@ -49,7 +52,8 @@ def make_config(
 
 
 def train(cfg: Any, run_dir: Any, show_progress: bool = False) -> Any:
-    """Train ``cfg`` in a new ``run_dir``; returns a :class:`offrl.trainer.trainer.RunResult`."""
+    """Train ``cfg`` in a new ``run_dir``; returns a :class:`offrl.trainer.trainer.RunResult`
+    (a :class:`~offrl.trainer.trainer.GroupResult` with one per seed when ``trainer.seeds`` is set)."""
     from offrl.trainer.trainer import train as _train
 
     return _train(cfg, run_dir, show_progress=show_progress)

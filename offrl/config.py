@@ -48,21 +48,66 @@ class TrainerConfig:
 
     steps: int = field(default=1_000_000, metadata=_help("Trainer iterations"))
     seed: int = field(default=0, metadata=_help("Seed of every RNG the run draws from"))
+    seeds: str = field(
+        default="",
+        metadata=_help("Train several seeds in one process, e.g. '0-7' or '0,3,5' (one run directory each); "
+                       "empty = trainer.seed alone"),
+    )
     device: str = field(default="auto", metadata=_help("auto | cpu | cuda | cuda:N"))
+    compile: str = field(
+        default="auto",
+        metadata=_help("Speed mode: off (eager) | on (torch.compile) | graph (CUDA graphs, CUDA only) | auto "
+                       "(graph on CUDA; on CPU, compile runs of >= 20k steps)"),
+    )
+    steps_per_call: int = field(default=16, metadata=_help("Iterations captured in one CUDA graph (compile=graph)"))
     eval_every: int = field(default=10_000, metadata=_help("Evaluate every N iterations (and at the end)"))
     eval_episodes: int = field(default=10, metadata=_help("Episodes per evaluation"))
-    eval_envs: int = field(default=10, metadata=_help("Vectorised environments used for evaluation"))
+    eval_envs: int = field(default=10, metadata=_help("Vectorised environments per seed used for evaluation"))
     save_every: int = field(default=50_000, metadata=_help("Checkpoint every N iterations (and at the end)"))
     log_every: int = field(default=1_000, metadata=_help("Average and log training metrics every N iterations"))
     threads: int = field(default=0, metadata=_help("CPU intra-op threads; 0 = 1 thread (fastest for these nets)"))
     tensorboard: bool = field(default=False, metadata=_help("Also write TensorBoard logs (needs tensorboard)"))
 
     def __post_init__(self) -> None:
-        for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every"):
+        for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every", "steps_per_call"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"trainer.{n} must be positive, got {getattr(self, n)!r}")
         if self.threads < 0:
             raise ConfigError(f"trainer.threads must be ≥ 0, got {self.threads}")
+        if self.seed < 0:
+            raise ConfigError(f"trainer.seed must be ≥ 0, got {self.seed}")
+        from offrl.learner.learner import SPEED_MODES
+
+        if self.compile not in SPEED_MODES:
+            raise unknown("speed mode (trainer.compile)", self.compile, SPEED_MODES)
+        self.seed_list()  # validates trainer.seeds
+
+    def seed_list(self) -> list[int]:
+        """The seeds this run trains: ``trainer.seeds`` parsed, or ``[trainer.seed]``."""
+        return parse_seed_list(self.seeds) if self.seeds.strip() else [self.seed]
+
+
+def parse_seed_list(text: str) -> list[int]:
+    """Seeds from ``"0-7"`` (inclusive range), ``"0,3,5"`` or a mix (``"0-2,9"``); no duplicates."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            values = range(int(lo), int(hi) + 1) if dash else [int(part)]
+        except ValueError:
+            values = None
+        if values is None or (dash and int(hi) < int(lo)):
+            raise ConfigError(f"trainer.seeds: '{part}' is not a seed or an inclusive range like 0-7 "
+                              f"(seeds are integers >= 0; e.g. --seeds 0-7 or --seeds 0,3,5).")
+        seeds += values
+    if not seeds:
+        raise ConfigError(f"trainer.seeds='{text}' names no seed (e.g. --seeds 0-7 or --seeds 0,3,5).")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"trainer.seeds='{text}' repeats a seed: {sorted(seeds)}.")
+    return seeds
 
 
 @dataclass
@@ -90,11 +135,19 @@ class RunConfig:
         }
 
     def comparable(self) -> dict[str, Any]:
-        """The parts that must match for a run to be resumed (not the version, not the device)."""
+        """The parts that must match for a run to be resumed (not the version, not how it runs)."""
         d = self.to_dict()
         d.pop("offrl_version")
-        d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in ("device", "threads", "tensorboard")}
+        d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in RUNTIME_KEYS}
         return d
+
+    def for_seed(self, seed: int) -> "RunConfig":
+        """The solo configuration of one seed of this run (what its run directory records)."""
+        return dataclasses.replace(self, trainer=dataclasses.replace(self.trainer, seed=seed, seeds=""))
+
+
+#: Trainer keys that decide how a run executes, not what it computes: they may change on resume.
+RUNTIME_KEYS = ("device", "threads", "tensorboard", "compile", "steps_per_call", "seeds")
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

@@ -47,3 +47,24 @@ def episode(T: int, obs_dim: int, act_dim: int, rng: np.random.Generator, termin
         "terminations": np.array([False] * (T - 1) + [terminated]),
         "truncations": np.array([False] * (T - 1) + [not terminated]),
     }
+
+
+class PlainTrainer:
+    """Plain autograd steps on one component's losses (unit tests of a loss against stub critics;
+    the shared learner itself is tested in test_learner.py)."""
+
+    def __init__(self, component: Any, lr: float | None = None) -> None:
+        import torch
+
+        self.component = component
+        self.opts = {name: torch.optim.Adam(g.params, lr=lr if lr is not None else g.lr)
+                     for name, g in component.param_groups().items()}
+
+    def step(self, batch: Any, other: Any, noise: dict | None = None) -> dict:
+        metrics: dict = {}
+        for stage in self.component.stages():
+            loss, metrics = stage.loss(batch, noise or {}, other)
+            self.opts[stage.group].zero_grad(set_to_none=True)
+            loss.backward()
+            self.opts[stage.group].step()
+        return metrics

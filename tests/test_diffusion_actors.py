@@ -9,7 +9,7 @@ import pytest
 import offrl
 from offrl.actors import ACTORS
 from offrl.critics import CRITICS
-from offrl.trainer.trainer import Trainer
+from offrl.trainer.trainer import start
 from tests.helpers import read_jsonl
 
 TINY = {"critic.hidden_dims": [32, 32], "critic.batch_size": 64, "actor.batch_size": 64,
@@ -68,14 +68,17 @@ def test_diffusion_actor_resume_is_exact(tmp_path: Path) -> None:
     cfg = offrl.make_config(actor="diffusion-resample", steps=60, overrides=overrides)
     offrl.train(cfg, tmp_path / "a")
 
-    class Crashing(Trainer):
-        def train_step(self) -> None:
-            if self.step == 45:
-                raise _Crash
-            super().train_step()
+    trainer = start(cfg, tmp_path / "b")
+    train = trainer.learner.train
 
+    def crashing(n: int) -> None:  # dies mid-way between the step-40 checkpoint and the end
+        if trainer.step >= 40:
+            raise _Crash
+        train(n)
+
+    trainer.learner.train = crashing  # type: ignore[method-assign]
     with pytest.raises(_Crash):
-        Crashing(cfg, tmp_path / "b").run()
+        trainer.run()
     offrl.resume(tmp_path / "b")
 
     def logs(d: Path) -> list:

@@ -29,7 +29,7 @@ def test_extending_example_trains(example: dict) -> None:
     assert result.summary["final_score_100"] is not None
     assert "asymmetric-huber" in CRITICS and "bc" in ACTORS
     # the new critic's implicit weight, |τ − 1(u<0)| · min(1, δ/|u|), against hand-computed values
-    critic = CRITICS.get("asymmetric-huber")(example["AsymmetricHuberConfig"](), 2, 2, torch.device("cpu"))
+    critic = CRITICS.get("asymmetric-huber")(example["AsymmetricHuberConfig"](), 2, 2)
     w = critic.implicit_weight_u(torch.tensor([-3.0, 0.0, 0.5, 2.0]))
     torch.testing.assert_close(w, torch.tensor([0.3 / 3.0, 0.7, 0.7, 0.7 / 2.0]))
 

@@ -14,13 +14,12 @@ from offrl.critics.base import IQLCritic
 from offrl.critics.selection import RULES, sample_candidates, sample_index, selection_probs
 from offrl.errors import OfflineRLError
 
-CPU = torch.device("cpu")
 
 
 def critic_with_known_q(name: str, **cfg: object) -> IQLCritic:
     """A real critic whose Q(s, a) = a[0] and V(s) = s[0], so u = Q − V is set by the test."""
     cls = CRITICS.get(name)
-    c = cls(cls.Config(hidden_dims=(8,), **cfg), 1, 1, CPU)
+    c = cls(cls.Config(hidden_dims=(8,), **cfg), 1, 1)
     c.q = lambda obs, act: act[:, 0]  # type: ignore[method-assign]
     c.v = lambda obs: obs[:, 0]  # type: ignore[method-assign]
     return c
@@ -105,7 +104,7 @@ def test_unknown_rule_lists_the_valid_ones() -> None:
 def test_critic_method_delegates_with_a_real_network() -> None:
     cls = CRITICS.get("exponential")
     torch.manual_seed(0)
-    c = cls(cls.Config(hidden_dims=(16, 16)), 3, 2, CPU)
+    c = cls(cls.Config(hidden_dims=(16, 16)), 3, 2)
     obs, cand = torch.randn(4, 3), torch.rand(4, 7, 2) * 2 - 1
     for rule in RULES:
         p = c.selection_probs(obs, cand, rule)
@@ -124,8 +123,8 @@ def test_sampling_frequencies_match_the_probabilities(rule: str, name: str) -> N
     obs = torch.full((n_draws, 1), 1.0)
     cand = q[None, :, None].expand(n_draws, 5, 1)
     p = selection_probs(c, obs[:1], cand[:1], rule)[0]
-    gen = torch.Generator().manual_seed(1234)
-    chosen = sample_candidates(c, obs, cand, rule, generator=gen)
+    u = torch.rand(n_draws, generator=torch.Generator().manual_seed(1234))
+    chosen = sample_candidates(c, obs, cand, rule, u)
     assert chosen.shape == (n_draws, 1)
     counts = (chosen == q).sum(0).numpy()  # [5]
     assert counts.sum() == n_draws
@@ -134,15 +133,15 @@ def test_sampling_frequencies_match_the_probabilities(rule: str, name: str) -> N
     np.testing.assert_allclose(counts / n_draws, p.numpy(), atol=4 * math.sqrt(0.25 / n_draws))
 
 
-def test_sampling_is_reproducible_and_never_draws_zero_probability() -> None:
+def test_sampling_is_a_function_of_the_uniforms_and_never_draws_zero_probability() -> None:
     c = critic_with_known_q("expectile")
-    chosen = sample_candidates(c, OBS, CAND, "argmax", generator=torch.Generator().manual_seed(0))
+    chosen = sample_candidates(c, OBS, CAND, "argmax", torch.rand(3))
     assert torch.equal(chosen[:, 0], torch.tensor([2.0, 5.0, 99.0]))
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]]).expand(50_000, 5)
-    idx = sample_index(probs, torch.Generator().manual_seed(3))
+    u = torch.rand(50_000, generator=torch.Generator().manual_seed(3))
+    idx = sample_index(probs, u)
     assert set(idx.unique().tolist()) == {1, 3}
-    again = sample_index(probs, torch.Generator().manual_seed(3))
-    assert torch.equal(idx, again)
-    a = sample_candidates(c, OBS, CAND, "softmax", generator=torch.Generator().manual_seed(7))
-    b = sample_candidates(c, OBS, CAND, "softmax", generator=torch.Generator().manual_seed(7))
-    assert torch.equal(a, b)
+    # inverse CDF: u < 0.5 picks the first candidate with mass, u >= 0.5 the second; u → 1 stays in range
+    assert sample_index(probs[:4], torch.tensor([0.0, 0.4999, 0.5, 0.99999994])).tolist() == [1, 1, 3, 3]
+    u = torch.rand(3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(sample_candidates(c, OBS, CAND, "softmax", u), sample_candidates(c, OBS, CAND, "softmax", u))

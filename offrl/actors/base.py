@@ -4,6 +4,10 @@ An actor learns from dataset batches and the critic's narrow
 :class:`~offrl.critics.CriticView` (Q, V, advantage, implicit weight, Q
 differentiable in the action) and acts on batches of observations. Actions
 live in [−1, 1]; the trainer maps them to the environment's bounds.
+
+Training follows :mod:`offrl.component`'s contract (param groups, losses as
+stages, declared noise, after-step updates); acting adds
+:meth:`Actor.act_noise` and :meth:`Actor.act`.
 """
 from __future__ import annotations
 
@@ -11,9 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from offrl.component import Component
+from offrl.component import Component, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView
-from offrl.data.transitions import Batch
 from offrl.errors import ConfigError
 
 
@@ -23,28 +26,36 @@ class ActorConfig:
 
     batch_size: int = field(default=256, metadata={"help": "Batch size of each actor update"})
     updates_per_step: int = field(default=1, metadata={"help": "Actor updates per trainer iteration"})
+    update_every: int = field(
+        default=1, metadata={"help": "Update the actor on every k-th trainer iteration only (TD3's policy delay: 2)"}
+    )
+    max_grad_norm: float = field(
+        default=0.0, metadata={"help": "Clip the actor's global gradient norm per seed; 0 = off"}
+    )
 
     def __post_init__(self) -> None:
-        for n in ("batch_size", "updates_per_step"):
+        for n in ("batch_size", "updates_per_step", "update_every"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"actor.{n} must be positive, got {getattr(self, n)!r}")
+        if not self.max_grad_norm >= 0:
+            raise ConfigError(f"actor.max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
 
 
 class Actor(Component):
-    """Base class: ``update`` (one gradient step) and ``act`` (evaluation actions)."""
+    """Base class: the training contract of :class:`~offrl.component.Component` plus acting."""
 
     Config = ActorConfig
 
-    def __init__(self, cfg: ActorConfig, obs_dim: int, act_dim: int, total_updates: int, device: torch.device) -> None:
+    def __init__(self, cfg: ActorConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.obs_dim, self.act_dim, self.total_updates = obs_dim, act_dim, total_updates
+        self.obs_dim, self.act_dim, self.total_updates = obs_dim, act_dim, max(1, int(total_updates))
 
-    def update(self, batch: Batch, critic: CriticView) -> dict[str, torch.Tensor]:
-        """One actor update; returns detached scalar metrics (no host sync)."""
-        raise NotImplementedError
+    def act_noise(self, batch_size: int) -> NoiseSpec:
+        """Random tensors :meth:`act` needs for ``batch_size`` observations (none by default)."""
+        return {}
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, critic: CriticView, generator: torch.Generator) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         """Evaluation actions in [−1, 1] for observations [B, O] -> [B, A]."""
         raise NotImplementedError

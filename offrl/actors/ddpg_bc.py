@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from offrl.actors.base import Actor, ActorConfig
-from offrl.actors.gaussian_awr import cosine_scheduler
+from offrl.actors.gaussian_awr import lr_schedule
 from offrl.actors.registry import ACTORS
-from offrl.component import make_adam
+from offrl.component import NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
@@ -91,24 +91,25 @@ class DDPGBCActor(Actor):
     Config = DDPGBCConfig
     cfg: DDPGBCConfig
 
-    def __init__(
-        self, cfg: DDPGBCConfig, obs_dim: int, act_dim: int, total_updates: int, device: torch.device
-    ) -> None:
-        super().__init__(cfg, obs_dim, act_dim, total_updates, device)
+    def __init__(self, cfg: DDPGBCConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
+        super().__init__(cfg, obs_dim, act_dim, total_updates)
         self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation)
         if cfg.policy == "gaussian":
             self.log_std = nn.Parameter(torch.zeros(act_dim))
-        self.to(device)
-        opt = make_adam(self.parameters(), cfg.lr, device=device)
-        self.optimizers = {"actor": opt}
-        self.schedulers = {"actor": cosine_scheduler(opt, total_updates, cfg.cosine_decay)}
+
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {"actor": ParamGroup(self.parameters(), self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
+                                    total_updates=self.total_updates, max_grad_norm=self.cfg.max_grad_norm)}
+
+    def stages(self) -> list[Stage]:
+        return [Stage("actor", self.loss)]
 
     def mu(self, obs: torch.Tensor) -> torch.Tensor:
         """μ(s) = tanh(MLP(s)) ∈ (−1, 1)^A."""
         return torch.tanh(self.mean_net(obs))
 
-    def loss(self, batch: Batch, critic: CriticView) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """L = mean[−λ Q(s, μ(s)) + ‖μ(s) − a‖²], λ = α / sg(mean|Q|); returns (L, detached metrics)."""
+    def loss(self, batch: Batch, noise: NoiseTensors, critic: CriticView) -> tuple[torch.Tensor, dict]:
+        """L = mean[−λ Q(s, μ(s)) + ‖μ(s) − a‖²], λ = α / sg(mean|Q|); returns (L, metrics)."""
         mu = self.mu(batch.observations)
         q = critic.q_for_actor(batch.observations, mu)  # min_i Q_i(s, μ(s)), [B]
         lam = self.cfg.alpha / q.detach().abs().mean().clamp_min(Q_SCALE_EPS)  # λ = α / sg(mean|Q|)
@@ -120,22 +121,9 @@ class DDPGBCActor(Actor):
             per_dim = sq_err  # ‖μ(s) − a‖², per dim
         bc = per_dim.sum(-1) if self.cfg.bc_reduction == "sum" else per_dim.mean(-1)
         loss = (-lam * q + bc).mean()
-        return loss, {
-            "actor/loss": loss.detach(),
-            "actor/q": q.detach().mean(),
-            "actor/bc_mse": sq_err.detach().sum(-1).mean(),
-            "actor/lambda": lam,
-        }
-
-    def update(self, batch: Batch, critic: CriticView) -> dict[str, torch.Tensor]:
-        loss, metrics = self.loss(batch, critic)
-        opt = self.optimizers["actor"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        self.schedulers["actor"].step()
-        return metrics
+        return loss, {"actor/loss": loss, "actor/q": q.mean(), "actor/bc_mse": sq_err.sum(-1).mean(),
+                      "actor/lambda": lam}
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, critic: CriticView, generator: torch.Generator) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         return self.mu(obs).clamp(-1.0, 1.0)

@@ -14,11 +14,12 @@ from typing import Any
 import torch
 
 from offrl.actors.base import Actor, ActorConfig
-from offrl.actors.gaussian_awr import cosine_scheduler
-from offrl.component import make_adam
+from offrl.actors.gaussian_awr import lr_schedule
+from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
 from offrl.critics.selection import RULES, sample_candidates
 from offrl.diffusion import EMA, GaussianDiffusion, make_denoiser, make_schedule, repeat_states, sample_dpm_solver
+from offrl.diffusion.solvers import dpm_solver_noise
 from offrl.errors import ConfigError, unknown
 
 SAMPLERS = ("ddpm", "dpm-solver")
@@ -62,14 +63,13 @@ class DiffusionPolicyConfig(ActorConfig):
 
 
 class DiffusionPolicyActor(Actor):
-    """Base of ``diffusion-resample`` and ``edp``: model, EMA, optimiser, acting."""
+    """Base of ``diffusion-resample`` and ``edp``: model, EMA, acting. Subclasses define ``loss``."""
 
     Config = DiffusionPolicyConfig
     cfg: DiffusionPolicyConfig
 
-    def __init__(self, cfg: DiffusionPolicyConfig, obs_dim: int, act_dim: int, total_updates: int,
-                 device: torch.device) -> None:
-        super().__init__(cfg, obs_dim, act_dim, total_updates, device)
+    def __init__(self, cfg: DiffusionPolicyConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
+        super().__init__(cfg, obs_dim, act_dim, total_updates)
         kwargs: dict[str, Any] = {"hidden": cfg.hidden}
         if cfg.network == "ln-resnet":
             kwargs.update(n_blocks=cfg.depth, dropout=cfg.dropout)
@@ -77,40 +77,44 @@ class DiffusionPolicyActor(Actor):
             kwargs.update(n_layers=cfg.depth)
         denoiser = make_denoiser(cfg.network, obs_dim, act_dim, **kwargs)
         self.model = GaussianDiffusion(denoiser, make_schedule(cfg.schedule, cfg.timesteps), act_dim=act_dim)
-        self.to(device)
         self.ema = EMA(self.model, rate=cfg.ema_rate)
-        opt = make_adam(self.model.parameters(), cfg.lr, cfg.weight_decay, device=device)
-        self.optimizers = {"actor": opt}
-        self.schedulers = {"actor": cosine_scheduler(opt, total_updates, cfg.cosine_decay)}
 
-    def optimise(self, loss: torch.Tensor) -> None:
-        opt = self.optimizers["actor"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        self.schedulers["actor"].step()
-        self.ema.update(self.model)
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {"actor": ParamGroup(self.model.parameters(), self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                    schedule=lr_schedule(self.cfg.cosine_decay), total_updates=self.total_updates,
+                                    max_grad_norm=self.cfg.max_grad_norm)}
+
+    def stages(self) -> list[Stage]:
+        return [Stage("actor", self.loss)]
+
+    def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
+        return self.model.train_noise(batch_size)
 
     @torch.no_grad()
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def after_update(self, step: torch.Tensor) -> None:
+        self.ema.update(self.model)
+
+    # --- acting ---------------------------------------------------------------------------------
+    def sample_noise(self, rows: int) -> NoiseSpec:
+        """What :meth:`sample` draws for ``rows`` actions."""
+        if self.cfg.sampler == "dpm-solver":
+            return dpm_solver_noise(rows, self.act_dim)
+        return self.model.sample_noise(rows)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, noise: NoiseTensors) -> torch.Tensor:
         """One action per row of ``obs`` from the EMA model."""
         model = self.ema.module
         if self.cfg.sampler == "dpm-solver":
-            return sample_dpm_solver(model, obs, steps=self.cfg.solver_steps, generator=generator)
-        return model.sample_ddpm(obs, generator=generator)
+            return sample_dpm_solver(model, obs, steps=self.cfg.solver_steps, noise=noise)
+        return model.sample_ddpm(obs, noise)
+
+    def act_noise(self, batch_size: int) -> NoiseSpec:
+        return {**self.sample_noise(batch_size * self.cfg.num_samples), "select": Noise.uniform(batch_size)}
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, critic: CriticView, generator: torch.Generator) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         n = self.cfg.num_samples
-        candidates = self.sample(repeat_states(obs, n), generator)  # [(b n), A]
-        return sample_candidates(critic, obs, candidates, self.cfg.selection, generator,
+        candidates = self.sample(repeat_states(obs, n), noise)  # [(b n), A]
+        return sample_candidates(critic, obs, candidates, self.cfg.selection, noise["select"],
                                  self.cfg.temperature, num_candidates=n)
-
-    def training_state(self) -> dict[str, Any]:
-        state = super().training_state()
-        state["ema"] = self.ema.state_dict()
-        return state
-
-    def load_training_state(self, state: dict[str, Any]) -> None:
-        super().load_training_state(state)
-        self.ema.load_state_dict(state["ema"])

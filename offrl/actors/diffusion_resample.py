@@ -15,6 +15,7 @@ import torch
 
 from offrl.actors.diffusion_policy import DiffusionPolicyActor, DiffusionPolicyConfig
 from offrl.actors.registry import ACTORS
+from offrl.component import NoiseTensors
 from offrl.critics.base import CriticView
 from offrl.data.transitions import Batch
 
@@ -28,7 +29,7 @@ class DiffusionResampleConfig(DiffusionPolicyConfig):
 class DiffusionResampleActor(DiffusionPolicyActor):
     Config = DiffusionResampleConfig
 
-    def update(self, batch: Batch, critic: CriticView) -> dict[str, torch.Tensor]:
-        loss = self.model.loss(batch.actions, batch.observations).mean()
-        self.optimise(loss)
-        return {"actor/loss": loss.detach()}
+    def loss(self, batch: Batch, noise: NoiseTensors, critic: CriticView) -> tuple[torch.Tensor, dict]:
+        """L = mean ‖ε − ε_θ(√ᾱ_k a + √(1−ᾱ_k) ε, k, s)‖²: behaviour cloning, the critic is not read."""
+        loss = self.model.loss(batch.actions, batch.observations, noise).mean()
+        return loss, {"actor/loss": loss}

@@ -27,6 +27,7 @@ import torch
 from offrl.actors.diffusion_policy import DiffusionPolicyActor, DiffusionPolicyConfig
 from offrl.actors.gaussian_awr import awr_weights
 from offrl.actors.registry import ACTORS
+from offrl.component import NoiseTensors
 from offrl.critics.base import CriticView
 from offrl.data.transitions import Batch
 from offrl.errors import unknown
@@ -65,16 +66,16 @@ class EDPActor(DiffusionPolicyActor):
     Config = EDPConfig
     cfg: EDPConfig
 
-    def update(self, batch: Batch, critic: CriticView) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, noise: NoiseTensors, critic: CriticView) -> tuple[torch.Tensor, dict]:
+        """L = L_diffusion + guide(â⁰), â⁰ the one-step reconstruction of the same forward pass."""
         obs, act = batch.observations, batch.actions
-        terms = self.model.loss_terms(act, obs)
+        terms = self.model.loss_terms(act, obs, noise)
         diffusion = terms.loss.mean()
         if self.cfg.guide == "weighted":
             w = awr_weights(critic.advantage(obs, act), self.cfg.beta, self.cfg.max_weight)
             guide = (w * 0.5 * (act - terms.a0_hat).square().sum(-1)).mean()
         else:
             q = critic.q_for_actor(obs, terms.a0_hat)
-            guide = -self.cfg.alpha * q.mean() / q.abs().mean().detach()
+            guide = -self.cfg.alpha * q.mean() / q.abs().mean().detach().clamp_min(1e-6)
         loss = diffusion + guide
-        self.optimise(loss)
-        return {"actor/loss": loss.detach(), "actor/diffusion_loss": diffusion.detach(), "actor/guide": guide.detach()}
+        return loss, {"actor/loss": loss, "actor/diffusion_loss": diffusion, "actor/guide": guide}

@@ -15,7 +15,7 @@ from torch import nn
 
 from offrl.actors.base import Actor, ActorConfig
 from offrl.actors.registry import ACTORS
-from offrl.component import make_adam
+from offrl.component import NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
 from offrl.data.transitions import Batch
 from offrl.nets import MLP
@@ -39,11 +39,14 @@ def awr_weights(adv: torch.Tensor, beta: float, max_weight: float) -> torch.Tens
     return torch.exp(torch.clamp(beta * adv, max=math.log(max_weight)))
 
 
-def cosine_scheduler(opt: torch.optim.Optimizer, total: int, enabled: bool) -> torch.optim.lr_scheduler.LRScheduler:
-    """Cosine decay to 0 over ``total`` updates (constant if disabled)."""
-    if not enabled:
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total))
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag σ²) summed over the last axis (σ = exp(log_std))."""
+    z = (x - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def lr_schedule(cosine_decay: bool) -> str:
+    return "cosine" if cosine_decay else "constant"
 
 
 @ACTORS.register("gaussian-awr", "IQL's advantage-weighted Gaussian (weighted behaviour cloning)")
@@ -51,32 +54,36 @@ class GaussianAWRActor(Actor):
     Config = GaussianAWRConfig
     cfg: GaussianAWRConfig
 
-    def __init__(self, cfg: GaussianAWRConfig, obs_dim: int, act_dim: int, total_updates: int, device: torch.device) -> None:
-        super().__init__(cfg, obs_dim, act_dim, total_updates, device)
+    def __init__(self, cfg: GaussianAWRConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
+        super().__init__(cfg, obs_dim, act_dim, total_updates)
         self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation, dropout=cfg.dropout)
         self.log_std = nn.Parameter(torch.zeros(act_dim))
-        self.to(device)
-        opt = make_adam(self.parameters(), cfg.lr, device=device)
-        self.optimizers = {"actor": opt}
-        self.schedulers = {"actor": cosine_scheduler(opt, total_updates, cfg.cosine_decay)}
 
-    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        mean = torch.tanh(self.mean_net(obs))
-        std = torch.clamp(self.log_std, self.cfg.log_std_min, self.cfg.log_std_max).exp()
-        return torch.distributions.Normal(mean, std.expand_as(mean))
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {"actor": ParamGroup(self.parameters(), self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
+                                    total_updates=self.total_updates, max_grad_norm=self.cfg.max_grad_norm)}
 
-    def update(self, batch: Batch, critic: CriticView) -> dict[str, torch.Tensor]:
-        adv = critic.advantage(batch.observations, batch.actions)
-        weights = awr_weights(adv, self.cfg.beta, self.cfg.max_weight)
-        log_prob = self.distribution(batch.observations).log_prob(batch.actions).sum(-1)
+    def stages(self) -> list[Stage]:
+        return [Stage("actor", self.loss)]
+
+    def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
+        return self.mean_net.noise(batch_size)  # dropout masks, when dropout > 0
+
+    def mean(self, obs: torch.Tensor, noise: NoiseTensors | None = None) -> torch.Tensor:
+        return torch.tanh(self.mean_net(obs, noise))
+
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor, noise: NoiseTensors | None = None) -> torch.Tensor:
+        """log π(a|s) = log N(a; tanh(μ_θ(s)), σ²), σ = exp(clip(log σ, [min, max]))."""
+        log_std = torch.clamp(self.log_std, self.cfg.log_std_min, self.cfg.log_std_max)
+        return gaussian_log_prob(act, self.mean(obs, noise), log_std)
+
+    def loss(self, batch: Batch, noise: NoiseTensors, critic: CriticView) -> tuple[torch.Tensor, dict]:
+        """L_π = −mean[min(exp(β·A(s, a)), w_max) · log π(a|s)],  A = min Q̄(s, a) − V(s)."""
+        weights = awr_weights(critic.advantage(batch.observations, batch.actions), self.cfg.beta, self.cfg.max_weight)
+        log_prob = self.log_prob(batch.observations, batch.actions, noise)
         loss = -(weights * log_prob).mean()
-        opt = self.optimizers["actor"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        self.schedulers["actor"].step()
-        return {"actor/loss": loss.detach(), "actor/weight_mean": weights.mean(), "actor/log_prob": log_prob.detach().mean()}
+        return loss, {"actor/loss": loss, "actor/weight_mean": weights.mean(), "actor/log_prob": log_prob.mean()}
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, critic: CriticView, generator: torch.Generator) -> torch.Tensor:
-        return torch.tanh(self.mean_net(obs)).clamp(-1.0, 1.0)
+    def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
+        return self.mean(obs).clamp(-1.0, 1.0)

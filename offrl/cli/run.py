@@ -1,4 +1,4 @@
-"""``offrl run``: train and evaluate one (critic, actor) pair on one dataset."""
+"""``offrl run``: train and evaluate one (critic, actor) pair on one dataset, for one seed or many."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from offrl.errors import RunDirError
+from offrl.errors import ConfigError, RunDirError
 
 #: Explicit flags and the config key each one sets.
 FLAG_KEYS = {
@@ -15,12 +15,17 @@ FLAG_KEYS = {
     "dataset": ("data", "dataset"),
     "steps": ("trainer", "steps"),
     "seed": ("trainer", "seed"),
+    "seeds": ("trainer", "seeds"),
     "device": ("trainer", "device"),
+    "compile": ("trainer", "compile"),
     "eval_every": ("trainer", "eval_every"),
     "eval_episodes": ("trainer", "eval_episodes"),
     "save_every": ("trainer", "save_every"),
     "threads": ("trainer", "threads"),
 }
+
+#: Exit code of a run in which a seed diverged (non-finite losses or weights).
+EXIT_DIVERGED = 3
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -29,14 +34,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="train and evaluate a critic + actor pair on a dataset",
         description="Train and evaluate a (critic, actor) pair. Precedence, lowest first: "
         "defaults < --preset < --config < --set and explicit flags.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--critic", help="critic name (see `offrl list critic`); default expectile")
-    p.add_argument("--actor", help="actor name (see `offrl list actor`); default diffusion-resample")
-    p.add_argument("--dataset", help="Minari dataset id; default offrl/bandit/multimodal-v0 (built in)")
+    p.add_argument("--critic", help="critic name (see `offrl list critic`; default expectile)")
+    p.add_argument("--actor", help="actor name (see `offrl list actor`; default diffusion-resample)")
+    p.add_argument("--dataset", help="Minari dataset id (default offrl/bandit/multimodal-v0, built in)")
     p.add_argument("--steps", help="trainer iterations (trainer.steps)")
     p.add_argument("--seed", help="seed (trainer.seed)")
-    p.add_argument("--device", help="auto | cpu | cuda (trainer.device)")
+    p.add_argument("--seeds", help="train several seeds in one process, e.g. 0-7 or 0,3,5 (trainer.seeds); "
+                                   "each seed gets its own run directory OUT/seed<S>")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (trainer.device)")
+    p.add_argument("--compile", help="speed mode: auto | off | on | graph (trainer.compile, see docs/performance.md)")
     p.add_argument("--out", help="run directory (default: runs/<critic>_<actor>_<dataset>_seed<S>_<time>)")
     p.add_argument("--eval-every", dest="eval_every", help="evaluate every N iterations")
     p.add_argument("--eval-episodes", dest="eval_episodes", help="episodes per evaluation")
@@ -46,22 +53,31 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML or JSON file with [critic]/[actor]/[data]/[trainer] tables")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set any hyperparameter, e.g. critic.tau=0.9, data.reward=locomotion (repeatable)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", nargs="+", metavar="RUN_DIR",
+                   help="continue the run(s) in RUN_DIR from the latest checkpoint; a multi-seed run's directory "
+                        "continues all its seeds (device, threads and compile may change, nothing else)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
 
 def build_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Config layers from the command line, lowest precedence first (presets, file, --set/flags)."""
     from offrl.config import load_config_file, parse_set
+    from offrl.presets import PRESETS
 
+    file_layer = load_config_file(args.config) if args.config else None
+    preset = args.preset
+    if file_layer is not None and "preset" in file_layer:
+        named = file_layer.pop("preset")
+        if not isinstance(named, str) or (preset is not None and named != preset):
+            raise ConfigError(f"The config file {args.config} names preset {named!r} but --preset is {preset!r}; "
+                              "give one preset.")
+        preset = named
     layers: list[dict[str, Any]] = []
-    if args.preset:
-        from offrl.presets import PRESETS
-
-        layers.append(PRESETS.get(args.preset).layer())
-    if args.config:
-        layers.append(load_config_file(args.config))
+    if preset:
+        layers.append(PRESETS.get(preset).layer())
+    if file_layer is not None:
+        layers.append(file_layer)
     top = parse_set(args.sets)
     for flag, (section, key) in FLAG_KEYS.items():
         value = getattr(args, flag, None)
@@ -73,28 +89,43 @@ def build_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from offrl.config import resolve
-    from offrl.trainer.trainer import Trainer, load_run_config, saved_config_layer
+    from offrl.trainer.trainer import continue_runs, start
 
     if args.resume:
-        run_dir = Path(args.resume)
-        cfg = load_run_config(run_dir)
-        requested = build_layers(args)
-        if any(layer for layer in requested):
-            _check_same(cfg, resolve([saved_config_layer(run_dir), *requested]), run_dir)
-        trainer = Trainer(cfg, run_dir, resume=True, show_progress=not args.quiet)
+        trainer = _resume(args)
     else:
         cfg = resolve(build_layers(args))
-        run_dir = Path(args.out) if args.out else default_run_dir(cfg)
-        trainer = Trainer(cfg, run_dir, show_progress=not args.quiet)
+        trainer = start(cfg, Path(args.out) if args.out else default_run_dir(cfg), show_progress=not args.quiet)
     try:
-        result = trainer.run()
+        results = trainer.run()
     except KeyboardInterrupt:
-        from offrl.cli.main import print_error
+        import sys
 
-        print_error(f"interrupted at step {trainer.step}; checkpoint saved. Continue with `offrl run --resume {run_dir}`.")
+        target = trainer.group_dir if trainer.group_dir is not None else trainer.runs[0].run_dir
+        print(f"Stopped at step {trainer.step}; checkpoint saved. Continue with:\n  offrl run --resume {target}",
+              file=sys.stderr)
         return 130
-    print_summary(result.summary, cfg.trainer.steps)
-    return 0
+    print_summary([r.summary for r in results], trainer.cfg.trainer.steps)
+    return EXIT_DIVERGED if any(r.summary.get("status") == "diverged" for r in results) else 0
+
+
+def _resume(args: argparse.Namespace) -> Any:
+    """Continue runs; flags that change how the run executes apply, anything else must match."""
+    from offrl.config import RUNTIME_KEYS, resolve
+    from offrl.trainer.trainer import continue_runs, resume_dirs, saved_config_layer
+
+    if args.out:
+        raise RunDirError("--out cannot be combined with --resume: a run continues in its own directory.")
+    requested = build_layers(args)
+    runtime = {k: requested[-1]["trainer"].pop(k) for k in list(requested[-1].get("trainer", {}))
+               if k in RUNTIME_KEYS and k != "seeds"}
+    if "seeds" in requested[-1].get("trainer", {}):
+        raise RunDirError("--seeds cannot be combined with --resume: the run continues the seeds it has.")
+    first = resume_dirs(args.resume[0])[0][0]
+    if any(layer for layer in requested if any(layer.values()) or "preset" in layer):
+        saved = resolve([saved_config_layer(first)])
+        _check_same(saved, resolve([saved_config_layer(first), *requested]), first)
+    return continue_runs(args.resume, show_progress=not args.quiet, runtime=runtime)
 
 
 def _check_same(saved: Any, requested: Any, run_dir: Path) -> None:
@@ -117,25 +148,35 @@ def _check_same(saved: Any, requested: Any, run_dir: Path) -> None:
 def default_run_dir(cfg: Any) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     ds = cfg.data.dataset.replace("/", "-")
-    return Path("runs") / f"{cfg.critic}_{cfg.actor}_{ds}_seed{cfg.trainer.seed}_{stamp}"
+    seeds = f"seeds{cfg.trainer.seeds.replace(',', '_')}" if cfg.trainer.seeds else f"seed{cfg.trainer.seed}"
+    return Path("runs") / f"{cfg.critic}_{cfg.actor}_{ds}_{seeds}_{stamp}"
 
 
-def print_summary(summary: dict[str, Any], total_steps: int) -> None:
+def print_summary(summaries: list[dict[str, Any]], total_steps: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
     def fmt(v: Any, spec: str = ".1f") -> str:
         return "n/a" if v is None else format(v, spec)
 
-    table = Table(title=f"{summary['critic']} + {summary['actor']} on {summary['dataset']} (seed {summary['seed']})")
-    for col in ("final score (0-100)", "best score (0-100)", "final return", "steps", "wall time", "run directory"):
-        table.add_column(col)
-    table.add_row(
-        fmt(summary.get("final_score_100")),
-        f"{fmt(summary.get('best_score_100'))} @ {summary.get('best_step')}",
-        fmt(summary.get("final_return"), ".4g"),
-        f"{summary['steps']}/{total_steps}",
-        f"{summary['wall_time_s']:.1f} s",
-        summary["run_dir"],
-    )
-    Console().print(table)
+    first = summaries[0]
+    key = first.get("score_key", "normalized_score_100")
+    label = {"success_rate_100": "success (0-100)", "normalized_score_100": "score (0-100)"}.get(key, "return")
+    final_key = {"success_rate_100": "final_success_rate_100", "return_mean": "final_return"}.get(key, "final_score_100")
+    best_key = {"success_rate_100": "best_success_rate_100", "return_mean": "best_return"}.get(key, "best_score_100")
+    seeds = ", ".join(str(s["seed"]) for s in summaries)
+    table = Table(title=f"{first['critic']} + {first['actor']} on {first['dataset']} "
+                        f"({'seed' if len(summaries) == 1 else 'seeds'} {seeds})")
+    for col in ("seed", f"final {label}", f"best {label}", "status", "steps", "wall time", "run directory"):
+        table.add_column(col, overflow="fold")
+    for s in summaries:
+        status = s["status"] if s["status"] != "diverged" else f"diverged ({s.get('diverged', '')})"
+        table.add_row(str(s["seed"]), fmt(s.get(final_key)), f"{fmt(s.get(best_key))} @ {s.get('best_step')}",
+                      status, f"{s['steps']}/{total_steps}", f"{s['wall_time_s']:.1f} s", s["run_dir"])
+    finals = [s.get(final_key) for s in summaries if s.get(final_key) is not None and s["status"] == "finished"]
+    if len(summaries) > 1 and finals:
+        mean = sum(finals) / len(finals)
+        table.add_row("mean", f"{mean:.1f} (n={len(finals)})", "", "", "", "", "")
+    if not first.get("evaluated", True):
+        table.caption = "No evaluation: the dataset records no evaluation environment."
+    Console(soft_wrap=True).print(table)

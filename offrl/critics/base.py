@@ -9,7 +9,9 @@ actions,
   L_Q = mean[(Q1 − y)² + (Q2 − y)²];
 - targets: θ̄ ← (1 − ρ) θ̄ + ρ θ after each update (ρ = 0.005).
 
-A concrete critic only supplies :meth:`IQLCritic.value_loss` (f, or a
+One update is two stages, V then Q (IQL's order): the Q loss's target uses the
+V that the V stage just updated. The shared learner owns the optimisers
+(:mod:`offrl.component` is the contract). A concrete critic only supplies :meth:`IQLCritic.value_loss` (f, or a
 surrogate with f's gradient) and :meth:`IQLCritic.implicit_weight_u` (w up to a
 constant: the implicit policy π_imp ∝ μ · w, w = |f'(u)| / |u|).
 
@@ -24,7 +26,7 @@ from typing import Protocol
 import torch
 from einops import reduce
 
-from offrl.component import Component, make_adam
+from offrl.component import Component, NoiseTensors, ParamGroup, Stage, polyak_
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError
 from offrl.nets import EnsembleMLP, MLP
@@ -48,9 +50,14 @@ class CriticConfig:
     target_update_rate: float = field(default=0.005, metadata=_help("Polyak rate ρ: θ̄ ← (1−ρ)θ̄ + ρθ"))
     batch_size: int = field(default=256, metadata=_help("Batch size of each critic update"))
     updates_per_step: int = field(default=1, metadata=_help("Critic updates per trainer iteration"))
+    max_grad_norm: float = field(
+        default=0.0, metadata=_help("Clip each critic group's (Q, V) global gradient norm per seed; 0 = off")
+    )
 
     def __post_init__(self) -> None:
         _check_positive(self, "batch_size", "updates_per_step", "num_q", "q_lr", "v_lr")
+        if not self.max_grad_norm >= 0:
+            raise ConfigError(f"critic.max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"critic.discount must be in [0, 1], got {self.discount}")
         if not 0.0 < self.target_update_rate <= 1.0:
@@ -65,7 +72,8 @@ def _check_positive(cfg: object, *names: str) -> None:
 
 
 class CriticView(Protocol):
-    """The narrow interface actors use. All outputs are [B] and carry no gradient to the critic."""
+    """The narrow interface actors use. Outputs are [B]; actor losses never move the critic
+    (its parameters are constants of the actor's stage, see :mod:`offrl.component`)."""
 
     def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """min over the target ensemble, min_i Q̄_i(s, a) (no gradient at all)."""
@@ -80,7 +88,7 @@ class CriticView(Protocol):
         """w(s, a) ≥ 0 of the critic's implicit policy (unnormalised; no gradient)."""
 
     def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """min_i Q_i(s, a), differentiable in ``act``; the critic's parameters get no gradient."""
+        """min_i Q_i(s, a) of the online ensemble, differentiable in ``act``."""
 
     def selection_probs(
         self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
@@ -95,17 +103,13 @@ class IQLCritic(Component):
 
     Config = CriticConfig
 
-    def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int, device: torch.device) -> None:
+    def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int) -> None:
         super().__init__()
         self.cfg = cfg
+        self.obs_dim, self.act_dim = obs_dim, act_dim
         self.q_net = EnsembleMLP(cfg.num_q, obs_dim + act_dim, cfg.hidden_dims, 1, cfg.activation)
         self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
         self.v_net = MLP(obs_dim, cfg.hidden_dims, 1, cfg.activation, input_layer_norm=cfg.value_layer_norm)
-        self.to(device)
-        self.optimizers = {
-            "q": make_adam(self.q_net.parameters(), cfg.q_lr, device=device),
-            "v": make_adam(self.v_net.parameters(), cfg.v_lr, device=device),
-        }
 
     # --- the value loss: the only thing a concrete critic defines -------------------------
     def value_loss(self, u: torch.Tensor) -> torch.Tensor:
@@ -117,8 +121,8 @@ class IQLCritic(Component):
         raise NotImplementedError
 
     # --- Q and V ------------------------------------------------------------------------------
-    def _q_all(self, net: EnsembleMLP, obs: torch.Tensor, act: torch.Tensor, detach: bool = False) -> torch.Tensor:
-        return net(torch.cat([obs, act], -1), detach_params=detach).squeeze(-1)  # [E, B]
+    def _q_all(self, net: EnsembleMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return net(torch.cat([obs, act], -1)).squeeze(-1)  # [K, B]
 
     def _v(self, obs: torch.Tensor) -> torch.Tensor:
         return self.v_net(obs).squeeze(-1)
@@ -126,7 +130,7 @@ class IQLCritic(Component):
     # --- CriticView ---------------------------------------------------------------------------
     @torch.no_grad()
     def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return reduce(self._q_all(self.q_target, obs, act), "e b -> b", "min")
+        return reduce(self._q_all(self.q_target, obs, act), "k b -> b", "min")
 
     @torch.no_grad()
     def v(self, obs: torch.Tensor) -> torch.Tensor:
@@ -141,7 +145,7 @@ class IQLCritic(Component):
         return self.implicit_weight_u(self.advantage(obs, act))
 
     def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return reduce(self._q_all(self.q_net, obs, act, detach=True), "e b -> b", "min")
+        return reduce(self._q_all(self.q_net, obs, act), "k b -> b", "min")
 
     def selection_probs(
         self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
@@ -151,34 +155,28 @@ class IQLCritic(Component):
 
         return selection_probs(self, obs, candidates, rule, temperature, num_candidates)
 
-    # --- training -----------------------------------------------------------------------------
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One critic update in IQL's order: V, then Q, then the targets. Returns detached metrics."""
-        obs, act = batch.observations, batch.actions
-        # V: mean f(u), u = min Q̄(s, a) − V(s)
-        with torch.no_grad():
-            q_target = reduce(self._q_all(self.q_target, obs, act), "e b -> b", "min")
-        v = self._v(obs)
-        v_loss = self.value_loss(q_target - v).mean()
-        self.optimizers["v"].zero_grad(set_to_none=True)
-        v_loss.backward()
-        self.optimizers["v"].step()
+    # --- training: what the learner optimises ----------------------------------------------------
+    def param_groups(self) -> dict[str, ParamGroup]:
+        c = self.cfg
+        return {"v": ParamGroup(self.v_net.parameters(), c.v_lr, max_grad_norm=c.max_grad_norm),
+                "q": ParamGroup(self.q_net.parameters(), c.q_lr, max_grad_norm=c.max_grad_norm)}
 
+    def stages(self) -> list[Stage]:
+        return [Stage("v", self.v_loss), Stage("q", self.q_loss)]
+
+    def v_loss(self, batch: Batch, noise: NoiseTensors, actor: object) -> tuple[torch.Tensor, dict]:
+        """L_V = mean f(u),  u = min Q̄(s, a) − V(s) on dataset actions."""
+        v = self._v(batch.observations)
+        u = self.q(batch.observations, batch.actions) - v
+        loss = self.value_loss(u).mean()
+        return loss, {"critic/v_loss": loss, "critic/v_mean": v.mean(), "critic/adv_mean": u.mean()}
+
+    def q_loss(self, batch: Batch, noise: NoiseTensors, actor: object) -> tuple[torch.Tensor, dict]:
+        """L_Q = Σ_i mean (Q_i(s, a) − y)²,  y = r + γ (1 − terminal) V(s')."""
         y = self.td_target(batch)
-        q_all = self._q_all(self.q_net, obs, act)
-        q_loss = reduce((q_all - y) ** 2, "e b -> e", "mean").sum()
-        self.optimizers["q"].zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.optimizers["q"].step()
-
-        self.update_targets()
-        return {
-            "critic/v_loss": v_loss.detach(),
-            "critic/q_loss": q_loss.detach(),
-            "critic/v_mean": v.detach().mean(),
-            "critic/q_mean": q_all.detach().mean(),
-            "critic/adv_mean": (q_target - v.detach()).mean(),
-        }
+        q_all = self._q_all(self.q_net, batch.observations, batch.actions)
+        loss = reduce((q_all - y) ** 2, "k b -> k", "mean").sum()
+        return loss, {"critic/q_loss": loss, "critic/q_mean": q_all.mean()}
 
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:
@@ -186,11 +184,9 @@ class IQLCritic(Component):
         return batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * self._v(batch.next_observations)
 
     @torch.no_grad()
-    def update_targets(self) -> None:
+    def after_update(self, step: torch.Tensor) -> None:
         """θ̄ ← θ̄ + ρ (θ − θ̄), in place (one fused kernel per tensor list)."""
-        torch._foreach_lerp_(
-            list(self.q_target.parameters()), list(self.q_net.parameters()), self.cfg.target_update_rate
-        )
+        polyak_(self.q_target.parameters(), self.q_net.parameters(), self.cfg.target_update_rate)
 
 
 def safe_abs_ratio(num: torch.Tensor, u: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ returns a distribution [B, N] over each state's candidates for a named rule:
 - ``softmax``  ∝ exp(Q(s, a_i) / temperature) (EDP's energy-based selection).
 
 :func:`sample_candidates` draws one candidate per state from that
-distribution with a ``torch.Generator`` and returns the actions [B, A].
+distribution, given one uniform per state (explicit noise, so a seed's choices
+do not depend on other seeds trained beside it), and returns the actions [B, A].
 
 Layouts. Candidates are either [B, N, A], or flattened [B·N, A] in the
 ``(b n) a`` order of einops (state b's candidates are rows b·N … b·N + N − 1,
@@ -88,7 +89,7 @@ def selection_logits(
     act_flat = rearrange(cand, "b n a -> (b n) a")
     q = rearrange(critic.q(obs_flat, act_flat), "(b n) -> b n", b=b)  # min_j Q̄_j(s, a_i)
     if rule == "argmax":
-        best = torch.nn.functional.one_hot(q.argmax(-1), n).bool()  # argmax: first of ties
+        best = q.argmax(-1, keepdim=True) == torch.arange(n, device=q.device)  # argmax: first of ties
         return torch.where(best, 0.0, float("-inf")).to(q.dtype)
     if rule == "softmax":
         return q / temperature
@@ -115,16 +116,15 @@ def selection_probs(
     return torch.softmax(selection_logits(critic, obs, candidates, rule, temperature, num_candidates), dim=-1)
 
 
-def sample_index(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One index per row of ``probs`` [B, N] -> [B], by inverting each row's CDF.
+def sample_index(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One index per row of ``probs`` [B, N] -> [B], by inverting each row's CDF at ``u`` [B] ∈ [0, 1).
 
     The CDF is divided by its last entry so it ends at exactly 1; a candidate
-    with probability 0 is never drawn. One uniform per row from ``generator``.
+    with probability 0 is never drawn.
     """
     cdf = probs.cumsum(-1)
     cdf = cdf / cdf[..., -1:]
-    r = torch.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=cdf.dtype, generator=generator)
-    return (cdf <= r).sum(-1)  # ≤ N − 1 because r < 1 = cdf[..., -1]
+    return (cdf <= u.to(cdf.dtype).reshape(*probs.shape[:-1], 1)).sum(-1).clamp(max=probs.shape[-1] - 1)
 
 
 @torch.no_grad()
@@ -132,15 +132,15 @@ def sample_candidates(
     critic: object,
     obs: torch.Tensor,
     candidates: torch.Tensor,
-    rule: str = "argmax",
-    generator: torch.Generator | None = None,
+    rule: str,
+    u: torch.Tensor,
     temperature: float = 1.0,
     num_candidates: int | None = None,
 ) -> torch.Tensor:
-    """Draw one candidate per state from :func:`selection_probs`; returns actions [B, A]."""
+    """Draw one candidate per state from :func:`selection_probs` with uniforms ``u`` [B]; actions [B, A]."""
     cand = _as_bna(obs, candidates, num_candidates)
     probs = selection_probs(critic, obs, cand, rule, temperature)
-    idx = sample_index(probs, generator)  # [B]
+    idx = sample_index(probs, u)  # [B]
     return torch.gather(cand, 1, repeat(idx, "b -> b 1 a", a=cand.shape[-1])).squeeze(1)
 
 

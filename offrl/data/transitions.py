@@ -65,4 +65,10 @@ class TransitionTable:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         idx = torch.randint(0, len(self), (batch_size,), device=self.device, generator=generator)
-        return Batch(*(getattr(self, f.name).index_select(0, idx) for f in fields(self)))
+        return self.gather(idx)
+
+    def gather(self, idx: torch.Tensor) -> Batch:
+        """The transitions at ``idx`` (any shape, e.g. [E, B] for E seeds): fields [*idx.shape, ...]."""
+        flat = idx.reshape(-1)
+        return Batch(*(getattr(self, f.name).index_select(0, flat).reshape(*idx.shape, *getattr(self, f.name).shape[1:])
+                       for f in fields(self)))

@@ -1,78 +1,60 @@
 """Exponential moving average of a module's weights; diffusion actors sample with it (IDQL).
 
-θ̄ ← θ̄ + rate·(θ − θ̄) after every optimiser step (rate 0.001 in IDQL, i.e.
-Polyak averaging with τ = 0.001). The shadow is a deep copy of the module,
-kept in eval mode with ``requires_grad=False``, so it can be called directly
-(``ema.module.sample_ddpm(obs)``) and captured in a CUDA graph: ``update`` is
-one fused in-place ``_foreach_lerp_`` with no host sync.
+θ̄ ← θ̄ + rate·(θ − θ̄) after every update (rate 0.001 in IDQL, i.e. Polyak
+averaging with τ = 0.001). The shadow is a frozen deep copy of the module,
+registered as a submodule so that it is part of the actor's checkpointed,
+per-seed state; it belongs to no parameter group, so no optimiser touches it.
+``update`` is one fused in-place foreach op with no host sync (graph-capturable);
+the rate may be a device tensor (0 on steps where the EMA is not updated).
 """
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from offrl.component import polyak_
 from offrl.errors import ConfigError
 
 
-class EMA:
-    """A shadow copy θ̄ of ``module``'s parameters and floating buffers, updated in place.
-
-    Not an ``nn.Module`` on purpose: registering the shadow as a submodule
-    would put its parameters into ``parent.parameters()`` (and an optimiser)
-    and let ``parent.train()`` switch its dropout back on.
-    """
+class EMA(nn.Module):
+    """A shadow copy θ̄ of ``module``'s parameters (``self.module``), updated in place."""
 
     def __init__(self, module: nn.Module, rate: float = 0.001) -> None:
+        super().__init__()
         if not 0.0 < rate <= 1.0:
             raise ConfigError(f"EMA rate must lie in (0, 1], got {rate!r}.")
         self.rate = float(rate)
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
 
-    def _pairs(
-        self, module: nn.Module
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
-        """(shadow floats, live floats, shadow others, live others), matched by name."""
-        shadow = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
-        live = dict(module.named_parameters()) | dict(module.named_buffers())
-        if shadow.keys() != live.keys():
-            missing = sorted(shadow.keys() ^ live.keys())
+    @staticmethod
+    def _state(module: nn.Module) -> dict[str, Tensor]:
+        """Parameters and persistent buffers (non-persistent buffers are constants, never averaged)."""
+        return dict(module.state_dict(keep_vars=True))
+
+    def _pairs(self, live: nn.Module) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        shadow, source = self._state(self.module), self._state(live)
+        if shadow.keys() != source.keys():
+            missing = sorted(shadow.keys() ^ source.keys())
             raise ConfigError(f"EMA: module does not match the shadow copy ({', '.join(missing)}).")
         floats = [n for n in shadow if shadow[n].is_floating_point()]
         others = [n for n in shadow if not shadow[n].is_floating_point()]
-        return (
-            [shadow[n] for n in floats],
-            [live[n].detach() for n in floats],
-            [shadow[n] for n in others],
-            [live[n].detach() for n in others],
-        )
+        return ([shadow[n] for n in floats], [source[n].detach() for n in floats],
+                [shadow[n] for n in others], [source[n].detach() for n in others])
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, live: nn.Module, rate: float | Tensor | None = None) -> None:
         """θ̄ ← θ̄ + rate·(θ − θ̄) for floating tensors; integer buffers are copied."""
-        shadow_f, live_f, shadow_o, live_o = self._pairs(module)
+        shadow_f, live_f, shadow_o, live_o = self._pairs(live)
         if shadow_f:
-            torch._foreach_lerp_(shadow_f, live_f, self.rate)
+            polyak_(shadow_f, live_f, self.rate if rate is None else rate)
         for s, v in zip(shadow_o, live_o):
             s.copy_(v)
 
     @torch.no_grad()
-    def copy_to(self, module: nn.Module) -> None:
-        """Write θ̄ into ``module`` (e.g. to evaluate or export the averaged weights)."""
-        shadow_f, live_f, shadow_o, live_o = self._pairs(module)
+    def copy_to(self, live: nn.Module) -> None:
+        """Write θ̄ into ``live`` (e.g. to evaluate or export the averaged weights)."""
+        shadow_f, live_f, shadow_o, live_o = self._pairs(live)
         for s, v in zip(shadow_f + shadow_o, live_f + live_o):
             v.copy_(s)
-
-    def to(self, device: torch.device | str) -> EMA:
-        """Move the shadow to ``device`` (it is not a submodule of anything)."""
-        self.module.to(device)
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rate": self.rate, "shadow": self.module.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rate = float(state["rate"])
-        self.module.load_state_dict(state["shadow"])

@@ -5,8 +5,11 @@ and EDP (the noise loss plus a guide term on the one-step reconstruction â⁰,
 §3.3). Steps are 0-based: index k holds step k + 1 of the schedule, so ᾱ_k is
 ``alpha_bars[k]``.
 
-Capture-friendly: no host syncs, static shapes, randomness only through the
-optional ``generator`` (which must live on the inputs' device).
+Capture-friendly: no host syncs, static shapes, and randomness passed in
+explicitly (a dict of noise tensors declared by :meth:`GaussianDiffusion.train_noise`
+and :meth:`GaussianDiffusion.sample_noise`), so a seed trained beside others
+draws exactly what it would draw alone. For direct use, a ``generator`` may be
+given instead and the noise is drawn from it.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import einops
 import torch
 from torch import Tensor, nn
 
+from offrl.component import NoiseSpec, NoiseTensors, Noise, draw_noise
 from offrl.diffusion.schedules import NoiseSchedule
 from offrl.errors import ConfigError
 
@@ -81,18 +85,19 @@ class GaussianDiffusion(nn.Module):
         self.clip_value = clip_value
         self.T = schedule.T
         self.schedule_name = schedule.name
-        self.register_buffer("betas", schedule.betas.clone())  # β_t
-        self.register_buffer("alphas", schedule.alphas.clone())  # α_t = 1 − β_t
-        self.register_buffer("alpha_bars", schedule.alpha_bars.clone())  # ᾱ_t
+        # constants of the model (non-persistent: shared by every seed, rebuilt from the config)
+        self.register_buffer("betas", schedule.betas.clone(), persistent=False)  # β_t
+        self.register_buffer("alphas", schedule.alphas.clone(), persistent=False)  # α_t = 1 − β_t
+        self.register_buffer("alpha_bars", schedule.alpha_bars.clone(), persistent=False)  # ᾱ_t
 
     @property
     def schedule(self) -> NoiseSchedule:
         """The schedule, on this module's device."""
         return NoiseSchedule(self.schedule_name, self.betas, self.alphas, self.alpha_bars)
 
-    def forward(self, x_t: Tensor, t: Tensor, obs: Tensor) -> Tensor:
-        """ε_θ(x_t, t, s)."""
-        return self.denoiser(x_t, t, obs)
+    def forward(self, x_t: Tensor, t: Tensor, obs: Tensor, noise: NoiseTensors | None = None) -> Tensor:
+        """ε_θ(x_t, t, s) (``noise``: the denoiser's dropout uniforms, training only)."""
+        return self.denoiser(x_t, t, obs, noise)
 
     def _clip(self, x: Tensor) -> Tensor:
         return x if self.clip_value is None else x.clamp(-self.clip_value, self.clip_value)
@@ -103,54 +108,63 @@ class GaussianDiffusion(nn.Module):
         alpha_bar = self.alpha_bars[k].unsqueeze(-1)
         return alpha_bar.sqrt() * a0 + (1.0 - alpha_bar).sqrt() * eps
 
+    def train_noise(self, batch_size: int) -> NoiseSpec:
+        """What one training forward pass draws: the step k, the noise ε and dropout uniforms."""
+        return {"k": Noise.randint(self.T, batch_size), "eps": Noise.normal(batch_size, self.act_dim),
+                **self.denoiser.noise(batch_size)}
+
     def loss_terms(
-        self, actions: Tensor, obs: Tensor, generator: torch.Generator | None = None
+        self, actions: Tensor, obs: Tensor, noise: NoiseTensors | None = None,
+        generator: torch.Generator | None = None,
     ) -> DiffusionTerms:
         """Noise loss ‖ε − ε_θ(a_k, k, s)‖² with k ~ U{0..T−1}, ε ~ N(0, I), and EDP's â⁰."""
-        B = actions.shape[0]
-        k = torch.randint(0, self.T, (B,), generator=generator, device=actions.device)
-        eps = torch.randn(
-            actions.shape, generator=generator, device=actions.device, dtype=actions.dtype
-        )
+        if noise is None:
+            noise = draw_noise(self.train_noise(actions.shape[0]), generator, actions.device)
+        k, eps = noise["k"], noise["eps"].to(actions.dtype)
         a_k = self.q_sample(actions, k, eps)
-        eps_hat = self.denoiser(a_k, k, obs)
+        eps_hat = self.denoiser(a_k, k, obs, noise)
         loss = (eps - eps_hat).square().sum(-1)
         a0_hat = one_step_x0(a_k, k, eps_hat, self.alpha_bars, self.clip_value)
         return DiffusionTerms(loss, a_k, k, eps, eps_hat, a0_hat)
 
     def loss(
-        self, actions: Tensor, obs: Tensor, generator: torch.Generator | None = None
+        self, actions: Tensor, obs: Tensor, noise: NoiseTensors | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """Per-sample DDPM loss [B]: E_{t,ε} ‖ε − ε_θ(√ᾱ_t a + √(1−ᾱ_t) ε, t, s)‖² (IDQL)."""
-        return self.loss_terms(actions, obs, generator).loss
+        return self.loss_terms(actions, obs, noise, generator).loss
 
     def one_step_x0(self, x_k: Tensor, k: Tensor, eps_hat: Tensor) -> Tensor:
         """â⁰ from (a_k, k, ε̂) with this model's schedule and bounds (see :func:`one_step_x0`)."""
         return one_step_x0(x_k, k, eps_hat, self.alpha_bars, self.clip_value)
 
     # ----------------------------------------------------------------- sampling
+    def sample_noise(self, batch_size: int) -> NoiseSpec:
+        """What :meth:`sample_ddpm` draws for ``batch_size`` rows: x_T and one z per step."""
+        return {"x_T": Noise.normal(batch_size, self.act_dim), "z": Noise.normal(self.T, batch_size, self.act_dim)}
+
     @torch.no_grad()
-    def sample_ddpm(self, obs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample_ddpm(self, obs: Tensor, noise: NoiseTensors | None = None,
+                    generator: torch.Generator | None = None) -> Tensor:
         """Ancestral DDPM a ~ p_θ(· | s): one action per row of ``obs`` [B, O] → [B, A].
 
         x_T ~ N(0, I); for t = T..1:
         x_{t−1} = 1/√α_t · (x_t − β_t/√(1 − ᾱ_t) · ε_θ(x_t, t, s)) + √β_t · z,  z ~ N(0, I),
         without noise at the last step and clipped to the bounds after every
         step (IDQL's sampler). For N candidates per state pass
-        ``repeat_states(obs, N)``. No gradient flows through the chain. Call on an
-        eval-mode model (the EMA copy is one) so that dropout is off.
+        ``repeat_states(obs, N)``. No gradient flows through the chain, and no
+        dropout is applied.
         """
         B = obs.shape[0]
-        x = torch.randn(
-            (B, self.act_dim), generator=generator, device=obs.device, dtype=obs.dtype
-        )  # x_T
+        if noise is None:
+            noise = draw_noise(self.sample_noise(B), generator, obs.device)
+        x = noise["x_T"].to(obs.dtype)  # x_T
         for t in range(self.T - 1, -1, -1):  # static Python loop: T forwards over the batch
             step = torch.full((B,), t, dtype=torch.long, device=obs.device)
             eps_hat = self.denoiser(x, step, obs)
             beta, alpha, alpha_bar = self.betas[t], self.alphas[t], self.alpha_bars[t]
             x = (x - beta / (1.0 - alpha_bar).sqrt() * eps_hat) / alpha.sqrt()  # posterior mean
             if t > 0:  # the step index, not data: no noise at the last step
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = x + beta.sqrt() * z  # variance β_t
+                x = x + beta.sqrt() * noise["z"][t].to(x.dtype)  # variance β_t
             x = self._clip(x)
         return x

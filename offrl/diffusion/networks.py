@@ -1,7 +1,9 @@
 """ε-prediction networks ε_θ(x_t, t, s) for diffusion actors (algorithms.md §3.2, §3.3).
 
-Every denoiser has the signature ``forward(x_t [B, A], t [B], obs [B, O]) -> [B, A]``
-where ``t`` is the 0-based step index (step t + 1 of the schedule). ``t`` is
+Every denoiser has the signature ``forward(x_t [B, A], t [B], obs [B, O], noise=None) -> [B, A]``
+where ``t`` is the 0-based step index (step t + 1 of the schedule) and ``noise``
+holds the dropout uniforms declared by ``noise(batch_size)`` (training only;
+without it no unit is dropped). ``t`` is
 normally ``long``; fast solvers (``solvers.py``) evaluate the network between
 trained steps and pass fractional float steps, which both time embeddings
 accept (they only ever see ``t`` as a float).
@@ -15,7 +17,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.errors import ConfigError, suggest
+from offrl.nets.mlp import dropout as apply_dropout
 
 
 class LearnableFourierFeatures(nn.Module):
@@ -54,22 +58,25 @@ class SinusoidalEmbedding(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """x + Linear(act(Linear(LayerNorm(Dropout(x))))): jaxrl5's MLPResNetBlock, pre-norm."""
+    """x + Linear(act(Linear(LayerNorm(Dropout(x))))): jaxrl5's MLPResNetBlock, pre-norm.
+
+    Dropout takes its mask from explicit uniforms ``u`` (see :func:`offrl.nets.dropout`).
+    """
 
     def __init__(
         self, hidden: int, expansion: int, dropout: float, act: Callable[[], nn.Module]
     ) -> None:
         super().__init__()
+        self.p = dropout
         self.body = nn.Sequential(
-            nn.Dropout(dropout),
             nn.LayerNorm(hidden),
             nn.Linear(hidden, hidden * expansion),
             act(),
             nn.Linear(hidden * expansion, hidden),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+    def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
+        return x + self.body(apply_dropout(x, u, self.p))
 
 
 class LNResNetDenoiser(nn.Module):
@@ -79,8 +86,9 @@ class LNResNetDenoiser(nn.Module):
     act → Linear(A). Time embedding: learnable Fourier features (``time_dim``)
     → Linear(time_hidden) → act → Linear(time_hidden), as jaxrl5's
     ``cond_model`` (an MLP with hidden dims (128, 128), no final activation).
-    The activation is Mish: algorithms.md does not name it; IDQL's released
-    code passes ``activations=mish`` to both the ResNet and the time MLP.
+    The activation defaults to Mish (IDQL's unused learner); the learner its
+    released code exports uses swish with ``time_dim`` 128 and a (256, 256)
+    time MLP (the ``idql-released`` preset).
     """
 
     def __init__(
@@ -96,7 +104,9 @@ class LNResNetDenoiser(nn.Module):
         act: Callable[[], nn.Module] = nn.Mish,
     ) -> None:
         super().__init__()
-        self.obs_dim, self.act_dim = obs_dim, act_dim
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        self.obs_dim, self.act_dim, self.hidden, self.p = obs_dim, act_dim, hidden, dropout
         self.time_mlp = nn.Sequential(
             LearnableFourierFeatures(time_dim),
             nn.Linear(time_dim, time_hidden),
@@ -104,14 +114,20 @@ class LNResNetDenoiser(nn.Module):
             nn.Linear(time_hidden, time_hidden),
         )
         self.inp = nn.Linear(act_dim + obs_dim + time_hidden, hidden)
-        self.blocks = nn.Sequential(
-            *[ResidualBlock(hidden, expansion, dropout, act) for _ in range(n_blocks)]
-        )
+        self.blocks = nn.ModuleList(ResidualBlock(hidden, expansion, dropout, act) for _ in range(n_blocks))
         self.out = nn.Sequential(act(), nn.Linear(hidden, act_dim))
 
-    def forward(self, x_t: Tensor, t: Tensor, obs: Tensor) -> Tensor:
-        h = torch.cat([x_t, obs, self.time_mlp(t)], dim=-1)
-        return self.out(self.blocks(self.inp(h)))
+    def noise(self, batch_size: int) -> NoiseSpec:
+        """Dropout uniforms, one [B, hidden] tensor per block (none when dropout is 0)."""
+        if self.p <= 0:
+            return {}
+        return {f"dropout{i}": Noise.uniform(batch_size, self.hidden) for i in range(len(self.blocks))}
+
+    def forward(self, x_t: Tensor, t: Tensor, obs: Tensor, noise: NoiseTensors | None = None) -> Tensor:
+        h = self.inp(torch.cat([x_t, obs, self.time_mlp(t)], dim=-1))
+        for i, block in enumerate(self.blocks):
+            h = block(h, None if noise is None or self.p <= 0 else noise[f"dropout{i}"])
+        return self.out(h)
 
 
 class MLPDenoiser(nn.Module):
@@ -146,7 +162,10 @@ class MLPDenoiser(nn.Module):
         layers.append(nn.Linear(width, act_dim))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x_t: Tensor, t: Tensor, obs: Tensor) -> Tensor:
+    def noise(self, batch_size: int) -> NoiseSpec:
+        return {}  # no dropout
+
+    def forward(self, x_t: Tensor, t: Tensor, obs: Tensor, noise: NoiseTensors | None = None) -> Tensor:
         return self.net(torch.cat([obs, x_t, self.time_mlp(t)], dim=-1))
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from offrl.component import Noise, NoiseSpec, draw_noise
 from offrl.diffusion.model import GaussianDiffusion
 from offrl.errors import ConfigError
 
@@ -85,6 +86,11 @@ class DiscreteVPTime:
         )
 
 
+def dpm_solver_noise(batch_size: int, act_dim: int) -> NoiseSpec:
+    """What :func:`sample_dpm_solver` draws: only x_T."""
+    return {"x_T": Noise.normal(batch_size, act_dim)}
+
+
 @torch.no_grad()
 def sample_dpm_solver(
     model: GaussianDiffusion,
@@ -93,6 +99,7 @@ def sample_dpm_solver(
     order: int = 3,
     generator: torch.Generator | None = None,
     skip_type: str = "logSNR",
+    noise: dict[str, Tensor] | None = None,
     clip_denoised: bool = True,
     denoise_to_zero: bool = False,
 ) -> Tensor:
@@ -100,6 +107,7 @@ def sample_dpm_solver(
 
     ``steps`` model calls (one per step; orders ramp up 1, 2, 3 over the first
     steps, and ramp down at the end when steps < 10, as DPM-Solver does).
+    The only randomness is x_T (``noise["x_T"]``, or drawn from ``generator``).
     ``clip_denoised`` clips the data prediction x̂⁰ = (x_t − σ_t ε̂)/α_t to the
     bounds at every call and re-derives ε̂ from it (EDP's "noise clipping").
     The output is x at t = 1/N (noise level of step 0), clipped to the
@@ -126,7 +134,9 @@ def sample_dpm_solver(
             eps = (x - alpha[i] * x0) / sigma[i]
         return eps
 
-    x = torch.randn((B, model.act_dim), generator=generator, device=obs.device, dtype=obs.dtype)
+    if noise is None:
+        noise = draw_noise(dpm_solver_noise(B, model.act_dim), generator, obs.device)
+    x = noise["x_T"].to(obs.dtype)
     eps_prev: list[Tensor] = []  # ε̂ at the last up to 3 grid points, newest last
     for i in range(steps):
         eps_prev = (eps_prev + [eps_model(x, i)])[-3:]

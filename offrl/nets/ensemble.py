@@ -1,9 +1,9 @@
-"""Batched ensembles: E independent MLPs whose weights carry a leading member axis.
+"""Batched ensembles: K independent MLPs whose weights carry a leading member axis.
 
-The twin Q (E = 2) uses it now; training several seeds in one process stacks
-members the same way, so no rewrite is needed for that. One batched matmul
-(``torch.baddbmm``) evaluates every member; initialisation matches E separate
-``nn.Linear`` layers (PyTorch's default Kaiming-uniform).
+The twin Q (K = 2) is one ``EnsembleMLP``: one batched matmul
+(``torch.baddbmm``) evaluates every member. Initialisation matches K separate
+``nn.Linear`` layers (PyTorch's default Kaiming-uniform). (Seeds trained
+together are stacked by the learner, not here: see :mod:`offrl.learner.members`.)
 """
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import torch
 from einops import repeat
 from torch import nn
 
+from offrl.errors import ConfigError
 from offrl.nets.mlp import make_activation
 
 
 class EnsembleLinear(nn.Module):
-    """x [E, B, in] -> [E, B, out] with weights [E, in, out]."""
+    """x [K, B, in] -> [K, B, out] with weights [K, in, out]."""
 
     def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
         super().__init__()
@@ -32,13 +33,12 @@ class EnsembleLinear(nn.Module):
                 self.weight[e].copy_(w.T)
             self.bias.uniform_(-bound, bound)
 
-    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        w, b = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)
-        return torch.baddbmm(b, x, w)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class EnsembleMLP(nn.Module):
-    """E MLPs in parallel. Input [B, in] (shared) or [E, B, in]; output [E, B, out]."""
+    """K MLPs in parallel. Input [B, in] (shared) or [K, B, in]; output [K, B, out]."""
 
     def __init__(
         self,
@@ -50,6 +50,8 @@ class EnsembleMLP(nn.Module):
         layer_norm: bool = False,
     ) -> None:
         super().__init__()
+        if any(int(h) < 1 for h in hidden):
+            raise ConfigError(f"hidden layer widths must be positive integers, got {list(hidden)}")
         self.members = members
         dims = [in_dim, *hidden]
         self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:]))
@@ -57,16 +59,12 @@ class EnsembleMLP(nn.Module):
         self.out = EnsembleLinear(members, dims[-1], out_dim)
         self.act = make_activation(activation)
 
-    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        """``detach_params=True`` evaluates without letting gradients reach the weights
-        (actors differentiate Q in the action while the critic stays untouched)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
-            x = repeat(x, "b d -> e b d", e=self.members)
+            x = repeat(x, "b d -> k b d", k=self.members)
         for i, layer in enumerate(self.layers):
-            x = layer(x, detach_params)
+            x = layer(x)
             if self.norms is not None:
-                norm = self.norms[i]
-                w, b = (norm.weight.detach(), norm.bias.detach()) if detach_params else (norm.weight, norm.bias)
-                x = nn.functional.layer_norm(x, norm.normalized_shape, w, b, norm.eps)
+                x = self.norms[i](x)
             x = self.act(x)
-        return self.out(x, detach_params)
+        return self.out(x)

@@ -1,8 +1,14 @@
-"""Evaluation on vectorised gymnasium environments with batched policy calls.
+"""Evaluation of every seed at once: one vector env of E × n environments, one policy call per step.
 
-Each evaluation's episode seeds are derived from (run seed, step), and the
-policy's sampling generator too, so an evaluation is reproducible on its own
--- also after a resume -- and draws nothing from the training RNGs.
+Seed ``s``'s episodes are seeded from (s, training step) and its policy noise
+comes from a generator derived from (s, step, round), so a seed evaluated in a
+group scores exactly what it scores alone: the extra steps other seeds' envs
+take at the end of a round consume nothing of its own randomness. Evaluations
+draw nothing from the training generators.
+
+Where the dataset declares a success signal (e.g. OGBench's ``info["success"]``),
+each episode counts as a success when that signal is set at its last step, and
+``success_rate_100`` (0–100) is reported beside the returns.
 """
 from __future__ import annotations
 
@@ -16,41 +22,51 @@ from offrl.data.dataset import OfflineDataset
 from offrl.data.flatten import flatten_obs
 from offrl.trainer.runtime import derived_seed
 
+Policy = Callable[[torch.Tensor, list[torch.Generator]], torch.Tensor]
+
 
 class Evaluator:
-    """Owns the vector env (made once, reused) and runs evaluations."""
+    """Owns the vector env (made once, reused) and runs evaluations for ``members`` seeds."""
 
-    def __init__(self, dataset: OfflineDataset, num_envs: int, device: torch.device) -> None:
-        if dataset.make_env is None:
-            self.envs = None
-        else:
-            self.envs = gym.vector.SyncVectorEnv([dataset.make_env for _ in range(num_envs)])
+    def __init__(self, dataset: OfflineDataset, members: int, num_envs: int, device: torch.device) -> None:
         self.dataset = dataset
+        self.members = members
         self.num_envs = num_envs
         self.device = device
+        self.success_key: str | None = getattr(dataset, "success_key", None)
+        self.envs = None
+        if dataset.make_env is not None:
+            self.envs = gym.vector.SyncVectorEnv([dataset.make_env for _ in range(members * num_envs)])
+
+    @property
+    def available(self) -> bool:
+        return self.envs is not None
 
     def close(self) -> None:
         if self.envs is not None:
             self.envs.close()
 
-    def evaluate(
-        self, policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], episodes: int, seed: int, step: int
-    ) -> dict[str, Any]:
-        """Mean/std return and D4RL-normalised score (0–100) over ``episodes`` episodes."""
+    def evaluate(self, policy: Policy, episodes: int, seeds: list[int], step: int) -> list[dict[str, Any]]:
+        """Per seed: mean/std return, D4RL-normalised score (0–100), success rate where declared."""
         if self.envs is None:
-            return {}
-        seeds = np.random.SeedSequence([seed, step, 7]).generate_state(episodes).tolist()
-        gen = torch.Generator(device=self.device).manual_seed(derived_seed(seed, step, 11))
-        returns: list[float] = []
-        lengths: list[int] = []
+            return [{} for _ in seeds]
         n = self.num_envs
-        for start in range(0, episodes, n):
+        episode_seeds = [np.random.SeedSequence([s, step, 7]).generate_state(episodes).tolist() for s in seeds]
+        returns: list[list[float]] = [[] for _ in seeds]
+        lengths: list[list[int]] = [[] for _ in seeds]
+        successes: list[list[float]] = [[] for _ in seeds]
+        for r, start in enumerate(range(0, episodes, n)):
             k = min(n, episodes - start)
-            round_seeds = seeds[start : start + k] + [s + 1 for s in seeds[: n - k]]  # padding envs
-            r, length = self._round(policy, round_seeds, gen)
-            returns += r[:k].tolist()
-            lengths += length[:k].tolist()
-        ret = np.asarray(returns)
+            round_seeds = [es[start:start + k] + [x + 1 for x in es[: n - k]] for es in episode_seeds]  # padding
+            gens = [torch.Generator(device=self.device).manual_seed(derived_seed(s, step, 11, r)) for s in seeds]
+            total, length, success = self._round(policy, round_seeds, gens)
+            for e in range(len(seeds)):
+                returns[e] += total[e, :k].tolist()
+                lengths[e] += length[e, :k].tolist()
+                successes[e] += success[e, :k].tolist()
+        return [self._stats(np.asarray(returns[e]), lengths[e], successes[e]) for e in range(len(seeds))]
+
+    def _stats(self, ret: np.ndarray, lengths: list[int], success: list[float]) -> dict[str, Any]:
         out: dict[str, Any] = {
             "return_mean": float(ret.mean()),
             "return_std": float(ret.std()),
@@ -60,23 +76,32 @@ class Evaluator:
         score = self.dataset.normalized_score_100(ret)
         out["normalized_score_100"] = None if score is None else float(score.mean())
         out["normalized_score_100_std"] = None if score is None else float(score.std())
+        if self.success_key is not None:
+            out["success_rate_100"] = 100.0 * float(np.mean(success))
         return out
 
-    def _round(self, policy: Callable, seeds: list[int], gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Run one episode in every env (finished envs keep stepping but are not counted)."""
+    def _round(self, policy: Policy, seeds: list[list[int]], gens: list[torch.Generator]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One episode in every env (finished envs keep stepping but are not counted)."""
         assert self.envs is not None
-        obs, _ = self.envs.reset(seed=seeds)
-        n = len(seeds)
-        done = np.zeros(n, bool)
-        total = np.zeros(n)
-        length = np.zeros(n, np.int64)
+        E, n = len(seeds), self.num_envs
+        obs, _ = self.envs.reset(seed=[s for row in seeds for s in row])
+        done = np.zeros(E * n, bool)
+        total = np.zeros(E * n)
+        length = np.zeros(E * n, np.int64)
+        success = np.zeros(E * n)
         scaler, norm = self.dataset.action_scaler, self.dataset.obs_normalizer
         while not done.all():
-            x = torch.as_tensor(norm(flatten_obs(obs).reshape(n, -1).astype(np.float64)), device=self.device)
-            unit = policy(x, gen).float().cpu().numpy()
-            obs, reward, term, trunc, _ = self.envs.step(scaler.to_env(unit).astype(np.float32))
+            x = norm(flatten_obs(obs).reshape(E * n, -1).astype(np.float64))
+            x = torch.as_tensor(x, dtype=torch.float32, device=self.device).reshape(E, n, -1)
+            unit = policy(x, gens).reshape(E * n, -1).float().cpu().numpy()
+            obs, reward, term, trunc, info = self.envs.step(scaler.to_env(unit).astype(np.float32))
             live = ~done
             total[live] += reward[live]
             length[live] += 1
+            ended = live & (term | trunc)
+            if self.success_key is not None and self.success_key in info:
+                flag = np.asarray(info[self.success_key], dtype=float)
+                success[ended] = flag[ended]
             done |= term | trunc
-        return total, length
+        return total.reshape(E, n), length.reshape(E, n), success.reshape(E, n)

@@ -1,60 +1,97 @@
-"""A rich progress bar with live losses and the latest score."""
+"""The training display: laid out for 80 columns, on three short lines.
+
+::
+
+    expectile + diffusion-resample · offrl/bandit/multimodal-v0 · seed 0
+    ━━━━━━━━━━━━━━━━━━━━━╸━━━━━━━━━━━━  1,750/3,000  58%  210 it/s  0:08 < 0:06
+    score 91.4 (best 93.0) · critic/q_loss 0.0123 actor/loss 0.341 · compile 14.2 s
+
+The step count, rate and times sit on their own line, so losses and scores can
+never push them out; the title and the info line are cut (…) rather than
+wrapped. Compile and capture time is shown while it is spent, not hidden.
+"""
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import TimeRemainingColumn
+from rich.text import Text
 
 
 class TrainingProgress:
-    """Progress display; a no-op when disabled (tests, sweep workers)."""
-
-    _EVERY = 25  # redraw at most every N iterations: drawing must not cost training time
+    """Progress display; a no-op when disabled (tests, sweep workers, ``--quiet``)."""
 
     def __init__(self, total: int, completed: int, enabled: bool, title: str) -> None:
         self.enabled = enabled
-        self.info = {"loss": "", "score": ""}
+        self.total = total
+        self._score = ""
+        self._losses = ""
+        self._status = ""
+        self._t0 = time.perf_counter()
+        self._done0 = completed
         if not enabled:
             return
+        self.console = Console(stderr=True)
+        self.title = Text(title, overflow="ellipsis", no_wrap=True, style="bold")
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=None),
             MofNCompleteColumn(),
+            TaskProgressColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
+            TextColumn("<"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
-            transient=False,
+            console=self.console,
+            expand=True,
         )
-        self.task = self.progress.add_task(title, total=total, completed=completed, info="", rate="")
+        self.task = self.progress.add_task("train", total=total, completed=completed, rate="")
+        self.info = Text("", overflow="ellipsis", no_wrap=True)
+        self.live = Live(Group(self.title, self.progress, self.info), console=self.console,
+                         refresh_per_second=4, transient=False)
 
     def __enter__(self) -> "TrainingProgress":
         if self.enabled:
-            self.progress.start()
+            self.live.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
-            self.progress.stop()
+            self.live.stop()
 
     def advance(self, step: int) -> None:
-        if self.enabled and (step % self._EVERY == 0):
-            task = self.progress.tasks[0]
-            rate = f"{task.speed:,.0f} it/s" if task.speed else ""
-            self.progress.update(self.task, completed=step, rate=rate)
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self._t0
+        rate = (step - self._done0) / elapsed if elapsed > 0 else 0.0
+        self.progress.update(self.task, completed=step, rate=f"{rate:,.0f} it/s" if rate else "")
 
     def metrics(self, row: dict[str, Any]) -> None:
         keys = [k for k in row if k.endswith("loss")][:3]
-        self.info["loss"] = " ".join(f"{k.split('/')[-1] if k.count('/') else k}={row[k]:.3g}" for k in keys)
+        self._losses = " ".join(f"{k} {row[k]:.3g}" for k in keys if row[k] is not None)
         self._show()
 
-    def score(self, row: dict[str, Any]) -> None:
-        s = row.get("normalized_score_100")
-        self.info["score"] = f"[green]score {s:.1f}[/]" if s is not None else f"[green]return {row['return_mean']:.3g}[/]"
+    def score(self, rows: list[dict[str, Any]], best: list[dict[str, Any]], key: str) -> None:
+        """The latest and best score, averaged over the seeds that have one."""
+        latest = [r[key] for r in rows if r.get(key) is not None]
+        bests = [b[key] for b in best if b.get(key) is not None]
+        if latest:
+            label = {"success_rate_100": "success", "normalized_score_100": "score"}.get(key, "return")
+            mean = sum(latest) / len(latest)
+            top = sum(bests) / len(bests) if bests else mean
+            seeds = f" over {len(latest)} seeds" if len(latest) > 1 else ""
+            self._score = f"{label} {mean:.1f} (best {top:.1f}){seeds}"
+        self._show()
+
+    def status(self, text: str) -> None:
+        """A transient note such as 'compiling…' or 'evaluating…' ('' clears it)."""
+        self._status = text
         self._show()
 
     def _show(self) -> None:
         if self.enabled:
-            self.progress.update(self.task, info=f"{self.info['loss']}  {self.info['score']}")
+            parts = [p for p in (self._score, self._losses, self._status) if p]
+            self.info.plain = " · ".join(parts)

@@ -1,42 +1,53 @@
-"""The shared trainer: one loop for any registered (critic, actor) pair.
+"""The shared trainer: the loop, cadence, evaluation, logs and checkpoints, for one seed or many.
 
-Per iteration: ``critic.updates_per_step`` critic updates, then
-``actor.updates_per_step`` actor updates, each on its own batch of its own size
-sampled on the device. Metrics stay on the device until logged. Evaluation,
-logging and checkpointing happen at iteration counts, so an interrupted run
+The :class:`~offrl.learner.Learner` owns what happens inside an iteration; the
+trainer decides when to log (``log_every``), evaluate (``eval_every``) and
+checkpoint (``save_every``), all at iteration counts, so an interrupted run
 resumed from its checkpoint produces the same logs as an uninterrupted one.
+
+Several seeds (``trainer.seeds``) train in one process on a leading seed axis;
+each seed keeps an ordinary run directory of its own (``GROUP/seed<S>/``), with
+the config, logs, checkpoints and summary its solo run would write.
+
+Nothing silent: non-finite losses or parameters are detected on the logging
+cadence and before every checkpoint (no host sync per step). A diverged seed
+stops logging, keeps its last good checkpoint and ends with status
+``diverged``, naming the step and the quantity.
 """
 from __future__ import annotations
 
 import json
+import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from offrl import rundir
 from offrl.actors import ACTORS
 from offrl.config import RunConfig
 from offrl.critics import CRITICS
 from offrl.data.dataset import OfflineDataset, load_offline_dataset
 from offrl.data.preprocess import ObsNormalizer
-from offrl.errors import RunDirError
+from offrl.errors import ConfigError, RunDirError
+from offrl.learner import Agent, Learner, UpdateSchedule, resolve_speed_mode
 from offrl.trainer import checkpoint as ckpt
 from offrl.trainer.evaluation import Evaluator
-from offrl.trainer.logger import EVAL_LOG, TRAIN_LOG, JsonlLog, MetricAccumulator, TensorBoardLog
+from offrl.trainer.lock import RunLock
+from offrl.trainer.logger import TensorBoardLog, make_summary_writer
 from offrl.trainer.progress import TrainingProgress
 from offrl.trainer.runtime import configure_threads, resolve_device, seed_everything
 
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
-OBS_STATS_FILE = "obs_stats.json"
+#: Most iterations between two checks of Ctrl-C and progress updates.
+CHUNK = 100
 
 
 @dataclass
 class RunResult:
-    """What a finished (or interrupted) run reports."""
+    """What a finished, diverged or interrupted seed reports."""
 
     run_dir: Path
     steps: int
@@ -44,24 +55,52 @@ class RunResult:
     summary: dict[str, Any]
 
 
+@dataclass
+class GroupResult:
+    """The result of a multi-seed run: one :class:`RunResult` per seed."""
+
+    group_dir: Path
+    runs: list[RunResult]
+
+    @property
+    def finished(self) -> bool:
+        return all(r.finished for r in self.runs)
+
+
+@dataclass
+class SeedRun:
+    """One seed's run directory and what the trainer tracks for it."""
+
+    seed: int
+    run_dir: Path
+    cfg: RunConfig
+    best: dict[str, Any] = field(default_factory=dict)
+    last_eval: dict[str, Any] = field(default_factory=dict)
+    status: str = "running"  # running | finished | diverged
+    diverged: str = ""  # what diverged, when it did
+    lock: RunLock | None = None
+    tb: TensorBoardLog | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "running"
+
+
 def prepare_run_dir(run_dir: Path) -> None:
     """Create ``run_dir`` for a new run; refuse one that already holds a run or is not writable."""
-    if (run_dir / CONFIG_FILE).exists():
+    if (run_dir / rundir.CONFIG).exists():
         raise RunDirError(
             f"'{run_dir}' already holds a run. Continue it with `offrl run --resume {run_dir}` "
             "or choose another --out."
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
     except OSError as e:
         raise RunDirError(f"Cannot write to run directory '{run_dir}': {e.strerror or e}.") from None
 
 
 class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between iterations, so the checkpoint
+    """Turns SIGINT/SIGTERM into a flag checked between chunks of iterations, so the checkpoint
     written on the way out is at an iteration boundary (a consistent state)."""
 
     def __init__(self) -> None:
@@ -87,199 +126,443 @@ class _StopFlag:
 
 
 class Trainer:
-    """Build everything from a :class:`RunConfig` and run it in ``run_dir``."""
+    """Build everything for ``runs`` (one per seed) and train them together."""
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, show_progress: bool = True) -> None:
+    def __init__(self, cfg: RunConfig, runs: list[SeedRun], resume: bool = False, show_progress: bool = True,
+                 group_dir: Path | None = None) -> None:
+        t0 = time.perf_counter()
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.runs = runs
         self.resume = resume
         self.show_progress = show_progress
+        self.group_dir = group_dir
         t = cfg.trainer
         self.device = resolve_device(t.device)
         configure_threads(self.device, t.threads)
-        if not resume:
-            prepare_run_dir(self.run_dir)
-        seed_everything(t.seed)
+        self.mode = resolve_speed_mode(t.compile, self.device, t.steps)
+        if t.tensorboard:
+            make_summary_writer()  # fail before anything is written if tensorboard is missing
 
         saved_norm = None
-        if resume and (self.run_dir / OBS_STATS_FILE).exists():
-            saved_norm = ObsNormalizer.from_dict(json.loads((self.run_dir / OBS_STATS_FILE).read_text()))
+        stats = runs[0].run_dir / rundir.OBS_STATS
+        if resume and stats.exists():
+            saved = rundir.read_json(stats)
+            if saved is None:
+                raise RunDirError(f"'{stats}' is damaged (not valid JSON). Start a new run, or restore the file.")
+            saved_norm = ObsNormalizer.from_dict(saved)
         d = cfg.data
         self.dataset: OfflineDataset = load_offline_dataset(
             d.dataset, reward=d.reward, normalize_obs=d.normalize_obs, action_clip_eps=d.action_clip_eps,
             obs_normalizer=saved_norm,
         )
         self.table = self.dataset.arrays.to_table(self.device)
-        obs_dim, act_dim = self.dataset.obs_dim, self.dataset.act_dim
-        self.critic = CRITICS.get(cfg.critic)(cfg.critic_cfg, obs_dim, act_dim, self.device)
-        total_actor_updates = t.steps * cfg.actor_cfg.updates_per_step
-        self.actor = ACTORS.get(cfg.actor)(cfg.actor_cfg, obs_dim, act_dim, total_actor_updates, self.device)
-        self.sampler = torch.Generator(device=self.device).manual_seed(t.seed)
-        self.metrics = MetricAccumulator()
+        self.schedule = UpdateSchedule(
+            critic_updates=cfg.critic_cfg.updates_per_step, critic_batch=cfg.critic_cfg.batch_size,
+            actor_updates=cfg.actor_cfg.updates_per_step, actor_batch=cfg.actor_cfg.batch_size,
+            actor_every=cfg.actor_cfg.update_every,
+        )
+        agents = [self._build_agent(r.seed) for r in runs]
+        try:
+            self.learner = Learner(agents, [r.seed for r in runs], self.table, self.schedule, self.device,
+                                   self.mode, t.steps_per_call)
+        except (RuntimeError, MemoryError) as e:
+            raise _too_big(e, cfg) from None
         self.step = 0
         self.elapsed = 0.0
-        self.best: dict[str, Any] = {}
-        self.last_eval: dict[str, Any] = {}
-        self.train_log = JsonlLog(self.run_dir / TRAIN_LOG)
-        self.eval_log = JsonlLog(self.run_dir / EVAL_LOG)
 
+        self._claim()
         if resume:
-            self._load_checkpoint()
+            self._load_checkpoints()
         else:
-            (self.run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-            if d.normalize_obs:
-                (self.run_dir / OBS_STATS_FILE).write_text(json.dumps(self.dataset.obs_normalizer.to_dict()))
-        self.tb = TensorBoardLog(self.run_dir / "tensorboard") if t.tensorboard else None
+            for r in runs:
+                rundir.write_text_atomic(r.run_dir / rundir.CONFIG,
+                                         rundir.dumps(rundir.floats_as_text(r.cfg.to_dict()), 2) + "\n")
+                if d.normalize_obs:
+                    rundir.write_json(r.run_dir / rundir.OBS_STATS, self.dataset.obs_normalizer.to_dict())
+            if group_dir is not None:
+                rundir.write_group(group_dir, [r.seed for r in runs], [r.run_dir for r in runs])
+        if t.tensorboard:
+            for r in runs:
+                r.tb = TensorBoardLog(r.run_dir / "tensorboard")
+        self.setup_s = time.perf_counter() - t0
 
-    # --- checkpoints ---------------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        state = {
-            "step": self.step,
-            "elapsed": self.elapsed + (time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0),
-            "critic": self.critic.training_state(),
-            "actor": self.actor.training_state(),
-            "rng": ckpt.rng_state(self.sampler),
-            "metrics": self.metrics.state_dict(),
-            "best": self.best,
-            "last_eval": self.last_eval,
-        }
-        ckpt.save_atomic(state, self.run_dir / ckpt.CHECKPOINT)
-
-    def _load_checkpoint(self) -> None:
-        path = self.run_dir / ckpt.CHECKPOINT
-        if not path.exists():
-            # killed before the first checkpoint: start over in the same directory
-            for log in (self.train_log, self.eval_log):
-                log.truncate_after(0)
-            return
-        state = ckpt.load(path, self.device)
-        self.critic.load_training_state(state["critic"])
-        self.actor.load_training_state(state["actor"])
-        ckpt.restore_rng_state(state["rng"], self.sampler)
-        self.metrics.load_state_dict(state["metrics"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.best, self.last_eval = state["best"], state["last_eval"]
-        for log in (self.train_log, self.eval_log):
-            log.truncate_after(self.step)
-
-    # --- the loop ------------------------------------------------------------------------------
-    def train_step(self) -> None:
-        """One trainer iteration: critic updates, then actor updates. No host sync."""
-        ccfg, acfg = self.cfg.critic_cfg, self.cfg.actor_cfg
-        for _ in range(ccfg.updates_per_step):
-            self.metrics.add(self.critic.update(self.table.sample(ccfg.batch_size, self.sampler)))
-        for _ in range(acfg.updates_per_step):
-            self.metrics.add(self.actor.update(self.table.sample(acfg.batch_size, self.sampler), self.critic))
-
-    def evaluate(self, evaluator: Evaluator) -> dict[str, Any]:
-        self.actor.eval()
-        self.critic.eval()
+    # --- construction ---------------------------------------------------------------------------
+    def _build_agent(self, seed: int) -> Agent:
+        """Seed ``seed``'s critic and actor, initialised exactly as a solo run of that seed."""
+        cfg = self.cfg
+        seed_everything(seed)
+        obs_dim, act_dim = self.dataset.obs_dim, self.dataset.act_dim
         try:
-            result = evaluator.evaluate(
-                lambda obs, gen: self.actor.act(obs, self.critic, gen),
-                self.cfg.trainer.eval_episodes, self.cfg.trainer.seed, self.step,
-            )
-        finally:
-            self.actor.train()
-            self.critic.train()
-        return result
+            critic = CRITICS.get(cfg.critic)(cfg.critic_cfg, obs_dim, act_dim)
+            actor = ACTORS.get(cfg.actor)(cfg.actor_cfg, obs_dim, act_dim,
+                                           self.schedule.actor_updates_in(cfg.trainer.steps))
+        except (RuntimeError, MemoryError) as e:
+            raise _too_big(e, cfg) from None
+        return Agent(critic, actor)
 
-    def run(self) -> RunResult:
+    def _claim(self) -> None:
+        """Lock every run directory (one writer each); new runs must not hold a run already."""
+        try:
+            for r in self.runs:
+                if not self.resume:
+                    prepare_run_dir(r.run_dir)
+                r.lock = RunLock(r.run_dir).acquire()
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        for r in self.runs:
+            if r.lock is not None:
+                r.lock.release()
+                r.lock = None
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Checkpoint every healthy seed (a diverged seed keeps its last good checkpoint)."""
+        states = []
+        for e, r in enumerate(self.runs):
+            if not r.active:
+                continue
+            states.append((r.run_dir, {
+                "step": self.step,
+                "elapsed": self._now(),
+                "seed": r.seed,
+                "learner": self.learner.member_state(e),
+                "best": r.best,
+                "last_eval": r.last_eval,
+            }))
+        if states:
+            ckpt.save_group(states)
+
+    def _load_checkpoints(self) -> None:
+        states, notes = ckpt.load_group([r.run_dir for r in self.runs], self.device)
+        self.notes = notes
+        if states is None:  # killed before the first checkpoint: start over in the same directories
+            for r in self.runs:
+                for log in (rundir.TRAIN_LOG, rundir.EVAL_LOG):
+                    rundir.truncate_jsonl(r.run_dir / log, 0)
+            return
+        try:
+            self.learner.load_member_states([s["learner"] for s in states])
+        except (KeyError, RuntimeError) as e:
+            raise RunDirError(f"The checkpoint in '{self.runs[0].run_dir}' does not match this run's networks "
+                              f"({type(e).__name__}: {e}); it cannot be continued.") from None
+        self.step, self.elapsed = int(states[0]["step"]), float(states[0]["elapsed"])
+        for r, s in zip(self.runs, states):
+            r.best, r.last_eval = s["best"], s["last_eval"]
+            for log in (rundir.TRAIN_LOG, rundir.EVAL_LOG):
+                rundir.truncate_jsonl(r.run_dir / log, self.step)
+
+    # --- divergence -----------------------------------------------------------------------------------
+    def _check_metrics(self, rows: list[dict[str, float]]) -> None:
+        for r, row in zip(self.runs, rows):
+            if r.active:
+                bad = [k for k, v in row.items() if not math.isfinite(v)]
+                if bad:
+                    self._diverge(r, f"{bad[0]} = {row[bad[0]]}")
+
+    def _check_state(self) -> None:
+        for e, name in enumerate(self.learner.non_finite()):
+            if name and self.runs[e].active:
+                self._diverge(self.runs[e], f"a non-finite value in {name}")
+
+    def _diverge(self, r: SeedRun, what: str) -> None:
+        r.status = "diverged"
+        r.diverged = f"step {self.step}: {what}"
+        self._write_summary(r)
+
+    # --- the loop -------------------------------------------------------------------------------------
+    def run(self) -> list[RunResult]:
         t = self.cfg.trainer
-        if self.resume and (self.run_dir / SUMMARY_FILE).exists():
-            summary = json.loads((self.run_dir / SUMMARY_FILE).read_text())
-            return RunResult(self.run_dir, self.step, True, summary)
-        evaluator = Evaluator(self.dataset, min(t.eval_envs, t.eval_episodes), self.device)
+        done = [r for r in self.runs if rundir.has_ended(r.run_dir)] if self.resume else []
+        if done and len(done) == len(self.runs):
+            self.release()
+            return [self._result(r) for r in self.runs]
+        evaluator = Evaluator(self.dataset, len(self.runs), min(t.eval_envs, t.eval_episodes), self.device)
         self._t0 = time.perf_counter()
-        finished = False
         progress = TrainingProgress(t.steps, self.step, enabled=self.show_progress, title=self._title())
         try:
             with _StopFlag() as flag, progress:
-                while self.step < t.steps:
-                    self.train_step()
-                    self.step += 1
-                    s = self.step
-                    last = s == t.steps
-                    if s % t.log_every == 0 or last:
-                        row = {"step": s, "time_s": self._now(), **self.metrics.means()}
-                        self.train_log.write(row)
-                        if self.tb:
-                            self.tb.write("train", row, s)
-                        progress.metrics(row)
-                    if s % t.eval_every == 0 or last:
-                        result = self.evaluate(evaluator)
-                        if result:
-                            self._record_eval(result)
-                            progress.score(self.last_eval)
-                    if s % t.save_every == 0 or last:
-                        self.save_checkpoint()
-                    progress.advance(s)
-                    if flag.stop and not last:
+                if not evaluator.available:
+                    progress.status("no evaluation environment: training only")
+                while self.step < t.steps and any(r.active for r in self.runs):
+                    n = self._chunk()
+                    if self.learner.compile_seconds == 0 and self.mode != "off" and self.step == 0:
+                        progress.status("compiling the training step…")
+                    self.learner.train(n)
+                    self.step += n
+                    progress.advance(self.step)
+                    progress.status(self._compile_note())
+                    self._events(evaluator, progress)
+                    if flag.stop and self.step < t.steps:
                         self.save_checkpoint()
                         raise KeyboardInterrupt
-                finished = True
         finally:
             evaluator.close()
-            if self.tb:
-                self.tb.close()
-        summary = self._summary()
-        (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        return RunResult(self.run_dir, self.step, finished, summary)
+            for r in self.runs:
+                if r.tb:
+                    r.tb.close()
+            self.release()
+        for r in self.runs:
+            if r.active:
+                r.status = "finished"
+                self._write_summary(r)
+        return [self._result(r) for r in self.runs]
+
+    def _chunk(self) -> int:
+        """Iterations until the next log, evaluation, checkpoint or the end (at most CHUNK)."""
+        t = self.cfg.trainer
+        s = self.step
+        nxt = min(t.steps, *(s + every - s % every for every in (t.log_every, t.eval_every, t.save_every)))
+        return max(1, min(nxt - s, max(CHUNK, t.steps_per_call if self.mode == "graph" else 1)))
+
+    def _events(self, evaluator: Evaluator, progress: TrainingProgress) -> None:
+        t = self.cfg.trainer
+        s = self.step
+        last = s == t.steps
+        log, evaluate, save = (s % t.log_every == 0 or last), (s % t.eval_every == 0 or last), \
+            (s % t.save_every == 0 or last)
+        if log:
+            rows = self.learner.read_metrics()
+            self._check_metrics(rows)
+            for r, row in zip(self.runs, rows):
+                if r.active:
+                    out = {"step": s, "time_s": self._now(), **row}
+                    self._append(r, rundir.TRAIN_LOG, out)
+                    if r.tb:
+                        r.tb.write("train", out, s)
+            progress.metrics(rows[self._first_active()] if any(r.active for r in self.runs) else {})
+        if log or evaluate or save:
+            self._check_state()
+        if evaluate and evaluator.available and any(r.active for r in self.runs):
+            progress.status("evaluating…")
+            results = self._evaluate(evaluator)
+            for r, result in zip(self.runs, results):
+                if r.active and result:
+                    self._record_eval(r, result)
+            progress.status(self._compile_note())
+            key = self._score_key()
+            active = [r for r in self.runs if r.active]
+            progress.score([r.last_eval for r in active], [r.best for r in active], key)
+        if save:
+            self.save_checkpoint()
+
+    def _first_active(self) -> int:
+        return next(i for i, r in enumerate(self.runs) if r.active)
+
+    def _evaluate(self, evaluator: Evaluator) -> list[dict[str, Any]]:
+        active = torch.tensor([r.active for r in self.runs], device=self.device).reshape(-1, 1, 1)
+
+        def policy(obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+            actions = self.learner.act(obs, gens)
+            return torch.where(active, actions, torch.zeros_like(actions))  # a diverged seed's NaNs never reach an env
+
+        return evaluator.evaluate(policy, self.cfg.trainer.eval_episodes, [r.seed for r in self.runs], self.step)
+
+    def _append(self, r: SeedRun, log: str, row: dict[str, Any]) -> None:
+        try:
+            rundir.append_jsonl(r.run_dir / log, row)
+        except OSError as e:
+            raise RunDirError(
+                f"Could not write {r.run_dir / log} ({e.strerror or e}). The last checkpoint is intact: make the "
+                f"run directory writable again and continue with `offrl run --resume {self._resume_target()}`."
+            ) from None
+
+    def _record_eval(self, r: SeedRun, result: dict[str, Any]) -> None:
+        row = {"step": self.step, "time_s": self._now(), **result}
+        self._append(r, rundir.EVAL_LOG, row)
+        if r.tb:
+            r.tb.write("eval", row, self.step)
+        r.last_eval = row
+        key = self._score_key()
+        if row.get(key) is not None and (not r.best or r.best.get(key) is None or row[key] > r.best[key]):
+            r.best = row
+
+    def _score_key(self) -> str:
+        """What 'score' means for this dataset: success rate, normalised score, or raw return."""
+        primary = getattr(self.dataset, "primary_metric", None)
+        if primary == "success_rate":
+            return "success_rate_100"
+        return "normalized_score_100" if self.dataset.ref_min_score is not None else "return_mean"
+
+    def _compile_note(self) -> str:
+        if self.learner.compile_seconds:
+            what = "capture" if self.mode == "graph" else "compile"
+            return f"{what} {self.learner.compile_seconds:.1f} s"
+        return ""
 
     def _now(self) -> float:
-        return round(self.elapsed + time.perf_counter() - self._t0, 3)
+        return round(self.elapsed + time.perf_counter() - self._t0, 3) if hasattr(self, "_t0") else self.elapsed
 
     def _title(self) -> str:
-        return f"{self.cfg.critic} + {self.cfg.actor} on {self.cfg.data.dataset}"
+        seeds = [r.seed for r in self.runs]
+        who = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({self.cfg.trainer.seeds})"
+        return f"{self.cfg.critic} + {self.cfg.actor} · {self.cfg.data.dataset} · {who}"
 
-    def _record_eval(self, result: dict[str, Any]) -> None:
-        row = {"step": self.step, "time_s": self._now(), **result}
-        self.eval_log.write(row)
-        if self.tb:
-            self.tb.write("eval", row, self.step)
-        self.last_eval = row
-        key = "normalized_score_100" if row.get("normalized_score_100") is not None else "return_mean"
-        if not self.best or row[key] > self.best[key]:
-            self.best = row
+    def _resume_target(self) -> Path:
+        return self.group_dir if self.group_dir is not None else self.runs[0].run_dir
 
-    def _summary(self) -> dict[str, Any]:
-        last, best = self.last_eval, self.best
-        return {
-            "status": "finished",
+    # --- results --------------------------------------------------------------------------------------
+    def _summary(self, r: SeedRun) -> dict[str, Any]:
+        key = self._score_key()
+        last, best = r.last_eval, r.best
+        out = {
+            "status": r.status,
             "critic": self.cfg.critic,
             "actor": self.cfg.actor,
             "dataset": self.cfg.data.dataset,
-            "seed": self.cfg.trainer.seed,
+            "seed": r.seed,
             "steps": self.step,
+            "score_key": key,
             "final_score_100": last.get("normalized_score_100"),
             "best_score_100": best.get("normalized_score_100"),
             "best_step": best.get("step"),
             "final_return": last.get("return_mean"),
             "best_return": best.get("return_mean"),
+            "final_success_rate_100": last.get("success_rate_100"),
+            "best_success_rate_100": best.get("success_rate_100"),
+            "evaluated": bool(last),
+            "speed_mode": self.mode,
+            "seeds_in_process": len(self.runs),
+            "setup_s": round(getattr(self, "setup_s", 0.0), 3),
             "wall_time_s": self._now(),
-            "run_dir": str(self.run_dir),
+            "run_dir": str(r.run_dir),
         }
+        if r.status == "diverged":
+            out["diverged"] = r.diverged
+        return out
+
+    def _write_summary(self, r: SeedRun) -> None:
+        try:
+            rundir.write_json(r.run_dir / rundir.SUMMARY, self._summary(r))
+        except OSError as e:
+            raise RunDirError(f"Could not write {r.run_dir / rundir.SUMMARY} ({e.strerror or e}).") from None
+
+    def _result(self, r: SeedRun) -> RunResult:
+        summary = rundir.read_summary(r.run_dir) or self._summary(r)
+        return RunResult(r.run_dir, int(summary.get("steps", self.step)), summary.get("status") == "finished", summary)
 
 
-def train(cfg: RunConfig, run_dir: str | Path, show_progress: bool = False) -> RunResult:
-    """Python API: train ``cfg`` in ``run_dir`` (a new directory) and return the result."""
-    return Trainer(cfg, run_dir, show_progress=show_progress).run()
+def _too_big(e: BaseException, cfg: RunConfig) -> ConfigError:
+    sizes = {k: v for k, v in (("critic.hidden_dims", getattr(cfg.critic_cfg, "hidden_dims", None)),
+                               ("critic.batch_size", cfg.critic_cfg.batch_size),
+                               ("actor.batch_size", cfg.actor_cfg.batch_size),
+                               ("actor.hidden_dims", getattr(cfg.actor_cfg, "hidden_dims", None)),
+                               ("actor.hidden", getattr(cfg.actor_cfg, "hidden", None))) if v is not None}
+    listing = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in sizes.items())
+    return ConfigError(f"Could not allocate the networks and batches ({str(e).splitlines()[0]}); "
+                       f"the sizes are too large for this machine: {listing}.")
 
 
-def resume(run_dir: str | Path, show_progress: bool = False) -> RunResult:
-    """Python API: continue the run in ``run_dir`` from its latest checkpoint."""
-    return Trainer(load_run_config(run_dir), run_dir, resume=True, show_progress=show_progress).run()
+# --------------------------------------------------------------------------------------------- entry points
+
+
+def start(cfg: RunConfig, out: str | Path, show_progress: bool = False) -> Trainer:
+    """A trainer for a new run in ``out``: the run directory (one seed) or the group directory
+    holding ``seed<S>/`` per seed (``trainer.seeds``)."""
+    out = Path(out)
+    seeds = cfg.trainer.seed_list()
+    if not cfg.trainer.seeds.strip():
+        return Trainer(cfg, [SeedRun(seeds[0], out, cfg)], show_progress=show_progress)
+    if (out / rundir.CONFIG).exists() or (out / rundir.GROUP).exists():
+        raise RunDirError(f"'{out}' already holds a run. Continue it with `offrl run --resume {out}` "
+                          "or choose another --out.")
+    runs = [SeedRun(s, rundir.seed_dir(out, s), cfg.for_seed(s)) for s in seeds]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"Cannot write to run directory '{out}': {e.strerror or e}.") from None
+    return Trainer(cfg, runs, show_progress=show_progress, group_dir=out)
+
+
+def resume_dirs(path: str | Path) -> tuple[list[Path], Path | None]:
+    """The run directories to continue for ``path`` (a run directory, or a group directory)."""
+    path = Path(path)
+    group = rundir.read_group(path)
+    if group is not None:
+        return group, path
+    return [path], None
+
+
+def continue_runs(paths: list[str | Path], show_progress: bool = False,
+                  runtime: dict[str, Any] | None = None) -> Trainer:
+    """A trainer continuing the runs in ``paths`` (run or group directories) together.
+
+    ``runtime`` may change how the run executes (device, threads, compile, …: the
+    trainer keys of :data:`offrl.config.RUNTIME_KEYS`), never what it computes.
+    """
+    dirs: list[Path] = []
+    group_dir = None
+    for p in paths:
+        found, group = resume_dirs(p)
+        dirs += found
+        group_dir = group if len(paths) == 1 else None
+    cfgs = [load_run_config(d) for d in dirs]
+    if runtime:
+        cfgs = [_with_runtime(c, runtime) for c in cfgs]
+    base = cfgs[0].comparable()
+    base["trainer"].pop("seed")
+    for d, c in zip(dirs[1:], cfgs[1:]):
+        other = c.comparable()
+        other["trainer"].pop("seed")
+        if other != base:
+            raise RunDirError(f"'{d}' and '{dirs[0]}' are not the same experiment with different seeds; "
+                              "only seeds of one configuration can continue together.")
+    seeds = [c.trainer.seed for c in cfgs]
+    if len(set(seeds)) != len(seeds):
+        raise RunDirError(f"The runs to continue repeat a seed ({seeds}).")
+    group_cfg = cfgs[0]
+    if len(dirs) > 1:
+        import dataclasses
+
+        group_cfg = dataclasses.replace(cfgs[0], trainer=dataclasses.replace(
+            cfgs[0].trainer, seeds=",".join(str(s) for s in seeds)))
+    runs = [SeedRun(c.trainer.seed, d, c) for d, c in zip(dirs, cfgs)]
+    return Trainer(group_cfg, runs, resume=True, show_progress=show_progress, group_dir=group_dir)
+
+
+def _with_runtime(cfg: RunConfig, runtime: dict[str, Any]) -> RunConfig:
+    import dataclasses
+
+    from offrl.config import RUNTIME_KEYS, build_dataclass
+
+    bad = sorted(set(runtime) - set(RUNTIME_KEYS))
+    if bad:
+        raise ConfigError(f"trainer.{bad[0]} cannot change when a run is resumed (only {', '.join(RUNTIME_KEYS)}).")
+    values = {**dataclasses.asdict(cfg.trainer), **runtime}
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return dataclasses.replace(cfg, trainer=build_dataclass(type(cfg.trainer), values, "trainer", "trainer"))
+
+
+def train(cfg: RunConfig, run_dir: str | Path, show_progress: bool = False) -> RunResult | GroupResult:
+    """Python API: train ``cfg`` in ``run_dir`` (a new directory).
+
+    Returns a :class:`RunResult`, or a :class:`GroupResult` when ``trainer.seeds`` names several seeds.
+    """
+    trainer = start(cfg, run_dir, show_progress=show_progress)
+    results = trainer.run()
+    return GroupResult(Path(run_dir), results) if trainer.group_dir is not None else results[0]
+
+
+def resume(run_dir: str | Path, show_progress: bool = False) -> RunResult | GroupResult:
+    """Python API: continue the run (or the multi-seed run) in ``run_dir`` from its latest checkpoint."""
+    trainer = continue_runs([run_dir], show_progress=show_progress)
+    results = trainer.run()
+    return GroupResult(Path(run_dir), results) if trainer.group_dir is not None else results[0]
 
 
 def saved_config_layer(run_dir: str | Path) -> dict[str, Any]:
     """The config layer saved in ``run_dir``; a clear error if it holds no run."""
-    path = Path(run_dir) / CONFIG_FILE
+    path = Path(run_dir) / rundir.CONFIG
     if not path.is_file():
-        raise RunDirError(f"'{run_dir}' holds no offrl run (no {CONFIG_FILE}); nothing to resume.")
+        raise RunDirError(f"'{run_dir}' holds no offrl run (no {rundir.CONFIG}); nothing to resume.")
     try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunDirError(f"'{path}' is not valid JSON ({e}); cannot resume.") from None
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunDirError(f"'{path}' is damaged ({e}); the run cannot be resumed.") from None
+    if not isinstance(saved, dict):
+        raise RunDirError(f"'{path}' is damaged (not a JSON object); the run cannot be resumed.")
     saved.pop("offrl_version", None)
     return saved
 
