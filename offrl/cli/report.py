@@ -1,13 +1,4 @@
-"""``offrl report``: tables and plots from one or more sweep (or run) directories.
-
-Example::
-
-    offrl report runs/bandit --out runs/bandit/report
-
-Writes ``runs.csv`` (one row per run × evaluation; ``runs.parquet`` too when
-pyarrow is installed), the per-dataset and aggregate tables as CSV, PNG plots
-(the ``plot`` extra) and ``report.md``.
-"""
+"""``offrl report``: tables and figures from one or more sweep (or run) directories (see docs/benchmarks.md)."""
 from __future__ import annotations
 
 import argparse
@@ -18,19 +9,31 @@ import math
 DEFAULT_REPS = 10_000  # = offrl.report.stats.DEFAULT_REPS
 DEFAULT_CONFIDENCE = 0.95
 
+DESCRIPTION = """\
+Tables and figures from one or more sweep (or run) directories: runs.csv (one row per run x evaluation; runs.parquet
+too with pyarrow), per-dataset and aggregate tables as CSV (IQM with stratified-bootstrap intervals, probabilities of
+improvement), figures as PNG, PDF and SVG (the plot extra) and report.md.
+"""
+
+EPILOG = """\
+examples:
+  offrl report runs/bandit --out runs/bandit/report
+  offrl report runs/sweep-a runs/sweep-b --out runs/combined-report --reps 50000 --seed 1
+"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report",
         help="tables (IQM, bootstrap CIs, probability of improvement) and plots from sweep directories",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
+        epilog=EPILOG,
     )
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="sweep directories (or run directories)")
     p.add_argument("--out", required=True, help="report directory to write")
-    p.add_argument("--reps", type=int, default=DEFAULT_REPS, help=f"bootstrap resamples (default {DEFAULT_REPS})")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed, for reproducible intervals (default 0)")
-    p.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE, help="interval level (default 0.95)")
+    p.add_argument("--reps", type=int, default=DEFAULT_REPS, metavar="N", help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed, for reproducible intervals")
+    p.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE, metavar="LEVEL", help="interval level")
     p.add_argument("--include-incomplete", action="store_true", help="aggregate unfinished runs too")
     p.add_argument("--no-plots", action="store_true", help="write tables only")
     return p

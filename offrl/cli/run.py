@@ -29,7 +29,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="train and evaluate a critic + actor pair on a dataset",
         description="Train and evaluate a (critic, actor) pair. Precedence, lowest first: "
         "defaults < --preset < --config < --set and explicit flags.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--critic", help="critic name (see `offrl list critic`); default expectile")
     p.add_argument("--actor", help="actor name (see `offrl list actor`); default diffusion-resample")
