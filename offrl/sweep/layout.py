@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from offrl.rundir import CHECKPOINT, ERROR, EVAL_LOG, SUMMARY, last_row, read_json, run_state  # noqa: F401
-from offrl.rundir import has_ended, write_json  # noqa: F401
+from offrl.rundir import write_json
 
 
 @dataclass(frozen=True)
