@@ -10,6 +10,7 @@
       checkpoint.pt      everything needed to continue exactly (atomic)
       checkpoint.prev.pt the checkpoint before it (kept so a damaged latest one is not fatal)
       summary.json       written when the run ends: status "finished" or "diverged"
+      run.lock           locked (flock) by the process running the run, for as long as it runs
       error.txt          written by ``offrl sweep`` when a cell failed
 
     GROUP_DIR/           a multi-seed run (``offrl run --seeds 0-7 --out GROUP_DIR``)
@@ -39,9 +40,23 @@ CHECKPOINT = "checkpoint.pt"
 PREV_CHECKPOINT = "checkpoint.prev.pt"
 ERROR = "error.txt"
 GROUP = "group.json"
+LOCK = "run.lock"
 
 #: The states :func:`run_state` reports.
 STATES = ("finished", "diverged", "failed", "partial", "pending")
+
+#: Columns of an ``eval.jsonl`` row that can be a run's primary score, in order of preference: a task
+#: judged by success (e.g. OGBench) is scored by its success rate, else by the normalised score when the
+#: dataset has reference scores, else by the raw return.
+PRIMARY_METRICS = ("success_rate_100", "normalized_score_100", "return_mean")
+#: How each primary metric is named in tables and figures.
+METRIC_LABELS = {
+    "success_rate_100": "success rate (%)",
+    "normalized_score_100": "normalised score",
+    "return_mean": "return",
+}
+#: Metrics on the 0-100 scale, which may be aggregated across datasets (raw returns may not).
+SCALED_METRICS = ("success_rate_100", "normalized_score_100")
 
 
 # ------------------------------------------------------------------ JSON
@@ -207,6 +222,62 @@ def has_ended(run_dir: Path) -> bool:
     return run_state(run_dir) in ("finished", "diverged")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def primary_metric(rows: Iterable[dict[str, Any]]) -> str | None:
+    """The first of :data:`PRIMARY_METRICS` that holds a number in any of ``rows`` (eval rows of one run);
+    ``None`` when none does (no evaluation yet, or every value was non-finite)."""
+    present = {k for row in rows for k in PRIMARY_METRICS if _is_number(row.get(k))}
+    return next((k for k in PRIMARY_METRICS if k in present), None)
+
+
+# ------------------------------------------------------------------ locks
+
+
+def try_lock(path: Path) -> int | None:
+    """Lock ``path`` exclusively without waiting (creating it): the open descriptor, or ``None`` if
+    another process holds the lock.
+
+    The lock is ``flock``'s: it belongs to the open file, so a child process that inherits the
+    descriptor (``subprocess.Popen(pass_fds=...)``) holds it too, and it is released only when
+    every process holding it has closed it or exited (a ``kill -9`` included). Closing the
+    descriptor in one process does not unlock it for the others. POSIX only (Linux, macOS).
+    """
+    return _lock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+
+
+def _lock(fd: int) -> int | None:
+    import fcntl  # POSIX; imported here so that this module imports everywhere
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def lock_run_dir(run_dir: Path) -> int | None:
+    """Take ``RUN_DIR/run.lock`` for the life of this process (see :func:`try_lock`); ``None`` when
+    another process runs the run. The process training a run holds it while it trains, so that no
+    second process (a rerun sweep, a hand-started ``--resume``) writes the same run directory."""
+    return try_lock(Path(run_dir) / LOCK)
+
+
+def run_dir_busy(run_dir: Path) -> bool:
+    """Whether another process holds ``RUN_DIR/run.lock`` (a missing lock file means no; none is created)."""
+    try:
+        fd = _lock(os.open(Path(run_dir) / LOCK, os.O_RDWR))
+    except FileNotFoundError:
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
 # ------------------------------------------------------------------ multi-seed groups
 
 
@@ -229,8 +300,9 @@ def read_group(group_dir: Path) -> list[Path] | None:
 
 
 __all__ = [
-    "CHECKPOINT", "CONFIG", "ERROR", "EVAL_LOG", "GROUP", "OBS_STATS", "PREV_CHECKPOINT", "STATES", "SUMMARY",
-    "TRAIN_LOG", "append_jsonl", "dumps", "find_run_dirs", "finite_or_none", "floats_as_text", "has_ended",
-    "is_run_dir", "last_row", "read_group", "read_json", "read_jsonl", "read_summary", "run_state", "seed_dir",
-    "truncate_jsonl", "write_group", "write_json", "write_text_atomic",
+    "CHECKPOINT", "CONFIG", "ERROR", "EVAL_LOG", "GROUP", "LOCK", "METRIC_LABELS", "OBS_STATS", "PREV_CHECKPOINT",
+    "PRIMARY_METRICS", "SCALED_METRICS", "STATES", "SUMMARY", "TRAIN_LOG", "append_jsonl", "dumps", "find_run_dirs",
+    "finite_or_none", "floats_as_text", "has_ended", "is_run_dir", "last_row", "lock_run_dir", "primary_metric",
+    "read_group", "read_json", "read_jsonl", "read_summary", "run_dir_busy", "run_state", "seed_dir", "truncate_jsonl",
+    "try_lock", "write_group", "write_json", "write_text_atomic",
 ]

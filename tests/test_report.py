@@ -254,3 +254,157 @@ def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = parser.parse_args(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")])
     with pytest.raises(RunDirError, match="missing"):
         cli.run(bad)
+
+
+# ---------------------------------------------------------------- robustness, diverged runs, primary scores
+
+
+def _diverge(run_dir: Path, step: int) -> None:
+    (run_dir / "summary.json").write_text(json.dumps({"status": "diverged", "steps": step}))
+
+
+def test_out_that_is_an_existing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from offrl.cli.main import main
+
+    sweep = make_sweep(tmp_path / "sweep", seeds=2)
+    target = tmp_path / "report.txt"
+    target.write_text("keep me")
+    assert main(["report", str(sweep), "--out", str(target), "--reps", "50", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out '{target}' is an existing file" in err and "Traceback" not in err
+    assert target.read_text() == "keep me"
+
+
+def test_rows_with_a_non_numeric_step_are_skipped_and_the_run_is_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from offrl.cli.main import main
+
+    run = make_run(tmp_path / "runs", "expectile", "edp", DATASETS[0], 0, [(10, 5.0), (20, 6.0)],
+                   extra_lines=['{"step": "ten", "normalized_score_100": 50}', '{"step": 2.5, "normalized_score_100": 1}',
+                                '{"step": true, "normalized_score_100": 2}', '{"normalized_score_100": 3}'])
+    skipped: list[tuple[str, str]] = []
+    df = collect_runs([tmp_path], skipped=skipped)
+    assert list(df["step"]) == [10, 20] and list(df["score"]) == [5.0, 6.0]
+    assert skipped == [(str(run), "skipped 4 rows of eval.jsonl whose step is not a whole number ('ten', 2.5, True)")]
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "50", "--no-plots"]) == 0
+    assert "skipped 4 rows of eval.jsonl" in capsys.readouterr().out
+    assert f"- `{run}`: skipped 4 rows" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("include_incomplete", [False, True])
+def test_diverged_runs_are_counted_not_averaged(tmp_path: Path, include_incomplete: bool) -> None:
+    """A pairing whose runs diverged is shown as diverged; its column keeps the dataset's scale."""
+    for seed in range(3):
+        make_run(tmp_path / "runs", "quantile", "edp", DATASETS[0], seed, [(10, 40.0 + seed), (20, 50.0 + seed)])
+        # "expectile+ddpg-bc" sorts first: its last evaluation has no score, as a diverging run's may not
+        _diverge(make_run(tmp_path / "runs", "expectile", "ddpg-bc", DATASETS[0], seed, [(10, 30.0), (20, None)],
+                          finished=False), 20)
+    _diverge(make_run(tmp_path / "runs", "quantile", "edp", DATASETS[0], 9, [(10, 99.0)], finished=False), 10)
+    report = build_report([tmp_path], reps=200, include_incomplete=include_incomplete)
+    rows = report.per_dataset.set_index("pairing")
+    assert rows.loc["expectile+ddpg-bc", "seeds"] == 0 and rows.loc["expectile+ddpg-bc", "diverged"] == 3
+    assert rows.loc["quantile+edp", "seeds"] == 3 and rows.loc["quantile+edp", "diverged"] == 1
+    assert rows.loc["quantile+edp", "final_mean"] == pytest.approx(51.0)  # the diverged 99 is not averaged
+    agg = report.aggregate.set_index("pairing")
+    assert agg.loc["expectile+ddpg-bc", "runs"] == 0 and agg.loc["expectile+ddpg-bc", "diverged"] == 3
+    assert agg.loc["quantile+edp", "runs"] == 3 and agg.loc["quantile+edp", "diverged"] == 1
+    md = render_markdown(report, tmp_path / "report")
+    assert f"| pairing | {DATASETS[0]} |" in md  # the normalised scale, not "(raw return)"
+    assert "(raw return)" not in md
+    assert "| expectile+ddpg-bc | diverged (3 runs) |" in md
+    assert "51.0 ± 1.0** + 1 diverged" in md
+    assert "4 runs diverged" in md and "| 0 | 0 | 3 |" in md
+
+
+def render_markdown(report: "object", out: Path) -> str:
+    write_report(report, out, plots=False)  # type: ignore[arg-type]
+    return (out / "report.md").read_text()
+
+
+def _write_evals(run_dir: Path, rows: list[dict]) -> None:
+    (run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_primary_score_is_success_rate_then_normalised_score_then_return(tmp_path: Path) -> None:
+    goal, plain = "ogbench/cube-single-v0", "offrl/toy/unscored-v0"
+    for seed in range(3):
+        run = make_run(tmp_path / "runs", "expectile", "edp", goal, seed, [(10, 0.0)])
+        _write_evals(run, [{"step": 10, "return_mean": -50.0, "normalized_score_100": 12.0, "success_rate_100": 60.0 + seed},
+                           {"step": 20, "return_mean": -40.0, "normalized_score_100": 15.0, "success_rate_100": 70.0 + seed}])
+        run = make_run(tmp_path / "runs", "expectile", "edp", plain, seed, [(10, 0.0)])
+        _write_evals(run, [{"step": 10, "return_mean": 100.0 + seed}, {"step": 20, "return_mean": 200.0 + seed}])
+    old = make_run(tmp_path / "runs", "expectile", "edp", goal, 7, [(10, 12.0), (20, 15.0)])  # no success_rate_100
+    report = build_report([tmp_path], reps=200)
+    table = report.per_dataset.set_index("dataset")
+    assert table.loc[goal, "metric"] == "success_rate_100" and table.loc[goal, "final_mean"] == pytest.approx(71.0)
+    assert table.loc[goal, "seeds"] == 3  # the run without a success rate has no score on this dataset
+    assert table.loc[plain, "metric"] == "return_mean" and table.loc[plain, "final_mean"] == pytest.approx(201.0)
+    assert report.aggregate.iloc[0]["tasks"] == 1  # raw returns never enter the 0–100 aggregate
+    assert set(report.curves["metric"]) == {"success_rate_100", "return_mean"}
+    assert any(path == str(old) and "has no success_rate_100" in reason for path, reason in report.left_out)
+    md = render_markdown(report, tmp_path / "report")
+    assert f"| pairing | {plain} (raw return) | {goal} (success rate %) |" in md
+    assert "success rates in % for ogbench/cube-single-v0" in md
+
+
+def test_learning_curve_intervals_stay_within_the_runs_and_flag_few_runs(tmp_path: Path) -> None:
+    """Two runs at 10 and 90: a Student-t interval would span about −500…600; the bootstrap stays in [10, 90]."""
+    for seed, score in enumerate((10.0, 90.0)):
+        make_run(tmp_path / "two", "expectile", "edp", DATASETS[0], seed, [(10, score), (20, score)])
+    make_run(tmp_path / "one", "expectile", "edp", DATASETS[0], 0, [(10, 50.0)])
+    for seed in range(5):
+        make_run(tmp_path / "five", "expectile", "edp", DATASETS[0], seed, [(10, 40.0 + 5 * seed)])
+    two = stats.learning_curves(collect_runs([tmp_path / "two"]), reps=2000)
+    assert (two["low"] >= 10.0).all() and (two["high"] <= 90.0).all() and (two["high"] - two["low"] > 40).all()
+    assert two["few_runs"].all() and (two["runs"] == 2).all()
+    one = stats.learning_curves(collect_runs([tmp_path / "one"]), reps=200)
+    assert one["low"].isna().all() and one["few_runs"].all()
+    five = stats.learning_curves(collect_runs([tmp_path / "five"]), reps=2000)
+    assert not five["few_runs"].any() and 40.0 < five["low"].iloc[0] < 50.0 < five["high"].iloc[0] < 60.0
+    written = write_report(build_report([tmp_path / "two"], reps=200), tmp_path / "report", plots=False)
+    curves = pd.read_csv(tmp_path / "report" / "curves.csv")
+    assert list(curves.columns) == ["pairing", "dataset", "metric", "step", "mean", "low", "high", "runs", "few_runs"]
+    assert curves["few_runs"].all()
+    assert written.markdown.exists()
+
+
+def test_figures_for_a_paper(tmp_path: Path) -> None:
+    """PNG, PDF and SVG of every figure; the title and pairing names as set; each says what its bands are and n."""
+    pytest.importorskip("matplotlib")
+    sweep = make_sweep(tmp_path / "sweep", seeds=2)
+    report = build_report([sweep], reps=200)
+    labels = {"expectile+gaussian-awr": "IQL (ours)"}
+    write_report(report, tmp_path / "report", title="Bandit study", labels=labels)
+    out = tmp_path / "report"
+    for stem in ("learning_curves", "aggregate_iqm", "performance_profile"):
+        for ext in ("png", "pdf", "svg"):
+            assert (out / f"{stem}.{ext}").stat().st_size > 5_000
+        svg = (out / f"{stem}.svg").read_text()
+        assert "Bandit study" in svg and "IQL (ours)" in svg and "expectile+gaussian-awr" not in svg
+        assert "bootstrap" in svg and "n=" in svg
+        assert "fewer than 3 runs" in svg  # 2 seeds: every interval is flagged
+    md = (out / "report.md").read_text()
+    assert md.startswith("# Bandit study") and "| IQL (ours) |" in md
+    assert "`learning_curves.pdf`" in md and "`learning_curves.svg`" in md
+    assert "expectile+gaussian-awr" in pd.read_csv(out / "aggregate.csv")["pairing"].tolist()  # CSVs keep ids
+
+
+def test_labels_name_known_pairings_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from offrl.cli.main import main
+    from offrl.report.build import parse_labels
+
+    pairings = ["expectile+edp", "expectile+edp [critic.tau=0.9]"]
+    assert parse_labels(["expectile+edp [critic.tau=0.9]=EDP τ=0.9", "expectile+edp=EDP"], pairings) == {
+        "expectile+edp [critic.tau=0.9]": "EDP τ=0.9", "expectile+edp": "EDP"}
+    with pytest.raises(RunDirError, match="PAIRING=NAME"):
+        parse_labels(["EDP"], pairings)
+    sweep = make_sweep(tmp_path / "sweep", seeds=2)
+    assert main(["report", str(sweep), "--out", str(tmp_path / "r"), "--reps", "50", "--no-plots",
+                 "--label", "expectile+ed=EDP"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown pairing in --label 'expectile+ed'. Did you mean 'expectile+edp'?" in err
+    assert main(["report", str(sweep), "--out", str(tmp_path / "r"), "--reps", "50", "--no-plots",
+                 "--label", "expectile+edp=EDP", "--title", "T"]) == 0
+    assert "│ EDP " in capsys.readouterr().out

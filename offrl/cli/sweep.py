@@ -1,15 +1,4 @@
-"""``offrl sweep``: run a grid of offrl runs, crash-safe, locally or on Ray.
-
-Examples::
-
-    offrl sweep benchmarks/bandit.toml
-    offrl sweep --critics expectile,quantile --actors gaussian-awr,edp --seeds 0-4 \\
-        --grid critic.tau=0.6,0.7,0.9 --steps 20000 --out runs/tau-sweep --workers 2
-    offrl sweep benchmarks/locomotion.toml --backend ray --ray-address auto --gpus-per-cell 0.25
-
-Rerunning the same command skips finished cells, resumes interrupted ones and
-retries failed ones.
-"""
+"""``offrl sweep``: run a grid of offrl runs, crash-safe, locally or on Ray (see docs/benchmarks.md)."""
 from __future__ import annotations
 
 import argparse
@@ -30,13 +19,30 @@ if TYPE_CHECKING:
 # command builds this parser and must not pay for it.
 DEFAULT_RUNNER_TEXT = "{python} -m offrl run"
 
+DESCRIPTION = """\
+Run a grid of offrl runs (critics x actors x datasets x seeds x hyperparameter lists), crash-safe, as local
+processes or Ray tasks. Each cell is an ordinary offrl run in SWEEP_DIR/runs/<cell>.
+
+Rerunning the same command skips finished and diverged cells, resumes interrupted ones and retries failed ones.
+The run options are checked once, before anything starts, the way offrl run checks them.
+"""
+
+EPILOG = """\
+examples:
+  offrl sweep benchmarks/bandit.toml
+  offrl sweep benchmarks/bandit.toml --dry-run
+  offrl sweep --critics expectile,quantile --actors gaussian-awr,edp --seeds 0-4 --grid critic.tau=0.6,0.7,0.9 \\
+      --steps 20000 --out runs/tau-sweep --workers 2
+  offrl sweep benchmarks/locomotion.toml --backend ray --ray-address auto --gpus-per-cell 0.25
+"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sweep",
         help="run a grid of runs (critics × actors × datasets × seeds), locally or on Ray",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
+        epilog=EPILOG,
     )
     p.add_argument("spec", nargs="?", help="sweep spec file (TOML, e.g. benchmarks/bandit.toml); flags override it")
     p.add_argument("--out", help="sweep directory (default: the spec's [sweep] out, else runs/<name>)")
@@ -51,25 +57,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--grid", action="append", default=[], metavar="KEY=V1,V2",
         help="a hyperparameter list, one cell per value (e.g. critic.tau=0.6,0.7,0.9); repeatable",
     )
-    run = p.add_argument_group("shared run options (forwarded to every `offrl run`)")
-    run.add_argument("--steps", type=int)
-    run.add_argument("--eval-every", type=int)
-    run.add_argument("--eval-episodes", type=int)
-    run.add_argument("--save-every", type=int)
-    run.add_argument("--preset")
+    run = p.add_argument_group("shared run options (forwarded to every offrl run)")
+    run.add_argument("--steps", type=int, metavar="N", help="trainer iterations of every cell")
+    run.add_argument("--eval-every", type=int, metavar="N", help="evaluate every N iterations")
+    run.add_argument("--eval-episodes", type=int, metavar="N", help="episodes per evaluation")
+    run.add_argument("--save-every", type=int, metavar="N", help="checkpoint every N iterations")
+    run.add_argument("--preset", help="a paper's hyperparameter set (offrl list preset)")
     run.add_argument("--config", help="config file passed to every run")
     run.add_argument("--device", help="auto, cpu or cuda")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override; repeatable")
     ex = p.add_argument_group("execution")
     ex.add_argument("--backend", choices=BACKENDS, help="where cells run (default: local)")
-    ex.add_argument("--workers", type=int, help="cells at once (default: one per core / cpus-per-cell)")
-    ex.add_argument("--cpus-per-cell", type=int, help="CPU threads per cell (default: cores // workers; ray: 1)")
-    ex.add_argument("--gpus-per-cell", type=float, help="GPU share each Ray task requests (e.g. 0.25)")
+    ex.add_argument("--workers", type=int, metavar="K", help="cells at once (default: one per core / cpus-per-cell)")
+    ex.add_argument("--cpus-per-cell", type=int, metavar="N",
+                    help="CPU threads per cell (default: cores // workers; ray: 1)")
+    ex.add_argument("--gpus-per-cell", type=float, metavar="F", help="GPU share each Ray task requests (e.g. 0.25)")
     ex.add_argument("--ray-address", help="join this Ray cluster (e.g. 'auto'); default: start a private one")
     ex.add_argument("--dry-run", action="store_true", help="print the resolved grid and exit")
     ex.add_argument("--no-live", action="store_true", help="print one line per event instead of a live table")
     ex.add_argument(
-        "--runner", help=f"command that runs one cell (default: '{DEFAULT_RUNNER_TEXT}')"
+        "--runner", help=f"command that runs one cell (default: {DEFAULT_RUNNER_TEXT}); its options are "
+        "not checked up front"
     )
     return p
 
@@ -114,23 +122,22 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from offrl.sweep.driver import DEFAULT_RUNNER, plan_table, run_sweep, validate_names
+    from offrl.cli.terminal import console as make_console
+    from offrl.sweep.cells import expand_cells
+    from offrl.sweep.driver import DEFAULT_RUNNER, plan_lines, plan_table, run_sweep, validate_spec
     from offrl.sweep.layout import SweepLayout
 
-    console = Console(highlight=False, soft_wrap=True)
-    if not console.is_terminal:  # logs and CI: wide tables rather than squashed columns
-        console.width = max(console.width, 160)
+    console = make_console()
     spec = resolve_spec(args)
     runner = tuple(shlex.split(args.runner)) if args.runner else DEFAULT_RUNNER
-    if not args.runner:
-        validate_names(spec)
+    cells = expand_cells(spec)
+    if not args.runner:  # a custom runner's rules are unknown: only `offrl run`'s are checked
+        validate_spec(spec, cells)
     layout = SweepLayout(Path(spec.out))
     if args.dry_run:
-        from offrl.sweep.cells import expand_cells
-
-        console.print(plan_table(spec, expand_cells(spec), layout))
+        for line in plan_lines(spec, cells, layout):
+            console.print(line, markup=False)
+        console.print(plan_table(spec, cells, layout))
         return 0
     outcome = run_sweep(spec, layout.root, runner=runner, console=console, live=False if args.no_live else None)
     print_summary(console, outcome)
@@ -138,28 +145,42 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_summary(console: "Console", outcome: "SweepOutcome") -> None:
-    """Counts, the failed cells with their errors, and what to do next."""
-    from rich.markup import escape
+    """Counts, the failed and diverged cells with their messages, and what to do next.
+
+    Messages, paths and commands are printed as plain, unwrapped lines: they stay copy-pasteable on a
+    terminal of any width and in logs.
+    """
+    from offrl.cli.terminal import plural
 
     n = len(outcome.cells)
     finished = len(outcome.keys("finished"))
+    diverged = outcome.keys("diverged")
     failed = outcome.keys("failed")
     interrupted = outcome.keys("interrupted")
     busy = outcome.keys("busy")
-    console.print(
-        f"\n[bold]{finished}/{n} cells finished[/]"
-        + (f", [bold red]{len(failed)} failed[/]" if failed else "")
-        + (f", {len(interrupted)} interrupted" if interrupted else "")
-        + (f", {len(busy)} running elsewhere" if busy else "")
-        + f" ({outcome.wall_s:.0f}s) in {escape(str(outcome.sweep_dir))}"
-    )
+    counts = [f"{finished}/{plural(n, 'cell')} finished"]
+    counts += [f"{len(diverged)} diverged"] if diverged else []
+    counts += [f"{len(failed)} failed"] if failed else []
+    counts += [f"{len(interrupted)} interrupted"] if interrupted else []
+    counts += [f"{len(busy)} running elsewhere"] if busy else []
+    console.print()
+    console.print(f"{', '.join(counts)} ({outcome.wall_s:.0f}s) in {outcome.sweep_dir}", markup=False)
+    for key in diverged:
+        result = outcome.results.get(key)
+        console.print(f"  diverged {key}" + (f": {result.message}" if result and result.message else ""),
+                      markup=False)
     for key in failed:
-        msg = outcome.results[key].message if key in outcome.results else ""
-        console.print(f"  [red]failed[/] {escape(key)}: {escape(msg)}")
-        console.print(f"         see {outcome.sweep_dir / 'runs' / key / 'error.txt'}", markup=False)
+        result = outcome.results.get(key)
+        code = f" (exit {result.returncode})" if result and result.returncode is not None else ""
+        console.print(f"  failed {key}{code}: {result.message if result else ''}", markup=False)
+        console.print(f"         details: {outcome.sweep_dir / 'runs' / key / 'error.txt'}", markup=False)
+    if diverged:
+        console.print("Diverged cells have ended: a rerun leaves them alone (delete a cell's directory to retry it).",
+                      markup=False)
     if busy:
-        console.print("  cells running elsewhere are locked by another `offrl sweep` on this directory.")
+        console.print("Cells running elsewhere are held by another process (another offrl sweep on this directory, "
+                      "or a runner of an earlier attempt still stopping); rerun once it has ended.", markup=False)
     if failed or interrupted:
-        console.print("Rerun the same command to retry failed cells and resume interrupted ones.")
+        console.print("Rerun the same command to retry failed cells and resume interrupted ones.", markup=False)
     if finished:
         console.print(f"Report: offrl report {outcome.sweep_dir} --out {outcome.sweep_dir / 'report'}", markup=False)

@@ -4,27 +4,26 @@
 
     REPORT_DIR/
       runs.csv (+ runs.parquet)   one row per run × evaluation
-      run_scores.csv              one row per run: final / best score and return
-      per_dataset.csv             per (pairing, dataset): final and best mean ± std over seeds
-      aggregate.csv               per pairing: IQM across datasets with its interval
+      run_scores.csv              one row per run: final / best primary score and return, status
+      per_dataset.csv             per (pairing, dataset): final and best mean ± std over seeds, diverged runs
+      aggregate.csv               per pairing: IQM across datasets with its interval, diverged runs
       improvement.csv             P(X > Y) with its interval for each ordered pair of pairings
-      profiles.csv, curves.csv    the data behind the plots
-      report.md                   the tables, and the plots below
-      *.png                       plots (the ``plot`` extra)
+      profiles.csv, curves.csv    the data behind the figures (columns: docs/benchmarks.md)
+      report.md                   the tables, and the figures below
+      *.png, *.pdf, *.svg         figures (the ``plot`` extra)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
+from offrl.errors import RunDirError, unknown
 from offrl.report import stats
-from offrl.report.collect import collect_runs, write_table
+from offrl.report.collect import collect, write_table
 from offrl.report.markdown import ReportContext, render
-from offrl.errors import RunDirError
 
 
 @dataclass
@@ -33,17 +32,21 @@ class Report:
 
     sources: list[str]
     evals: pd.DataFrame  # one row per run × evaluation
-    runs: pd.DataFrame  # one row per run (all runs, finished or not)
+    runs: pd.DataFrame  # one row per run (all runs, finished or not; ``counted`` marks those in the statistics)
     per_dataset: pd.DataFrame
     aggregate: pd.DataFrame
     improvement: pd.DataFrame
     profiles: pd.DataFrame
     curves: pd.DataFrame
-    left_out: list[tuple[str, str]] = field(default_factory=list)
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # runs left out, and runs with warnings
     reps: int = stats.DEFAULT_REPS
     seed: int = 0
     confidence: float = stats.DEFAULT_CONFIDENCE
     include_incomplete: bool = False
+
+    @property
+    def pairings(self) -> list[str]:
+        return sorted(self.runs["pairing"].unique()) if len(self.runs) else []
 
 
 def build_report(
@@ -53,40 +56,69 @@ def build_report(
     confidence: float = stats.DEFAULT_CONFIDENCE,
     include_incomplete: bool = False,
 ) -> Report:
-    """Collect the runs under ``paths`` and compute every table (finished runs only, unless asked)."""
+    """Collect the runs under ``paths`` and compute every table (finished runs only, unless asked;
+    diverged runs are counted, never averaged)."""
     if not 0 < confidence < 1:
         raise RunDirError(f"confidence must be in (0, 1), got {confidence}")
     if reps < 1:
         raise RunDirError(f"reps must be >= 1, got {reps}")
     sources = [str(p) for p in paths]
-    left_out: list[tuple[str, str]] = []
-    evals = collect_runs(sources, skipped=left_out)
-    if evals.empty:
+    collected = collect(sources)
+    evals = collected.evals
+    if evals.empty and not (collected.runs["status"] == "diverged").any():
         raise RunDirError(
             "No evaluations found under " + ", ".join(sources) + " (runs have not evaluated yet, or failed)."
         )
-    runs = stats.run_scores(evals)
-    used = runs if include_incomplete else runs[runs["status"] == "finished"]
-    used_evals = evals if include_incomplete else evals[evals["status"] == "finished"]
-    finals = used["final"].dropna()
-    top = max(100.0, float(finals.max())) if len(finals) else 100.0
-    bottom = min(0.0, float(finals.min())) if len(finals) else 0.0
-    taus = np.linspace(bottom, top, 101)
+    runs = stats.run_scores(evals, collected.runs)
+    runs["counted"] = runs["status"] != "diverged" if include_incomplete else runs["status"] == "finished"
+    counted_dirs = set(runs.loc[runs["counted"], "run_dir"])
     return Report(
         sources=sources,
         evals=evals,
         runs=runs,
-        per_dataset=stats.per_dataset(used),
-        aggregate=stats.aggregate(used, reps, seed, confidence),
-        improvement=stats.improvement_table(used, reps, seed, confidence),
-        profiles=stats.profiles(used, taus, reps, seed, confidence),
-        curves=stats.learning_curves(used_evals, confidence),
-        left_out=left_out,
+        per_dataset=stats.per_dataset(runs),
+        aggregate=stats.aggregate(runs, reps, seed, confidence),
+        improvement=stats.improvement_table(runs, reps, seed, confidence),
+        profiles=stats.profiles(runs, stats.profile_taus(runs), reps, seed, confidence),
+        curves=stats.learning_curves(evals[evals["run_dir"].isin(counted_dirs)], reps, seed, confidence),
+        left_out=collected.notes,
         reps=reps,
         seed=seed,
         confidence=confidence,
         include_incomplete=include_incomplete,
     )
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """The report directory, created; a clear error if it is an existing file or cannot be created."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out '{out}' is an existing file, not a directory; give a directory for the report "
+                          f"(e.g. --out {out.with_name(out.name + '-report')}).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunDirError(f"--out '{out}': a part of this path is an existing file; give a directory.") from None
+    except OSError as e:
+        raise RunDirError(f"Cannot create the report directory '{out}': {e.strerror or e}.") from None
+    return out
+
+
+def parse_labels(items: Sequence[str], pairings: Sequence[str]) -> dict[str, str]:
+    """``--label PAIRING=NAME`` items -> {pairing: name}. A pairing's own name may hold '=' (grid values,
+    ``expectile+edp [critic.tau=0.9]``), so the split is the '=' whose left side is a pairing."""
+    labels: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise RunDirError(f"--label expects PAIRING=NAME (e.g. --label 'expectile+gaussian-awr=IQL'), got '{item}'.")
+        cuts = [i for i, ch in enumerate(item) if ch == "=" and item[:i].strip() in pairings]
+        if not cuts:
+            raise unknown("pairing in --label", item.split("=", 1)[0].strip(), pairings)
+        pairing, name = item[:cuts[-1]].strip(), item[cuts[-1] + 1:].strip()
+        if not name:
+            raise RunDirError(f"--label '{item}' gives no name for '{pairing}'.")
+        labels[pairing] = name
+    return labels
 
 
 @dataclass
@@ -96,12 +128,22 @@ class WrittenReport:
     plot_message: str = ""  # why plots were skipped, if they were
 
 
-def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> WrittenReport:
-    """Write the CSV tables, the plots (when matplotlib is available) and ``report.md``."""
+def write_report(
+    report: Report,
+    out_dir: str | Path,
+    plots: bool = True,
+    title: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> WrittenReport:
+    """Write the CSV tables, the figures (when matplotlib is available) and ``report.md``.
+
+    ``labels`` renames pairings in the figures and report.md (the CSVs keep the pairings' own
+    names); ``title`` heads report.md and every figure.
+    """
     from offrl import __version__
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    labels = dict(labels or {})
+    out = prepare_out_dir(out_dir)
     files = write_table(report.evals, out, "runs")
     for name, frame in (
         ("run_scores", report.runs),
@@ -114,13 +156,13 @@ def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> Wri
         frame.to_csv(out / f"{name}.csv", index=False)
         files.append(out / f"{name}.csv")
 
-    pngs: list[Path] = []
+    figures: list[list[Path]] = []
     message = ""
     if plots:
-        pngs, message = _write_plots(report, out)
-    elif not plots:
+        figures, message = _write_figures(report, out, title, labels)
+    else:
         message = "Plots skipped (--no-plots)."
-    files += pngs
+    files += [path for fig in figures for path in fig]
     ctx = ReportContext(
         sources=report.sources,
         offrl_version=__version__,
@@ -128,7 +170,9 @@ def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> Wri
         seed=report.seed,
         confidence=report.confidence,
         include_incomplete=report.include_incomplete,
-        plots=[p.name for p in pngs],
+        title=title or "offrl report",
+        labels=labels,
+        figures=[(fig[0].name, [p.name for p in fig]) for fig in figures],
         notes=[message] if message else [],
     )
     md = out / "report.md"
@@ -137,19 +181,20 @@ def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> Wri
     return WrittenReport(files, md, message)
 
 
-def _write_plots(report: Report, out: Path) -> tuple[list[Path], str]:
+def _write_figures(report: Report, out: Path, title: str | None,
+                   labels: Mapping[str, str]) -> tuple[list[list[Path]], str]:
     from offrl.report import plots
 
     try:
-        palette = plots.colours(list(report.runs["pairing"].unique()))
+        palette = plots.colours(report.pairings)
     except plots.PlotsUnavailable as e:
         return [], str(e)
+    style = plots.FigureStyle(confidence=report.confidence, reps=report.reps, labels=labels, title=title)
     written = []
     if not report.curves.empty:
-        written.append(plots.learning_curves(report.curves, out / "learning_curves.png", palette))
+        written.append(plots.learning_curves(report.curves, out / "learning_curves", palette, style))
     if not report.aggregate.empty:
-        written.append(plots.aggregate_intervals(report.aggregate, out / "aggregate_iqm.png", palette,
-                                                 report.confidence))
+        written.append(plots.aggregate_intervals(report.aggregate, out / "aggregate_iqm", palette, style))
     if not report.profiles.empty:
-        written.append(plots.performance_profiles(report.profiles, out / "performance_profile.png", palette))
+        written.append(plots.performance_profiles(report.profiles, out / "performance_profile", palette, style))
     return written, ""

@@ -7,30 +7,55 @@ comes from that resolved config, so runs made by hand with ``offrl run`` and
 runs made by a sweep are treated alike. Grid values of sweep cells come from
 the sweep's ``sweep.json``.
 
-Robustness rules, because runs may have crashed or been resumed:
+Each dataset is scored by one *primary metric*, so a column of a table never
+mixes two scales: the success rate (``success_rate_100``) when the runs'
+evaluations report one (tasks judged by success, e.g. OGBench), else the
+normalised score (``normalized_score_100``), else the raw return
+(``return_mean``); see :data:`offrl.rundir.PRIMARY_METRICS`. The ``score``
+column holds that metric and ``metric`` names it.
+
+Robustness rules, because runs may have crashed, diverged or been resumed:
 
 - a torn or malformed line of ``eval.jsonl`` (a crash mid-write) is skipped;
+- a row whose ``step`` is not a whole number is skipped, and the run is listed
+  among the warned runs;
 - if an evaluation step appears more than once (a resume that did not
   truncate), the last occurrence wins, so each evaluation counts once;
-- a run without ``summary.json`` is kept with ``status = "incomplete"``.
+- ``status`` is the run's state (:func:`offrl.rundir.run_state`): ``finished``,
+  ``diverged`` (the trainer stopped it for good), ``failed`` (a sweep recorded
+  an error) or ``incomplete`` (still running, interrupted, or not started).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
+from offrl.cli.terminal import plural
 from offrl.errors import RunDirError
-from offrl.rundir import CONFIG, EVAL_LOG, SUMMARY, find_run_dirs, read_jsonl
+from offrl.rundir import CONFIG, EVAL_LOG, PRIMARY_METRICS, SUMMARY, find_run_dirs, read_jsonl, run_state
 from offrl.rundir import read_json as _read_json
 
-#: Columns of the collected DataFrame, in order.
-COLUMNS: tuple[str, ...] = (
-    "sweep", "run", "run_dir", "critic", "actor", "variant", "pairing", "dataset", "seed", "status",
-    "step", "time_s", "return_mean", "return_std", "score", "score_std", "episodes",
+#: Raw evaluation columns kept from ``eval.jsonl`` (each with its ``_std`` where the trainer logs one).
+RAW_COLUMNS: tuple[str, ...] = (
+    "return_mean", "return_std", "normalized_score_100", "normalized_score_100_std",
+    "success_rate_100", "success_rate_100_std", "episodes",
 )
+
+#: What identifies a run (one row per run in :attr:`Collected.runs`).
+RUN_COLUMNS: tuple[str, ...] = (
+    "sweep", "run", "run_dir", "critic", "actor", "variant", "pairing", "dataset", "seed", "status",
+)
+#: Columns of the collected evaluations, in order.
+COLUMNS: tuple[str, ...] = (*RUN_COLUMNS, "step", "time_s", "metric", "score", "score_std", *RAW_COLUMNS)
+
+#: ``status`` values (see the module docstring).
+STATUSES: tuple[str, ...] = ("finished", "diverged", "failed", "incomplete")
+
+Notes = list[tuple[str, str]]  # (run directory, what was left out or is worth a warning)
 
 
 def sweep_variants(root: Path) -> dict[str, str]:
@@ -54,8 +79,13 @@ def _name(section: Any) -> str | None:
     return section if isinstance(section, str) else None
 
 
-def load_run(run_dir: Path, sweep: str = "", variant: str = "") -> pd.DataFrame:
-    """The evaluations of one run as rows (empty if it has none yet); raises if ``config.json`` is unusable."""
+def _status(run_dir: Path) -> str:
+    state = run_state(run_dir)
+    return state if state in STATUSES else "incomplete"
+
+
+def run_identity(run_dir: Path, sweep: str = "", variant: str = "") -> dict[str, Any]:
+    """A run's :data:`RUN_COLUMNS` from its ``config.json`` (and summary); raises if they cannot be read."""
     config = _read_json(run_dir / CONFIG)
     if config is None:
         raise RunDirError(f"'{run_dir / CONFIG}' is missing or not valid JSON.")
@@ -70,24 +100,11 @@ def load_run(run_dir: Path, sweep: str = "", variant: str = "") -> pd.DataFrame:
     missing = [k for k, v in (("critic", critic), ("actor", actor), ("dataset", dataset), ("seed", seed)) if v is None]
     if missing:
         raise RunDirError(f"'{run_dir / CONFIG}' does not name the run's {', '.join(missing)}.")
-
-    rows = read_jsonl(run_dir / EVAL_LOG)
-    evals = pd.DataFrame(rows)
-    if evals.empty or "step" not in evals:
-        evals = pd.DataFrame({"step": pd.Series(dtype="int64")})
-    evals = evals.drop_duplicates("step", keep="last").sort_values("step", kind="stable")
-    out = pd.DataFrame(
-        {
-            "step": evals["step"].astype("int64"),
-            "time_s": _column(evals, "time_s"),
-            "return_mean": _column(evals, "return_mean"),
-            "return_std": _column(evals, "return_std"),
-            "score": _column(evals, "normalized_score_100"),
-            "score_std": _column(evals, "normalized_score_100_std"),
-            "episodes": _column(evals, "episodes"),
-        }
-    )
-    meta = {
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        raise RunDirError(f"'{run_dir / CONFIG}' gives the seed as {seed!r}, not an integer.") from None
+    return {
         "sweep": sweep,
         "run": run_dir.name,
         "run_dir": str(run_dir),
@@ -96,12 +113,40 @@ def load_run(run_dir: Path, sweep: str = "", variant: str = "") -> pd.DataFrame:
         "variant": variant,
         "pairing": pairing_label(str(critic), str(actor), variant),
         "dataset": str(dataset),
-        "seed": int(seed),
-        "status": "finished" if summary.get("status") == "finished" else "incomplete",
+        "seed": seed,
+        "status": _status(run_dir),
     }
-    for key, value in meta.items():
+
+
+def load_run(run_dir: Path, sweep: str = "", variant: str = "", notes: Notes | None = None,
+             identity: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The evaluations of one run as rows (empty if it has none yet); raises if ``config.json`` is unusable.
+
+    ``score`` and ``metric`` are left empty here: which metric scores a dataset depends on all its runs
+    (:func:`assign_primary_scores`). Rows dropped for a bad step are reported in ``notes``.
+    """
+    meta = identity if identity is not None else run_identity(run_dir, sweep, variant)
+    evals = pd.DataFrame(read_jsonl(run_dir / EVAL_LOG))
+    if evals.empty or "step" not in evals:
+        evals = pd.DataFrame({"step": pd.Series(dtype="float64")})
+    steps = pd.to_numeric(evals["step"].where(evals["step"].map(_is_plain_number)), errors="coerce")
+    bad = steps.isna() | (steps != np.floor(steps))
+    if bad.any() and notes is not None:
+        examples = ", ".join(repr(v) for v in evals.loc[bad, "step"].head(3))
+        notes.append((str(run_dir), f"skipped {plural(int(bad.sum()), 'row')} of {EVAL_LOG} whose step is not a "
+                                    f"whole number ({examples})"))
+    evals = evals.loc[~bad].assign(step=steps[~bad].astype("int64"))
+    evals = evals.drop_duplicates("step", keep="last").sort_values("step", kind="stable")
+    out = pd.DataFrame({"step": evals["step"], "time_s": _column(evals, "time_s")})
+    for name in RAW_COLUMNS:
+        out[name] = _column(evals, name)
+    for key, value in {**meta, "metric": "", "score": np.nan, "score_std": np.nan}.items():
         out[key] = value
     return out[list(COLUMNS)].reset_index(drop=True)
+
+
+def _is_plain_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -110,38 +155,88 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(frame[name], errors="coerce").astype("float64")
 
 
-def collect_runs(paths: Iterable[str | Path], skipped: list[tuple[str, str]] | None = None) -> pd.DataFrame:
-    """All runs under ``paths`` as one DataFrame with :data:`COLUMNS` (one row per run × evaluation).
+def run_metric(frame: pd.DataFrame) -> str | None:
+    """The primary metric of one run's rows: the first of PRIMARY_METRICS with a finite value."""
+    for name in PRIMARY_METRICS:
+        if name in frame and np.isfinite(frame[name].to_numpy(float)).any():
+            return name
+    return None
 
-    Unusable run directories are left out and, if ``skipped`` is given,
-    appended to it as ``(path, reason)``. Raises :class:`RunDirError` if a path
-    does not exist or holds no run directory at all.
+
+def assign_primary_scores(df: pd.DataFrame, notes: Notes | None = None) -> pd.DataFrame:
+    """Fill ``metric``, ``score`` and ``score_std``: each dataset's primary metric, chosen over all its runs.
+
+    A run lacking its dataset's metric (an older run without ``success_rate_100`` beside newer ones
+    with it) gets no score there, and is reported in ``notes``: one column is one scale.
     """
+    df = df.copy()
+    for dataset, rows in df.groupby("dataset", sort=True):
+        per_run = {run: run_metric(g) for run, g in rows.groupby("run_dir", sort=True)}
+        found = [m for m in PRIMARY_METRICS if m in per_run.values()]
+        if not found:
+            continue
+        metric = found[0]
+        df.loc[rows.index, "metric"] = metric
+        df.loc[rows.index, "score"] = rows[metric]
+        df.loc[rows.index, "score_std"] = rows[f"{metric}_std"] if metric != "return_mean" else rows["return_std"]
+        if notes is not None:
+            for run, own in per_run.items():
+                if own is not None and own != metric:
+                    notes.append((run, f"has no {metric} in {EVAL_LOG} while other runs of {dataset} do; "
+                                       "left out of that dataset's scores"))
+    return df
+
+
+@dataclass
+class Collected:
+    """Everything read from the run directories."""
+
+    evals: pd.DataFrame  # :data:`COLUMNS`, one row per run × evaluation
+    runs: pd.DataFrame  # :data:`RUN_COLUMNS`, one row per usable run, evaluated or not (a run may diverge first)
+    notes: Notes = field(default_factory=list)  # runs left out, and runs with warnings
+
+
+def collect(paths: Iterable[str | Path]) -> Collected:
+    """Read every run directory under ``paths``. Raises :class:`RunDirError` if a path does not exist or holds
+    no run directory at all; unusable run directories are left out and listed in ``notes``."""
+    notes: Notes = []
     frames: list[pd.DataFrame] = []
+    identities: list[dict[str, Any]] = []
     for raw in paths:
         root = Path(raw)
         if not root.exists():
             raise RunDirError(f"'{root}' does not exist (expected a sweep or run directory).")
+        if not root.is_dir():
+            raise RunDirError(f"'{root}' is a file; give a sweep directory or a run directory.")
         run_dirs = find_run_dirs(root)
         if not run_dirs:
             raise RunDirError(f"No run directories (folders with a config.json) found under '{root}'.")
         variants = sweep_variants(root)
         for run_dir in run_dirs:
             try:
-                frame = load_run(run_dir, sweep=root.name, variant=variants.get(run_dir.name, ""))
+                identity = run_identity(run_dir, sweep=root.name, variant=variants.get(run_dir.name, ""))
             except RunDirError as e:
-                if skipped is not None:
-                    skipped.append((str(run_dir), str(e)))
+                notes.append((str(run_dir), str(e)))
                 continue
-            if frame.empty and skipped is not None:
-                skipped.append((str(run_dir), "no evaluations yet"))
-            frames.append(frame)
-    if not frames:
-        return empty_frame()
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return empty_frame()
-    return pd.concat(frames, ignore_index=True)
+            identities.append(identity)
+            frame = load_run(run_dir, notes=notes, identity=identity)
+            if frame.empty:
+                ended = "diverged before its first evaluation" if identity["status"] == "diverged" else ""
+                notes.append((str(run_dir), ended or "no evaluations yet"))
+            else:
+                frames.append(frame)
+    runs = pd.DataFrame(identities, columns=list(RUN_COLUMNS))
+    evals = assign_primary_scores(pd.concat(frames, ignore_index=True), notes) if frames else empty_frame()
+    return Collected(evals, runs, notes)
+
+
+def collect_runs(paths: Iterable[str | Path], skipped: Notes | None = None) -> pd.DataFrame:
+    """All evaluations under ``paths`` as one DataFrame with :data:`COLUMNS` (see :func:`collect`);
+    the notes (runs left out or warned about) are appended to ``skipped`` when it is given."""
+    collected = collect(paths)
+    if skipped is not None:
+        skipped.extend(collected.notes)
+    return collected.evals
 
 
 def empty_frame() -> pd.DataFrame:

@@ -1,22 +1,39 @@
-"""Report figures (matplotlib, the ``plot`` extra), written as PNG files with the Agg backend.
+"""Report figures (matplotlib, the ``plot`` extra), each written as PNG, PDF and SVG.
 
-- ``learning_curves.png``: score over training steps per dataset (one panel
-  each), mean over seeds with its confidence band;
-- ``aggregate_iqm.png``: each pairing's IQM across datasets with its
+- ``learning_curves``: primary score over training steps per dataset (one
+  panel each), mean over runs with its bootstrap band;
+- ``aggregate_iqm``: each pairing's IQM across datasets with its
   stratified-bootstrap interval;
-- ``performance_profile.png``: fraction of runs above each score threshold,
-  with bootstrap bands.
+- ``performance_profile``: fraction of runs above each score threshold, with
+  bootstrap bands.
 
-Each pairing keeps one colour in every figure.
+Every figure says in its own text what its bands or intervals are and how many
+runs each rests on, and draws an interval resting on fewer than
+:data:`offrl.report.stats.FEW_RUNS` runs differently (dashed line, hatched
+band, hollow marker), so a figure cut out of the report still tells the truth.
+Each pairing keeps one colour in every figure; its shown name can be set
+(``--label``), as can a title (``--title``). PDF keeps fonts as TrueType and
+SVG keeps text as text, so both can be edited for a paper.
 """
 from __future__ import annotations
 
 import math
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from offrl.cli.terminal import plural
+from offrl.report.stats import FEW_RUNS
+from offrl.rundir import METRIC_LABELS
+
+#: Formats every figure is written in (PNG is the one report.md shows).
+FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
+#: Matplotlib settings for editable vector output.
+RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "offrl"}
 
 
 class PlotsUnavailable(Exception):
@@ -24,6 +41,19 @@ class PlotsUnavailable(Exception):
 
 
 MESSAGE = "Plots skipped: matplotlib is not installed. Install the extra: pip install 'offrl[plot]'."
+
+
+@dataclass
+class FigureStyle:
+    """What the user chose to show: names of pairings, a title; and what the intervals are."""
+
+    confidence: float
+    reps: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+    title: str | None = None
+
+    def name(self, pairing: str) -> str:
+        return self.labels.get(pairing, pairing)
 
 
 def _pyplot() -> Any:
@@ -43,66 +73,135 @@ def colours(pairings: Sequence[str]) -> dict[str, Any]:
     return {p: cmap(i % cmap.N) for i, p in enumerate(sorted(pairings))}
 
 
-def learning_curves(curves: pd.DataFrame, path: Path, palette: dict[str, Any]) -> Path:
+def _save(fig: Any, stem: Path) -> list[Path]:
+    """Write ``fig`` as ``stem.png``, ``stem.pdf`` and ``stem.svg``; returns the paths, PNG first."""
+    plt = _pyplot()
+    paths = []
+    with plt.rc_context(RC):
+        for ext in FORMATS:
+            path = stem.with_name(f"{stem.name}.{ext}")
+            fig.savefig(path, dpi=150 if ext == "png" else None, bbox_inches="tight",
+                        metadata={"Date": None} if ext in ("svg", "pdf") else None)
+            paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _n_text(values: Sequence[int]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+
+def _footer(fig: Any, lines: Sequence[str], fontsize: float = 7.5) -> None:
+    """What the figure shows, under it, wrapped to the figure's width (it travels with the figure)."""
+    width = int(fig.get_figwidth() * 72 / (fontsize * 0.52))  # characters of this font across the figure
+    text = "\n".join(textwrap.fill(line, width) for line in lines)
+    fig.text(0.0, 0.0, text, ha="left", va="top", fontsize=fontsize, color="0.25", transform=fig.transFigure)
+
+
+def _few_text(any_few: bool, marks: str) -> list[str]:
+    if not any_few:
+        return []
+    return [f"{marks}: fewer than {FEW_RUNS} runs behind the interval, which then says little about the spread "
+            "(a single run has none)."]
+
+
+def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], style: FigureStyle) -> list[Path]:
     plt = _pyplot()
     datasets = sorted(curves["dataset"].unique())
     ncols = min(3, len(datasets))
     nrows = math.ceil(len(datasets) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
+    runs_of: dict[str, list[int]] = {}
     for ax, dataset in zip(axes.flat, datasets):
         sub = curves[curves["dataset"] == dataset]
         for pairing, g in sub.groupby("pairing", sort=True):
-            ax.plot(g["step"], g["mean"], color=palette[pairing], label=pairing, lw=1.6)
+            colour = palette[pairing]
+            runs_of.setdefault(pairing, []).extend(g["runs"].tolist())
+            few = bool(g["few_runs"].any())
+            ax.plot(g["step"], g["mean"], color=colour, lw=1.6, ls="--" if few else "-")
             band = g.dropna(subset=["low", "high"])
-            ax.fill_between(band["step"], band["low"], band["high"], color=palette[pairing], alpha=0.18, lw=0)
-        metric = sub["metric"].iloc[0]
+            ax.fill_between(band["step"], band["low"], band["high"], facecolor=colour, edgecolor=colour,
+                            alpha=0.12 if few else 0.18, lw=0, hatch="///" if few else None)
         ax.set_title(dataset, fontsize=10)
         ax.set_xlabel("training step")
-        ax.set_ylabel("normalised score" if metric == "score" else "return")
+        ax.set_ylabel(METRIC_LABELS.get(sub["metric"].iloc[0], "score"))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(datasets):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    pairings = sorted(runs_of)
+    handles = [plt.Line2D([], [], color=palette[p], lw=1.6,
+                          ls="--" if min(runs_of[p]) < FEW_RUNS else "-") for p in pairings]
+    labels = [f"{style.name(p)} (n={_n_text(runs_of[p])})" for p in pairings]
+    if style.title:
+        fig.suptitle(style.title)
     fig.tight_layout()
     # outside the panels, at the right: it never covers a curve and never gets clipped
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    _footer(fig, [
+        f"Line: mean over runs at each evaluation. Band: {style.confidence:.0%} percentile bootstrap interval "
+        f"over runs ({style.reps:,} resamples, whole curves resampled).",
+        f"n = runs per pairing and dataset: {_n_text(curves['runs'].tolist())} (per pairing in the legend).",
+        *_few_text(bool(curves["few_runs"].any()), "Dashed line, hatched band"),
+    ])
+    return _save(fig, stem)
 
 
-def aggregate_intervals(agg: pd.DataFrame, path: Path, palette: dict[str, Any], confidence: float) -> Path:
+def aggregate_intervals(agg: pd.DataFrame, stem: Path, palette: dict[str, Any], style: FigureStyle) -> list[Path]:
     plt = _pyplot()
-    agg = agg.sort_values("iqm", kind="stable")
-    fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(agg) + 1.4))
+    agg = agg.sort_values("iqm", kind="stable", na_position="first")
+    fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(agg) + 1.6))
     y = np.arange(len(agg))
+    names = []
     for yi, (_, r) in zip(y, agg.iterrows()):
-        c = palette[r["pairing"]]
+        colour = palette[r["pairing"]]
+        few = bool(r["few_runs"])
+        if r["runs"] == 0:
+            names.append(f"{style.name(r['pairing'])} (all {plural(r['diverged'], 'run')} diverged)")
+            continue
         if not math.isnan(r["iqm_low"]):
-            ax.hlines(yi, r["iqm_low"], r["iqm_high"], color=c, lw=6, alpha=0.45)
-        ax.plot([r["iqm"]], [yi], "o", color=c, ms=7)
-    ax.set_yticks(y, agg["pairing"], fontsize=8)
-    ax.set_xlabel(f"IQM of final normalised score ({confidence:.0%} stratified-bootstrap CI)")
+            ax.barh(yi, r["iqm_high"] - r["iqm_low"], left=r["iqm_low"], height=0.5, facecolor=colour,
+                    edgecolor=colour, alpha=0.25 if few else 0.45, hatch="///" if few else None, lw=0)
+        ax.plot([r["iqm"]], [yi], "o", ms=7, color=colour, mfc="white" if few else colour)
+        diverged = f", {r['diverged']} diverged" if r["diverged"] else ""
+        names.append(f"{style.name(r['pairing'])} (n={plural(r['runs'], 'run')}, "
+                     f"{plural(r['tasks'], 'task')}{diverged})")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel(f"IQM of final score, 0–100 ({style.confidence:.0%} stratified-bootstrap CI)")
     ax.grid(axis="x", alpha=0.3)
+    if style.title:
+        ax.set_title(style.title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    _footer(fig, [
+        f"Dot: interquartile mean of the final scores of all runs × datasets. Bar: {style.confidence:.0%} "
+        f"stratified-bootstrap percentile interval ({style.reps:,} resamples; runs resampled within each dataset).",
+        "Diverged runs are not in the IQM; their number is in the label.",
+        *_few_text(bool((agg["few_runs"] & (agg["runs"] > 0)).any()), "Hollow dot, hatched bar"),
+    ])
+    return _save(fig, stem)
 
 
-def performance_profiles(prof: pd.DataFrame, path: Path, palette: dict[str, Any]) -> Path:
+def performance_profiles(prof: pd.DataFrame, stem: Path, palette: dict[str, Any], style: FigureStyle) -> list[Path]:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
     for pairing, g in prof.groupby("pairing", sort=True):
-        ax.plot(g["tau"], g["fraction"], color=palette[pairing], label=pairing, lw=1.6)
+        few = bool(g["few_runs"].iloc[0])
+        label = f"{style.name(pairing)} (n={plural(g['runs'].iloc[0], 'run')}, {plural(g['tasks'].iloc[0], 'task')})"
+        ax.plot(g["tau"], g["fraction"], color=palette[pairing], label=label, lw=1.6, ls="--" if few else "-")
         band = g.dropna(subset=["low", "high"])
-        ax.fill_between(band["tau"], band["low"], band["high"], color=palette[pairing], alpha=0.15, lw=0)
-    ax.set_xlabel("normalised score τ")
+        ax.fill_between(band["tau"], band["low"], band["high"], facecolor=palette[pairing],
+                        edgecolor=palette[pairing], alpha=0.15, lw=0, hatch="///" if few else None)
+    ax.set_xlabel("score threshold τ (0–100)")
     ax.set_ylabel("fraction of runs with score > τ")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if style.title:
+        ax.set_title(style.title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    _footer(fig, [
+        "Line: fraction of a pairing's runs whose final score exceeds τ, averaged over datasets.",
+        f"Band: {style.confidence:.0%} stratified-bootstrap percentile interval ({style.reps:,} resamples).",
+        *_few_text(bool(prof["few_runs"].any()), "Dashed line, hatched band"),
+    ])
+    return _save(fig, stem)

@@ -19,7 +19,7 @@ _EXPORTS = {
     "SweepOutcome": "offrl.sweep.driver",
     "build_job": "offrl.sweep.driver",
     "run_sweep": "offrl.sweep.driver",
-    "validate_names": "offrl.sweep.driver",
+    "validate_spec": "offrl.sweep.driver",
     "CellJob": "offrl.sweep.execute",
     "CellResult": "offrl.sweep.execute",
     "execute_cell": "offrl.sweep.execute",

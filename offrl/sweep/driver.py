@@ -6,18 +6,22 @@ after a crash or a ``kill -9`` simply continue where the sweep stopped.
 """
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from offrl.errors import ConfigError
+from offrl.cli import terminal
+from offrl.cli.terminal import plural
+from offrl.errors import ConfigError, OfflineRLError
 from offrl.sweep.backend import Backend, make_backend
 from offrl.sweep.cells import Cell, expand_cells
 from offrl.sweep.execute import PYTHON, CellJob, CellResult
@@ -32,6 +36,8 @@ DEFAULT_RUNNER: tuple[str, ...] = (PYTHON, "-m", "offrl", "run")
 #: Environment variables of the driver that every cell inherits explicitly (Ray workers
 #: otherwise see the environment their raylet started with).
 FORWARDED_ENV = ("MINARI_DATASETS_PATH", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES")
+#: Cell states that are final: a rerun leaves such cells alone.
+ENDED = ("finished", "diverged")
 
 
 @dataclass
@@ -40,7 +46,7 @@ class SweepOutcome:
 
     sweep_dir: Path
     cells: list[Cell]
-    states: dict[str, str]  # key -> finished | failed | interrupted | busy | pending
+    states: dict[str, str]  # key -> finished | diverged | failed | interrupted | busy | pending
     results: dict[str, CellResult] = field(default_factory=dict)  # cells attempted this time
     wall_s: float = 0.0
 
@@ -49,8 +55,9 @@ class SweepOutcome:
 
     @property
     def exit_code(self) -> int:
-        """0 when every cell finished; 130 if the sweep was interrupted; 1 otherwise."""
-        if all(s == "finished" for s in self.states.values()):
+        """0 when every cell has ended (finished, or diverged: a result, which a rerun would not change);
+        130 if the sweep was interrupted; 1 otherwise (failed, busy or unstarted cells)."""
+        if all(s in ENDED for s in self.states.values()):
             return 0
         if any(r.state == "interrupted" for r in self.results.values()) and not self.keys("failed"):
             return 130
@@ -58,6 +65,16 @@ class SweepOutcome:
 
 
 # ---------------------------------------------------------------- planning
+
+
+def cell_run_args(cell: Cell, spec: SweepSpec) -> tuple[list[str], list[str]]:
+    """The ``offrl run`` arguments of a fresh cell: (what it is, the options it runs with).
+
+    ``--out`` and the thread settings are left to :func:`build_job`, which runs exactly these;
+    :func:`validate_spec` checks exactly these, so what is validated up front is what cells run.
+    """
+    what = ["--critic", cell.critic, "--actor", cell.actor, "--dataset", cell.dataset, "--seed", str(cell.seed)]
+    return what, [*spec.run.argv(), *cell.set_args()]
 
 
 def build_job(
@@ -69,16 +86,13 @@ def build_job(
 ) -> CellJob:
     """The fresh and resume commands of one cell, with its thread budget."""
     run_dir = layout.run_dir(cell.key)
+    what, options = cell_run_args(cell, spec)
     fresh = [
         *runner,
-        "--critic", cell.critic,
-        "--actor", cell.actor,
-        "--dataset", cell.dataset,
-        "--seed", str(cell.seed),
+        *what,
         "--out", str(run_dir),
         "--quiet",  # a progress bar only clutters the cell's log file
-        *spec.run.argv(),
-        *cell.set_args(),
+        *options,
     ]
     if not spec.run.sets_key("trainer.threads") and "trainer.threads" not in dict(cell.overrides):
         fresh += ["--set", f"trainer.threads={threads}"]
@@ -87,7 +101,7 @@ def build_job(
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "PYTHONUNBUFFERED": "1",
-        # the runner imports the same offrl as this driver, installed or not
+        # the runner (and its guard) import the same offrl as this driver, installed or not
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")) if p
         ),
@@ -141,30 +155,64 @@ def record_spec(layout: SweepLayout, spec: SweepSpec, cells: Sequence[Cell]) -> 
     )
 
 
-def validate_names(spec: SweepSpec) -> None:
-    """Fail before starting anything if a critic, actor or preset name is unknown (one typo, not N failures)."""
-    from offrl.actors import ACTORS
-    from offrl.critics import CRITICS
-    from offrl.presets import PRESETS
+def validate_spec(spec: SweepSpec, cells: Sequence[Cell] | None = None) -> None:
+    """Fail before anything runs if a cell's ``offrl run`` would reject its options: one error, not N failures.
 
-    for name in spec.critics:
-        CRITICS.entry(name)
-    for name in spec.actors:
-        ACTORS.entry(name)
-    if spec.run.preset is not None:
-        PRESETS.entry(spec.run.preset)
+    Each distinct cell config (the seed aside) is resolved the way ``offrl run`` resolves it: its
+    arguments (:func:`cell_run_args`) parsed by ``offrl run``'s own parser, turned into config
+    layers by its ``build_layers`` and checked by :func:`offrl.config.resolve`. Unknown names and
+    keys, unparsable values (``steps = "ten"``), out-of-range values (``steps = 0``) and malformed
+    ``set`` items all surface here with the message ``offrl run`` would print.
+    """
+    from offrl.cli import run as run_cli
+    from offrl.config import resolve
+
+    parser = argparse.ArgumentParser(prog="offrl", add_help=False)
+    sub = parser.add_subparsers(parser_class=_RaisingParser)
+    run_cli.add_parser(sub)
+    checked: set[tuple] = set()
+    for cell in cells if cells is not None else expand_cells(spec):
+        identity = (cell.critic, cell.actor, cell.dataset, cell.overrides)
+        if identity in checked:
+            continue
+        checked.add(identity)
+        try:
+            what, options = cell_run_args(cell, spec)
+            args = parser.parse_args(["run", *what, *options])
+            resolve(run_cli.build_layers(args))
+        except OfflineRLError as e:
+            where = f"{cell.pairing} on {cell.dataset}" + (f" [{cell.variant}]" if cell.variant else "")
+            reason = str(e).rstrip()
+            reason += "" if reason.endswith((".", "?", "!")) else "."
+            raise ConfigError(
+                f"offrl run would reject cell {where}: {reason} Nothing was started: fix the sweep's options and rerun."
+            ) from None
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """``offrl run``'s parser, raising a user error instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"offrl run would reject the sweep's run options: {message}")
 
 
 # ---------------------------------------------------------------- display
 
 
+def plan_lines(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout) -> list[str]:
+    """What ``--dry-run`` says above the grid: size, where, the options every cell shares."""
+    run = " ".join(shlex.quote(a) for a in spec.run.argv()) or "(run defaults)"
+    return [
+        f"sweep '{spec.name}': {plural(len(cells), 'cell')} -> {layout.root}",
+        f"shared options: {run}",
+        f"cell directories: {layout.root / 'runs'}/<critic>__<actor>__<dataset>__seed<S>"
+        + ("__<grid hash>" if spec.grid else ""),
+    ]
+
+
 def plan_table(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout) -> Table:
     """The resolved grid as a table (``--dry-run``), with each cell's state on disk."""
-    run = " ".join(spec.run.argv()) or "(run defaults)"
-    table = Table(
-        title=escape(f"sweep '{spec.name}': {len(cells)} cells -> {layout.root}\nshared: {run}"),
-        title_justify="left",
-    )
+    table = Table()
     cols = ["critic", "actor", "dataset", "seed"] + (["grid"] if spec.grid else []) + ["state"]
     for col in cols:
         table.add_column(col, no_wrap=col != "grid")
@@ -173,8 +221,6 @@ def plan_table(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout) -> T
         values += [cell.variant] if spec.grid else []
         values.append(disk_state(layout.run_dir(cell.key)))
         table.add_row(*(escape(v) for v in values))
-    table.caption = escape(f"cell directories: {layout.root / 'runs'}/<critic>__<actor>__<dataset>__seed<S>"
-                           + ("__<grid hash>" if spec.grid else ""))
     return table
 
 
@@ -196,7 +242,7 @@ def run_sweep(
     default; tests inject a fake). ``live`` forces the live table on or off
     (default: on when the console is a terminal).
     """
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or terminal.console()
     layout = SweepLayout(Path(sweep_dir))
     cells = expand_cells(spec)
     layout.make_dirs()
@@ -204,17 +250,18 @@ def run_sweep(
     backend = backend or make_backend(spec.backend)
 
     initial = {c.key: disk_state(layout.run_dir(c.key)) for c in cells}
-    todo = [c for c in cells if initial[c.key] != "finished"]
+    todo = [c for c in cells if initial[c.key] not in ENDED]
     status = StatusFile(layout.status_file)
-    status.update({k: {"state": "finished" if s == "finished" else s} for k, s in initial.items()})
-    view = SweepView(spec.name, cells, layout, {k: ("done earlier" if s == "finished" else "pending")
-                                                 for k, s in initial.items()})
+    status.update({k: {"state": s} for k, s in initial.items()})
+    view = SweepView(spec.name, cells, layout, {k: _earlier(s) for k, s in initial.items()})
     jobs = [build_job(c, layout, spec, backend.threads_per_cell, runner) for c in todo]
 
-    done_before = len(cells) - len(todo)
+    ended_before = [initial[c.key] for c in cells if initial[c.key] in ENDED]
+    diverged_before = ended_before.count("diverged")
     console.print(
-        f"sweep '{spec.name}': {len(cells)} cells, {done_before} already finished, "
-        f"{len(todo)} to run ({backend.describe()}) -> {layout.root}",
+        f"sweep '{spec.name}': {plural(len(cells), 'cell')}, {len(ended_before) - diverged_before} already finished"
+        + (f", {diverged_before} diverged earlier" if diverged_before else "")
+        + f", {len(todo)} to run ({backend.describe()}) -> {layout.root}",
         highlight=False,
         markup=False,
     )
@@ -231,13 +278,18 @@ def run_sweep(
     by_key = {r.key: r for r in results}
     states = {}
     for c in cells:
-        if initial[c.key] == "finished":
-            states[c.key] = "finished"
+        if initial[c.key] in ENDED:
+            states[c.key] = initial[c.key]
         elif c.key in by_key:
             states[c.key] = "finished" if by_key[c.key].state in ("finished", "skipped") else by_key[c.key].state
         else:
             states[c.key] = "pending"
     return SweepOutcome(layout.root, cells, states, by_key, time.time() - t0)
+
+
+def _earlier(state: str) -> str:
+    """How a cell's state on disk is shown before this invocation touches it."""
+    return {"finished": "done earlier", "diverged": "diverged"}.get(state, "pending")
 
 
 def _use_live(console: Console, live: bool | None) -> bool:

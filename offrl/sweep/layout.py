@@ -7,12 +7,13 @@
       status.json        last known state of each cell (advisory; the run dirs are the truth)
       runs/<key>/        an ordinary offrl run directory (+ error.txt when the cell failed)
       logs/<key>.log     stdout+stderr of every attempt of the cell, appended
-      locks/<key>.lock   per-cell lock, held by the worker running the cell
+      locks/<key>.lock   per-cell lock, held by the worker running the cell, its guard and its runner
 
-The run directories are the source of truth: a cell is finished exactly when
-its ``summary.json`` says so, resumable when it has a ``checkpoint.pt``. The
-lock files live outside the run directory so the run directory holds nothing
-``offrl run`` did not write (apart from ``error.txt``).
+The run directories are the source of truth: a cell has ended exactly when its
+``summary.json`` says so (``finished``, or ``diverged``), is resumable when it
+has a ``checkpoint.pt``. The cell locks live outside the run directory so the
+run directory holds nothing ``offrl run`` did not write (apart from
+``error.txt``).
 """
 from __future__ import annotations
 
@@ -52,15 +53,9 @@ class SweepLayout:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
 
-def is_finished(run_dir: Path) -> bool:
-    """True when the run wrote a ``summary.json`` with status ``finished``."""
-    return run_state(run_dir) == "finished"
-
-
 def disk_state(run_dir: Path) -> str:
-    """'finished', 'failed' (error.txt), 'partial' (resumable checkpoint) or 'pending'."""
-    state = run_state(run_dir)
-    return "failed" if state == "diverged" else state
+    """'finished', 'diverged', 'failed' (error.txt), 'partial' (resumable checkpoint) or 'pending'."""
+    return run_state(run_dir)
 
 
 def last_eval(run_dir: Path) -> dict[str, Any] | None:

@@ -2,7 +2,10 @@
 
 The latest score of each cell is read from its ``eval.jsonl`` (the last
 complete row), so the table shows what the runs themselves have logged, for
-any backend, without the workers having to report scores.
+any backend, without the workers having to report scores. The score shown is
+the run's primary score (:data:`offrl.rundir.PRIMARY_METRICS`): the success
+rate (``85.0%``) where the evaluation reports one, else the normalised score,
+else the raw return (``R 123``).
 """
 from __future__ import annotations
 
@@ -16,12 +19,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from offrl.cli.terminal import plural
+from offrl.rundir import primary_metric
 from offrl.sweep.cells import Cell
 from offrl.sweep.execute import CellResult
 from offrl.sweep.layout import EVAL_LOG, SweepLayout, last_eval
 
 #: Most rows the live table shows; past that, running and failed cells come first.
 MAX_ROWS = 30
+#: States whose message (the runner's error, the divergence) the table shows in its ``note`` column.
+NOTED = ("failed", "diverged", "busy")
 
 STYLES = {
     "finished": "green",
@@ -31,6 +38,7 @@ STYLES = {
     "queued": "dim",
     "pending": "dim",
     "failed": "bold red",
+    "diverged": "red",
     "interrupted": "magenta",
     "busy": "cyan",
 }
@@ -114,27 +122,30 @@ class SweepView:
         counts = self.counts()
         done = counts.get("finished", 0) + counts.get("done earlier", 0)
         parts = [f"{done}/{len(self._cells)} done"]
-        for state in ("running", "queued", "failed", "interrupted", "busy"):
+        for state in ("running", "queued", "diverged", "failed", "interrupted", "busy"):
             if counts.get(state):
                 parts.append(f"{counts[state]} {state}")
         return f"sweep '{self.name}': " + " · ".join(parts) + f"  ({time.time() - self.t0:.0f}s)"
 
     def table(self, max_rows: int | None = MAX_ROWS, only_unfinished: bool = False) -> Table:
+        """One row per cell; a ``note`` column (the runner's error, the divergence) once a cell needs one."""
         table = Table(title=escape(self.headline()), title_justify="left", expand=False)
         with self._lock:
             views = [(self._effective_state(v), v) for v in self._cells.values()]
         show_grid = any(v.cell.overrides for _, v in views)
+        show_note = any(v.message and s in NOTED for s, v in views)
         for col, justify in (
             ("critic", "left"), ("actor", "left"), ("dataset", "left"), ("seed", "right"),
             ("grid", "left"), ("state", "left"), ("step", "right"), ("score", "right"), ("wall", "right"),
+            ("note", "left"),
         ):
-            if col != "grid" or show_grid:
+            if (col != "grid" or show_grid) and (col != "note" or show_note):
                 table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        order = {"running": 0, "failed": 1, "interrupted": 2, "busy": 3, "finished": 4}
+        order = {"running": 0, "failed": 1, "diverged": 2, "interrupted": 3, "busy": 4, "finished": 5}
         if only_unfinished:
             views = [(s, v) for s, v in views if s not in ("finished", "done earlier")]
         if max_rows is not None and len(views) > max_rows:
-            views = sorted(views, key=lambda sv: order.get(sv[0], 5))[:max_rows]
+            views = sorted(views, key=lambda sv: order.get(sv[0], 6))[:max_rows]
         for state, v in views:
             row = self.latest(v.cell.key)
             step = "" if row is None else str(row.get("step", ""))
@@ -147,12 +158,14 @@ class SweepView:
                 wall = f"{time.time() - v.started:.0f}s"
             else:
                 wall = ""
-            table.add_row(
-                *(escape(x) for x in names), Text(state, style=STYLES.get(state, "")), step, _score_text(row), wall
-            )
+            cells: list[Any] = [*(escape(x) for x in names), Text(state, style=STYLES.get(state, "")), step,
+                                score_text(row), wall]
+            if show_note:
+                cells.append(Text(v.message if state in NOTED else ""))
+            table.add_row(*cells)
         hidden = len(self._cells) - len(views)
         if hidden > 0 and not only_unfinished:
-            table.caption = f"… {hidden} more cells not shown"
+            table.caption = f"… {plural(hidden, 'more cell')} not shown"
         return table
 
     def render(self) -> Group:
@@ -160,7 +173,7 @@ class SweepView:
 
     def failures(self) -> list[tuple[Cell, str]]:
         with self._lock:
-            return [(v.cell, v.message) for v in self._cells.values() if v.state == "failed"]
+            return [(v.cell, v.message) for v in self._cells.values() if v.state in ("failed", "diverged")]
 
 
 class LineReporter:
@@ -182,10 +195,10 @@ class LineReporter:
     def cell_done(self, result: CellResult) -> None:
         self.view.cell_done(result)
         self.ended += 1
-        score = _score_text(self.view.latest(result.key)).plain
+        score = score_text(self.view.latest(result.key)).plain
         wall = "" if result.wall_s is None else f" in {result.wall_s:.1f}s"
         extra = f"  score {score}" if score else ""
-        msg = f"  ({result.message})" if result.state in ("failed", "busy", "interrupted") else ""
+        msg = f"  ({result.message})" if result.state in ("failed", "diverged", "busy", "interrupted") else ""
         self.console.print(
             f"[{self.ended}/{self.total}] {result.state:<11} {result.key}{wall}{extra}{msg}",
             highlight=False,
@@ -193,11 +206,14 @@ class LineReporter:
         )
 
 
-def _score_text(row: dict[str, Any] | None) -> Text:
-    if row is None:
+def score_text(row: dict[str, Any] | None) -> Text:
+    """The primary score of an eval row: ``85.0%`` (success rate), ``85.0`` (normalised) or ``R 123`` (return)."""
+    metric = primary_metric([row]) if row is not None else None
+    if metric is None or row is None:
         return Text("")
-    score = row.get("normalized_score_100")
-    if score is not None:
-        return Text(f"{score:.1f}")
-    ret = row.get("return_mean")
-    return Text("" if ret is None else f"R {ret:.3g}", style="dim")
+    value = float(row[metric])
+    if metric == "success_rate_100":
+        return Text(f"{value:.1f}%")
+    if metric == "normalized_score_100":
+        return Text(f"{value:.1f}")
+    return Text(f"R {value:.3g}", style="dim")

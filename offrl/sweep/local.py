@@ -3,8 +3,9 @@
 Threads are enough because the work happens in the subprocesses; each worker
 gets ``max(1, cores // K)`` CPU threads so K workers never oversubscribe the
 machine (oversubscribed OpenMP on shared cores slows PyTorch down by 5–20×,
-see environment.md). The runners stay in the sweep's process group, so killing
-the group stops everything and the per-cell locks die with their workers.
+docs/benchmarks.md). The runners stay in the sweep's process group, so Ctrl-C
+or killing the group stops everything; each runs under a guard
+(:mod:`offrl.sweep.guard`) that stops it when the sweep process dies alone.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Sequence
 
+from offrl.cli.terminal import plural
 from offrl.sweep.backend import Listener, cpu_count
-from offrl.sweep.execute import INTERRUPT_GRACE_S, CellJob, CellResult, execute_cell
+from offrl.sweep.execute import CellJob, CellResult, execute_cell, stop_guard
 from offrl.sweep.spec import BackendOptions
 
 #: After Ctrl-C, seconds to let runners that got the terminal's SIGINT exit on their own
@@ -37,7 +39,8 @@ class LocalBackend:
         self.cores = cores
 
     def describe(self) -> str:
-        return f"local: {self.workers} worker(s) × {self.threads_per_cell} thread(s) on {self.cores} core(s)"
+        return (f"local: {plural(self.workers, 'worker')} × {plural(self.threads_per_cell, 'thread')} "
+                f"on {plural(self.cores, 'core')}")
 
     def run(self, jobs: Sequence[CellJob], listener: Listener) -> list[CellResult]:
         stop = threading.Event()
@@ -50,7 +53,7 @@ class LocalBackend:
             # A runner started just as the sweep was stopped may have missed _stop_runners' last look:
             # registering first, then checking, means either that look or this check sees it.
             if stop.is_set():
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)  # to the guard: "stop your runner"
             listener.cell_started(key)
 
         def work(job: CellJob) -> CellResult:
@@ -91,7 +94,11 @@ class LocalBackend:
 
 
 def _stop_runners(procs: dict[str, subprocess.Popen], guard: threading.Lock) -> None:
-    """Give runners a moment to stop on the terminal's SIGINT, then SIGINT the rest, then kill."""
+    """Give runners a moment to stop on the terminal's SIGINT, then ask the guards of the rest to stop them.
+
+    ``procs`` are the runners' guards: SIGTERM makes a guard SIGINT its runner once (unless the runner
+    already got the terminal's), then kill it if it does not exit within the grace period.
+    """
     deadline = time.monotonic() + SELF_STOP_WAIT_S
     while time.monotonic() < deadline:
         with guard:
@@ -102,10 +109,6 @@ def _stop_runners(procs: dict[str, subprocess.Popen], guard: threading.Lock) -> 
     with guard:
         alive = [p for p in procs.values() if p.poll() is None]
     for p in alive:
-        p.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + INTERRUPT_GRACE_S
+        p.send_signal(signal.SIGTERM)
     for p in alive:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop_guard(p)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from offrl.cli.terminal import plural
 from offrl.errors import OfflineRLError
 from offrl.sweep.backend import Listener, cpu_count
 from offrl.sweep.execute import CellJob, CellResult, execute_cell
@@ -45,10 +46,10 @@ class RayBackend:
 
     def describe(self) -> str:
         where = f"cluster at {self.options.ray_address}" if self.options.ray_address else (
-            f"local instance with {self.workers * self.threads_per_cell} CPU(s)"
+            f"local instance with {plural(self.workers * self.threads_per_cell, 'CPU')}"
         )
         gpus = f", {self.options.gpus_per_cell:g} GPU" if self.options.gpus_per_cell else ""
-        return f"ray: {where}; each cell {self.threads_per_cell} CPU{gpus}"
+        return f"ray: {where}; each cell {plural(self.threads_per_cell, 'CPU')}{gpus}"
 
     def run(self, jobs: Sequence[CellJob], listener: Listener) -> list[CellResult]:
         ray = import_ray()

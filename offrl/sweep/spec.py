@@ -321,12 +321,7 @@ _BACKEND_KEYS = {"name", "workers", "cpus_per_cell", "gpus_per_cell", "ray_addre
 def load_spec(path: str | Path) -> SweepSpec:
     """Read a sweep spec file (TOML); unknown tables or keys are errors naming the valid ones."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Sweep spec '{path}' does not exist (expected a .toml file).")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"Sweep spec '{path}' is not valid TOML: {e}") from None
+    data = read_toml(path)
     _check_keys(path, "top level", data, _TOML_TABLES)
     sweep = data.get("sweep", {})
     run = dict(data.get("run", {}))
@@ -338,7 +333,13 @@ def load_spec(path: str | Path) -> SweepSpec:
 
     if "set" in run:
         sets = run.pop("set")
-        run["sets"] = tuple([sets] if isinstance(sets, str) else sets)
+        sets = [sets] if isinstance(sets, str) else sets
+        if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
+            raise ConfigError(
+                f"Sweep spec '{path}': [run] set must be a list of \"KEY=VALUE\" strings "
+                f"(e.g. set = [\"critic.tau=0.9\"]), got {sets!r}."
+            )
+        run["sets"] = tuple(sets)
     if run.get("config") is not None:
         config = Path(run["config"])
         run["config"] = str(config if config.is_absolute() else (path.parent / config))
@@ -365,6 +366,30 @@ def load_spec(path: str | Path) -> SweepSpec:
         )
     except TypeError as e:  # wrong value types in the file
         raise ConfigError(f"Sweep spec '{path}': {e}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The spec file's tables; a clear error if it is missing, a directory, binary, not UTF-8 or not TOML."""
+    if path.is_dir():
+        raise ConfigError(f"Sweep spec '{path}' is a directory; give a .toml spec file (e.g. benchmarks/bandit.toml).")
+    if not path.is_file():
+        raise ConfigError(f"Sweep spec '{path}' does not exist (expected a .toml file, e.g. benchmarks/bandit.toml).")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"Cannot read sweep spec '{path}': {e.strerror or e}.") from None
+    if b"\0" in raw:
+        raise ConfigError(f"Sweep spec '{path}' is a binary file, not a TOML text file.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"Sweep spec '{path}' is not UTF-8 text (byte {e.start} is 0x{raw[e.start]:02x}); TOML files are UTF-8."
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"Sweep spec '{path}' is not valid TOML: {e}") from None
 
 
 def _check_keys(path: Path, where: str, table: Any, valid: set[str]) -> None:
