@@ -340,8 +340,6 @@ def test_benchmark_specs_pass_validation(suite: str) -> None:
     validate_spec(load_spec(REPO / "benchmarks" / f"{suite}.toml"))
 
 
-@pytest.mark.xfail(strict=True, reason="the iql-locomotion preset sets actor.beta for every actor, which only "
-                   "gaussian-awr and edp accept; the preset needs an actor@ scope (presets are not the sweep's)")
 def test_locomotion_benchmark_spec_passes_validation() -> None:
     from offrl.sweep.driver import validate_spec
 

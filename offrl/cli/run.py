@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
         target = trainer.group_dir if trainer.group_dir is not None else trainer.runs[0].run_dir
         print(f"Stopped at step {trainer.step}; checkpoint saved. Continue with:\n  offrl run --resume {target}",
-              file=sys.stderr)
+              file=sys.stderr, flush=True)
         return 130
     print_summary([r.summary for r in results], trainer.cfg.trainer.steps)
     return EXIT_DIVERGED if any(r.summary.get("status") == "diverged" for r in results) else 0
@@ -153,8 +153,9 @@ def default_run_dir(cfg: Any) -> Path:
 
 
 def print_summary(summaries: list[dict[str, Any]], total_steps: int) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from offrl.cli.terminal import console
 
     def fmt(v: Any, spec: str = ".1f") -> str:
         return "n/a" if v is None else format(v, spec)
@@ -179,4 +180,4 @@ def print_summary(summaries: list[dict[str, Any]], total_steps: int) -> None:
         table.add_row("mean", f"{mean:.1f} (n={len(finals)})", "", "", "", "", "")
     if not first.get("evaluated", True):
         table.caption = "No evaluation: the dataset records no evaluation environment."
-    Console(soft_wrap=True).print(table)
+    console().print(table)

@@ -10,8 +10,11 @@ register_preset(Preset(
     description="IQL on MuJoCo locomotion: τ=0.7, β=3, 1M steps, locomotion reward scaling",
     source=_IQL_SOURCE,
     values={
-        "critic": {"name": "expectile", "tau": 0.7},
-        "actor": {"name": "gaussian-awr", "beta": 3.0},
+        "critic": {"name": "expectile"},
+        "critic@expectile": {"tau": 0.7},
+        "actor": {"name": "gaussian-awr"},
+        "actor@gaussian-awr": {"beta": 3.0},
+        "actor@edp": {"beta": 3.0},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10},
     },
@@ -22,8 +25,11 @@ register_preset(Preset(
     description="IQL on AntMaze: τ=0.9, β=10, rewards r − 1, 1M steps, 100 evaluation episodes",
     source=_IQL_SOURCE,
     values={
-        "critic": {"name": "expectile", "tau": 0.9},
-        "actor": {"name": "gaussian-awr", "beta": 10.0},
+        "critic": {"name": "expectile"},
+        "critic@expectile": {"tau": 0.9},
+        "actor": {"name": "gaussian-awr"},
+        "actor@gaussian-awr": {"beta": 10.0},
+        "actor@edp": {"beta": 10.0},
         "data": {"reward": "antmaze"},
         "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 100},
     },
@@ -58,7 +64,8 @@ register_preset(Preset(
     description="IDQL-A on locomotion: 1.5M critic steps (batch 256), 3M actor steps (batch 1024), N=128",
     source=f"{_IDQL}, §6 and Appendix (IDQL-A, per-dataset tuned; τ=0.7 is the locomotion default)",
     values={
-        "critic": {"name": "expectile", "tau": 0.7, "value_layer_norm": True, "batch_size": 256},
+        "critic": {"name": "expectile", "value_layer_norm": True, "batch_size": 256},
+        "critic@expectile": {"tau": 0.7},
         "actor": {**_IDQL_ACTOR, "batch_size": 1024, "updates_per_step": 2, "num_samples": 128},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 1_500_000, "eval_every": 50_000, "eval_episodes": 10},
@@ -72,7 +79,8 @@ register_preset(Preset(
     description="IDQL-1 on locomotion (one setting per domain): 1M critic / 2M actor steps, N=64",
     source=f"{_IDQL}, §6 (IDQL-1)",
     values={
-        "critic": {"name": "expectile", "tau": 0.7, "value_layer_norm": True, "batch_size": 256},
+        "critic": {"name": "expectile", "value_layer_norm": True, "batch_size": 256},
+        "critic@expectile": {"tau": 0.7},
         "actor": {**_IDQL_ACTOR, "batch_size": 1024, "updates_per_step": 2, "num_samples": 64},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 1_000_000, "eval_every": 50_000, "eval_episodes": 10},
@@ -85,7 +93,8 @@ register_preset(Preset(
     description="IDQL on AntMaze: τ=0.9, rewards r − 1, 1M critic / 2M actor steps, N=32, 100 evaluation episodes",
     source=f"{_IDQL}, §6 (AntMaze: N=32)",
     values={
-        "critic": {"name": "expectile", "tau": 0.9, "value_layer_norm": True, "batch_size": 256},
+        "critic": {"name": "expectile", "value_layer_norm": True, "batch_size": 256},
+        "critic@expectile": {"tau": 0.9},
         "actor": {**_IDQL_ACTOR, "batch_size": 1024, "updates_per_step": 2, "num_samples": 32},
         "data": {"reward": "antmaze"},
         "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 100},
@@ -97,7 +106,8 @@ register_preset(Preset(
     description="IDQL's released code: 3M joint steps at batch 512, AdamW weight decay 1e-4, N=64",
     source="IDQL released code (philippe-eecs/IDQL, jaxrl5), as summarised in algorithms.md §3.2",
     values={
-        "critic": {"name": "expectile", "tau": 0.7, "value_layer_norm": True, "batch_size": 512},
+        "critic": {"name": "expectile", "value_layer_norm": True, "batch_size": 512},
+        "critic@expectile": {"tau": 0.7},
         "actor": {**_IDQL_ACTOR, "batch_size": 512, "updates_per_step": 1, "num_samples": 64, "weight_decay": 1e-4},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 10},
@@ -112,7 +122,8 @@ register_preset(Preset(
     description="EDP's IQL variant on locomotion: T=1000 linear schedule, weighted guide, DPM-Solver 15 steps, N=50 softmax",
     source="Kang et al. 2023, EDP, §4–5 and released code (sail-sg/edp)",
     values={
-        "critic": {"name": "expectile", "tau": 0.7},
+        "critic": {"name": "expectile"},
+        "critic@expectile": {"tau": 0.7},
         "actor": {"name": "edp", "network": "mlp", "hidden": 256, "depth": 3, "schedule": "linear",
                   "timesteps": 1000, "sampler": "dpm-solver", "solver_steps": 15, "guide": "weighted",
                   "beta": 3.0, "num_samples": 50, "selection": "softmax", "temperature": 1.0},
@@ -129,7 +140,8 @@ register_preset(Preset(
     source="Loss and α=2.5: Fujimoto & Gu 2021, TD3+BC, §5 (all D4RL locomotion); pairing with in-sample "
            "value learning: Park et al. 2024, 'Is Value Learning Really the Main Bottleneck in Offline RL?'",
     values={
-        "critic": {"name": "expectile", "tau": 0.7},
+        "critic": {"name": "expectile"},
+        "critic@expectile": {"tau": 0.7},
         "actor": {"name": "ddpg-bc", "alpha": 2.5, "bc_reduction": "mean", "hidden_dims": [256, 256],
                   "lr": 3e-4, "batch_size": 256, "policy": "deterministic"},
         "data": {"reward": "locomotion"},

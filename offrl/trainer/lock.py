@@ -1,8 +1,8 @@
 """One writer per run directory: a lock held for the life of the process that trains in it.
 
-``RUN_DIR/.lock`` is locked with ``fcntl.flock`` (released by the kernel when
-the process dies, so a killed run never leaves a stale lock) and holds the
-holder's pid, so a second ``offrl run`` on the same directory is refused with
+``RUN_DIR/run.lock`` (:data:`offrl.rundir.LOCK`, which the sweep also checks)
+is locked with ``fcntl.flock`` (released by the kernel when the process dies,
+so a killed run never leaves a stale lock) and holds the holder's pid, so a second ``offrl run`` on the same directory is refused with
 a message naming the process that owns it.
 """
 from __future__ import annotations
@@ -11,16 +11,15 @@ import fcntl
 import os
 from pathlib import Path
 
+from offrl import rundir
 from offrl.errors import RunDirError
-
-LOCK_FILE = ".lock"
 
 
 class RunLock:
     """An exclusive, non-blocking lock on a run directory (context manager)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / LOCK_FILE
+        self.path = Path(run_dir) / rundir.LOCK
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
