@@ -806,6 +806,49 @@ def test_real_failing_cell_is_reported(tmp_path: Path, small_store: Path, monkey
     assert f"error: {message}" in (tmp_path / "sweep" / "runs" / key / "error.txt").read_text()
 
 
+@pytest.mark.slow
+@needs_core
+def test_seeds_per_process_groups_a_cells_seeds(tmp_path: Path, small_store: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two seeds of one cell configuration train in one process, each in its own cell directory; cells left
+    resumable are continued together by a rerun; results equal a solo run of each seed."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(small_store))
+    from offrl.sweep.driver import build_jobs
+
+    run = RunOptions(preset="bandit", steps=120, eval_every=60, eval_episodes=5, save_every=30)
+    spec = SweepSpec(critics=("expectile",), actors=("ddpg-bc",), seeds=(0, 1, 2), run=run,
+                     backend=BackendOptions(seeds_per_process=2))
+    cells = expand_cells(spec)
+    layout = SweepLayout(tmp_path / "sweep")
+    jobs = build_jobs(cells, {c.key: "pending" for c in cells}, layout, spec, 1)
+    assert [len(j.members) for j in jobs] == [2, 0] and jobs[0].seeds == (0, 1)  # seeds 0+1 together, 2 alone
+    assert jobs[0].out_template.endswith("__seed{seed}")
+    outcome = run_sweep(spec, tmp_path / "sweep", live=False)
+    assert outcome.exit_code == 0, outcome.results
+    assert sorted(outcome.states.values()) == ["finished"] * 3
+    grouped = [c.key for c in cells if c.seed in (0, 1)]
+    assert "2 seeds" in (layout.log_file(grouped[0])).read_text()
+    assert "trained together" in layout.log_file(grouped[1]).read_text()
+    for c in cells:
+        config = json.loads((layout.run_dir(c.key) / "config.json").read_text())
+        assert config["trainer"]["seed"] == c.seed and eval_steps(layout.run_dir(c.key)) == [60, 120]
+    for key in grouped:  # as if killed after the last checkpoint: resumable, not ended
+        (layout.run_dir(key) / "summary.json").unlink()
+    again = run_sweep(spec, tmp_path / "sweep", live=False)
+    assert again.exit_code == 0 and sorted(again.states.values()) == ["finished"] * 3
+    assert "resume (2 seeds" in layout.log_file(grouped[0]).read_text()
+    assert all(eval_steps(layout.run_dir(k)) == [60, 120] for k in grouped)
+    solo = SweepSpec(critics=("expectile",), actors=("ddpg-bc",), seeds=(1,), run=run)
+    assert run_sweep(solo, tmp_path / "solo", live=False).exit_code == 0
+    a = _eval_scores(layout.run_dir(grouped[1]))
+    b = _eval_scores(SweepLayout(tmp_path / "solo").run_dir(grouped[1]))
+    assert a == pytest.approx(b, rel=1e-4)
+
+
+def _eval_scores(run_dir: Path) -> list[float]:
+    return [json.loads(line)["normalized_score_100"] for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+
+
 def test_a_diverged_run_is_never_started_again(tmp_path: Path) -> None:
     """A cell whose run says it diverged has ended: no runner is started, the summary's reason is reported."""
     from offrl.sweep.execute import CellJob, execute_cell

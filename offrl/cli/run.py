@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         import sys
 
-        target = trainer.group_dir if trainer.group_dir is not None else trainer.runs[0].run_dir
+        target = trainer.group_dir if trainer.group_dir is not None else " ".join(str(r.run_dir) for r in trainer.runs)
         print(f"Stopped at step {trainer.step}; checkpoint saved. Continue with:\n  offrl run --resume {target}",
               file=sys.stderr, flush=True)
         return 130

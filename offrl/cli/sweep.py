@@ -73,6 +73,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     help="CPU threads per cell (default: cores // workers; ray: 1)")
     ex.add_argument("--gpus-per-cell", type=float, metavar="F", help="GPU share each Ray task requests (e.g. 0.25)")
     ex.add_argument("--ray-address", help="join this Ray cluster (e.g. 'auto'); default: start a private one")
+    ex.add_argument("--seeds-per-process", type=int, metavar="E",
+                    help="train up to E seeds of a cell configuration together in one process (default: 1 on CPU, "
+                         "every seed on CUDA); each seed keeps its own cell and run directory")
     ex.add_argument("--dry-run", action="store_true", help="print the resolved grid and exit")
     ex.add_argument("--no-live", action="store_true", help="print one line per event instead of a live table")
     ex.add_argument(
@@ -115,6 +118,7 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
         cpus_per_cell=args.cpus_per_cell,
         gpus_per_cell=args.gpus_per_cell,
         ray_address=args.ray_address,
+        seeds_per_process=args.seeds_per_process,
     )
     if spec.out is None:
         spec = replace(spec, out=f"runs/{spec.name}")

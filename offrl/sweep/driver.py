@@ -10,7 +10,7 @@ import argparse
 import os
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn, Sequence
 
@@ -118,6 +118,59 @@ def build_job(
         resume_argv=tuple(resume),
         env=tuple(sorted(env.items())),
     )
+
+
+def seeds_per_process(spec: SweepSpec) -> int:
+    """``--seeds-per-process``, else 1 on CPU and every seed of a cell on CUDA (where seeds batched on the
+    learner's seed axis cost little more than one; on a CPU they cost what separate processes cost)."""
+    if spec.backend.seeds_per_process is not None:
+        return spec.backend.seeds_per_process
+    device = spec.run.device or next((s.split("=", 1)[1] for s in spec.run.sets
+                                      if s.split("=", 1)[0].strip() == "trainer.device"), "auto")
+    if device.startswith("cuda"):
+        return len(spec.seeds)
+    if device == "auto":
+        import torch
+
+        return len(spec.seeds) if torch.cuda.is_available() else 1
+    return 1
+
+
+def build_jobs(cells: Sequence[Cell], initial: dict[str, str], layout: SweepLayout, spec: SweepSpec,
+               threads: int, runner: Sequence[str] = DEFAULT_RUNNER) -> list[CellJob]:
+    """One job per cell, or with ``seeds_per_process`` E > 1 one job per E seeds of a cell configuration
+    that are in the same state (all to start, or all to resume)."""
+    per = seeds_per_process(spec)
+    if per <= 1:
+        return [build_job(c, layout, spec, threads, runner) for c in cells]
+    groups: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        fresh = initial.get(c.key, "pending") == "pending"
+        groups.setdefault((c.critic, c.actor, c.dataset, c.overrides, fresh), []).append(c)
+    jobs = []
+    for members in groups.values():
+        members.sort(key=lambda c: c.seed)
+        for i in range(0, len(members), per):
+            chunk = members[i:i + per]
+            if len(chunk) == 1:
+                jobs.append(build_job(chunk[0], layout, spec, threads, runner))
+            else:
+                jobs.append(build_group_job(chunk, layout, spec, threads, runner))
+    return jobs
+
+
+def build_group_job(cells: Sequence[Cell], layout: SweepLayout, spec: SweepSpec, threads: int,
+                    runner: Sequence[str] = DEFAULT_RUNNER) -> CellJob:
+    """A job training ``cells`` (seeds of one configuration) in one ``offrl run --seeds`` process."""
+    members = [build_job(c, layout, spec, threads, runner) for c in cells]
+    first = members[0]
+    seed_arg = first.fresh_argv.index("--seed")
+    out_arg = first.fresh_argv.index("--out")
+    group_argv = [a for i, a in enumerate(first.fresh_argv) if i not in (seed_arg, seed_arg + 1, out_arg, out_arg + 1)]
+    parts = cells[0].key.split("__")
+    parts[3] = "seed{seed}"  # critic__actor__dataset__seed<S>[__grid]
+    return replace(first, members=tuple(members), seeds=tuple(c.seed for c in cells),
+                   group_argv=tuple(group_argv), out_template=str(layout.run_dir("__".join(parts))))
 
 
 def record_spec(layout: SweepLayout, spec: SweepSpec, cells: Sequence[Cell]) -> None:
@@ -254,14 +307,16 @@ def run_sweep(
     status = StatusFile(layout.status_file)
     status.update({k: {"state": s} for k, s in initial.items()})
     view = SweepView(spec.name, cells, layout, {k: _earlier(s) for k, s in initial.items()})
-    jobs = [build_job(c, layout, spec, backend.threads_per_cell, runner) for c in todo]
+    jobs = build_jobs(todo, initial, layout, spec, backend.threads_per_cell, runner)
 
     ended_before = [initial[c.key] for c in cells if initial[c.key] in ENDED]
     diverged_before = ended_before.count("diverged")
     console.print(
         f"sweep '{spec.name}': {plural(len(cells), 'cell')}, {len(ended_before) - diverged_before} already finished"
         + (f", {diverged_before} diverged earlier" if diverged_before else "")
-        + f", {len(todo)} to run ({backend.describe()}) -> {layout.root}",
+        + f", {len(todo)} to run ({backend.describe()}"
+        + (f", {plural(len(jobs), 'process', 'processes')} of up to {plural(seeds_per_process(spec), 'seed')}"
+           if len(jobs) != len(todo) else "") + f") -> {layout.root}",
         highlight=False,
         markup=False,
     )

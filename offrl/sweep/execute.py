@@ -61,6 +61,11 @@ class CellJob:
     fresh_argv: tuple[str, ...]
     resume_argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()  # added to the worker's environment
+    # A group job trains several seeds of one cell configuration in one process (``--seeds-per-process``):
+    members: tuple["CellJob", ...] = ()  # the cells, one per seed (this job's own key is the first's)
+    seeds: tuple[int, ...] = ()  # their seeds, in order
+    group_argv: tuple[str, ...] = ()  # the fresh command without --seed/--out (execution adds --seeds, --out)
+    out_template: str = ""  # the members' run directories with '{seed}' for the seed
 
 
 @dataclass
@@ -119,6 +124,19 @@ def execute_cell(
         return _run(job, run_dir, lock_fd, on_start, stop)
     finally:
         os.close(lock_fd)  # the guard and the runner keep their copies until they exit
+
+
+def execute_job(
+    job: CellJob,
+    on_start: Callable[[str, subprocess.Popen], None] | None = None,
+    stop: threading.Event | None = None,
+) -> list[CellResult]:
+    """Run a cell, or a group of cells in one process; one result per cell. Never raises for a failing run."""
+    if not job.members:
+        return [execute_cell(job, on_start, stop)]
+    from offrl.sweep.group import execute_group
+
+    return execute_group(job, on_start, stop)
 
 
 def diverged_message(run_dir: Path) -> str:

@@ -78,7 +78,8 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def run_guarded(command: list[str], parent: int, lock_fd: int | None, grace_s: float = GRACE_S) -> int:
+def run_guarded(command: list[str], parent: int, lock_fd: int | list[int] | None,
+                grace_s: float = GRACE_S) -> int:
     """Run ``command`` until it exits; stop it if ``parent`` dies or a stop is requested. Returns its status."""
     signals = _Signals()
     signal.signal(signal.SIGTERM, signals.on_term)
@@ -87,7 +88,8 @@ def run_guarded(command: list[str], parent: int, lock_fd: int | None, grace_s: f
     if os.getppid() != parent or signals.stop_requested:  # the parent died (or asked to stop) before we started
         return 130
     try:
-        proc = subprocess.Popen(command, pass_fds=(lock_fd,) if lock_fd is not None else ())
+        fds = () if lock_fd is None else (tuple(lock_fd) if isinstance(lock_fd, list) else (lock_fd,))
+        proc = subprocess.Popen(command, pass_fds=fds)
     except OSError as e:
         print(f"error: could not start the runner {command[0]!r}: {e.strerror or e}", file=sys.stderr, flush=True)
         return 127
@@ -108,7 +110,8 @@ def run_guarded(command: list[str], parent: int, lock_fd: int | None, grace_s: f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m offrl.sweep.guard", description=__doc__.split("\n\n")[0])
     parser.add_argument("--parent", type=int, required=True, help="pid whose death stops the runner")
-    parser.add_argument("--lock-fd", type=int, help="an open lock descriptor the runner must hold too")
+    parser.add_argument("--lock-fd", type=int, action="append",
+                        help="an open lock descriptor the runner must hold too (repeatable: a group of cells)")
     parser.add_argument("--grace", type=float, default=GRACE_S, help="seconds between SIGINT and SIGKILL")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the runner's command")
     args = parser.parse_args(argv)

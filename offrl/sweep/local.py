@@ -18,7 +18,7 @@ from typing import Sequence
 
 from offrl.cli.terminal import plural
 from offrl.sweep.backend import Listener, cpu_count
-from offrl.sweep.execute import CellJob, CellResult, execute_cell, stop_guard
+from offrl.sweep.execute import CellJob, CellResult, execute_job, stop_guard
 from offrl.sweep.spec import BackendOptions
 
 #: After Ctrl-C, seconds to let runners that got the terminal's SIGINT exit on their own
@@ -56,20 +56,24 @@ class LocalBackend:
                 proc.send_signal(signal.SIGTERM)  # to the guard: "stop your runner"
             listener.cell_started(key)
 
-        def work(job: CellJob) -> CellResult:
+        def work(job: CellJob) -> list[CellResult]:
+            keys = [m.key for m in job.members] or [job.key]
             try:
-                result = execute_cell(job, on_start, stop)
+                results = execute_job(job, on_start, stop)
             except Exception as e:  # a bug or an OS error in the worker itself: record, go on
-                result = CellResult(job.key, "failed", message=f"worker error: {e!r}")
+                results = [CellResult(k, "failed", message=f"worker error: {e!r}") for k in keys]
             with guard:
-                procs.pop(job.key, None)
-            listener.cell_done(result)
-            return result
+                for k in keys:
+                    procs.pop(k, None)
+            for result in results:
+                listener.cell_done(result)
+            return results
 
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="offrl-sweep")
-        futures: list[Future[CellResult]] = []
+        futures: list[Future[list[CellResult]]] = []
         for job in jobs:
-            listener.cell_queued(job.key)
+            for k in [m.key for m in job.members] or [job.key]:
+                listener.cell_queued(k)
             futures.append(pool.submit(work, job))
         try:
             while wait(futures, timeout=0.5).not_done:
@@ -82,14 +86,15 @@ class LocalBackend:
             wait(futures)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        results = []
+        results: list[CellResult] = []
         for job, f in zip(jobs, futures):
             if f.cancelled():
-                result = CellResult(job.key, "interrupted", message="sweep stopped before the cell started")
-                listener.cell_done(result)
-                results.append(result)
+                for k in [m.key for m in job.members] or [job.key]:
+                    result = CellResult(k, "interrupted", message="sweep stopped before the cell started")
+                    listener.cell_done(result)
+                    results.append(result)
             else:
-                results.append(f.result())
+                results.extend(f.result())
         return results
 
 

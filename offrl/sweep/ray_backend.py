@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from offrl.cli.terminal import plural
 from offrl.errors import OfflineRLError
 from offrl.sweep.backend import Listener, cpu_count
-from offrl.sweep.execute import CellJob, CellResult, execute_cell
+from offrl.sweep.execute import CellJob, CellResult, execute_job
 from offrl.sweep.spec import BackendOptions
 
 
@@ -83,35 +83,41 @@ class RayBackend:
         return True
 
     def _run(self, ray: Any, jobs: Sequence[CellJob], listener: Listener) -> list[CellResult]:
-        task = ray.remote(execute_cell).options(
+        task = ray.remote(execute_job).options(
             num_cpus=self.threads_per_cell, num_gpus=self.options.gpus_per_cell, max_retries=0
         )
         pending: dict[Any, CellJob] = {}
         for job in jobs:
             pending[task.remote(job)] = job
-            listener.cell_queued(job.key)
+            for k in _keys(job):
+                listener.cell_queued(k)
         results: dict[str, CellResult] = {}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in done:
                     job = pending.pop(ref)
-                    results[job.key] = self._get(ray, ref, job)
-                    listener.cell_done(results[job.key])
+                    for result in self._get(ray, ref, job):
+                        results[result.key] = result
+                        listener.cell_done(result)
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref)  # raises KeyboardInterrupt in the task: it SIGINTs its runner
             for ref, job in pending.items():
-                result = self._get(ray, ref, job, cancelled=True)
-                results[job.key] = result
-                listener.cell_done(result)
-        return [results[job.key] for job in jobs]
+                for result in self._get(ray, ref, job, cancelled=True):
+                    results[result.key] = result
+                    listener.cell_done(result)
+        return [results[k] for job in jobs for k in _keys(job)]
 
     @staticmethod
-    def _get(ray: Any, ref: Any, job: CellJob, cancelled: bool = False) -> CellResult:
+    def _get(ray: Any, ref: Any, job: CellJob, cancelled: bool = False) -> list[CellResult]:
         try:
             return ray.get(ref)
         except Exception as e:  # a task that crashed or was cancelled
             if cancelled:
-                return CellResult(job.key, "interrupted", message="sweep stopped")
-            return CellResult(job.key, "failed", message=f"Ray task error: {type(e).__name__}: {e}")
+                return [CellResult(k, "interrupted", message="sweep stopped") for k in _keys(job)]
+            return [CellResult(k, "failed", message=f"Ray task error: {type(e).__name__}: {e}") for k in _keys(job)]
+
+
+def _keys(job: CellJob) -> list[str]:
+    return [m.key for m in job.members] or [job.key]

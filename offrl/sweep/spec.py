@@ -40,6 +40,8 @@ TOML layout (every table and key optional)::
     cpus_per_cell = 1
     gpus_per_cell = 0
     ray_address = "auto"
+    seeds_per_process = 5           # seeds of a cell trained together in one process (default 1 on CPU,
+                                    # every seed on CUDA)
 """
 from __future__ import annotations
 
@@ -102,6 +104,8 @@ class BackendOptions:
     cpus_per_cell: int | None = None  # local: default cores // workers; ray: default 1
     gpus_per_cell: float = 0.0  # ray only: the GPU share each cell requests
     ray_address: str | None = None  # ray only: join this cluster instead of starting one
+    seeds_per_process: int | None = None  # seeds of one cell configuration trained together (default: 1 on CPU,
+    # every seed on CUDA)
 
     def __post_init__(self) -> None:
         if self.name not in BACKENDS:
@@ -110,6 +114,8 @@ class BackendOptions:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.cpus_per_cell is not None and self.cpus_per_cell < 1:
             raise ConfigError(f"cpus_per_cell must be >= 1, got {self.cpus_per_cell}")
+        if self.seeds_per_process is not None and self.seeds_per_process < 1:
+            raise ConfigError(f"seeds_per_process must be >= 1, got {self.seeds_per_process}")
         if self.gpus_per_cell < 0:
             raise ConfigError(f"gpus_per_cell must be >= 0, got {self.gpus_per_cell}")
 
@@ -315,7 +321,7 @@ def format_value(value: Any) -> str:
 _TOML_TABLES = {"sweep", "run", "grid", "backend"}
 _SWEEP_KEYS = {"name", "out", "critics", "actors", "datasets", "seeds"}
 _RUN_KEYS = {"steps", "eval_every", "eval_episodes", "save_every", "preset", "config", "device", "set"}
-_BACKEND_KEYS = {"name", "workers", "cpus_per_cell", "gpus_per_cell", "ray_address"}
+_BACKEND_KEYS = {"name", "workers", "cpus_per_cell", "gpus_per_cell", "ray_address", "seeds_per_process"}
 
 
 def load_spec(path: str | Path) -> SweepSpec:

@@ -459,12 +459,17 @@ def _too_big(e: BaseException, cfg: RunConfig) -> ConfigError:
 
 
 def start(cfg: RunConfig, out: str | Path, show_progress: bool = False) -> Trainer:
-    """A trainer for a new run in ``out``: the run directory (one seed) or the group directory
-    holding ``seed<S>/`` per seed (``trainer.seeds``)."""
-    out = Path(out)
+    """A trainer for a new run in ``out``: the run directory (one seed), or for several seeds
+    (``trainer.seeds``) the group directory holding ``seed<S>/`` per seed — or, when ``out`` contains
+    ``{seed}``, one directory per seed named by that template (no group directory; ``offrl sweep``
+    uses this to put grouped seeds in their cells' directories)."""
     seeds = cfg.trainer.seed_list()
     if not cfg.trainer.seeds.strip():
-        return Trainer(cfg, [SeedRun(seeds[0], out, cfg)], show_progress=show_progress)
+        return Trainer(cfg, [SeedRun(seeds[0], Path(out), cfg)], show_progress=show_progress)
+    if "{seed}" in str(out):
+        runs = [SeedRun(s, Path(str(out).replace("{seed}", str(s))), cfg.for_seed(s)) for s in seeds]
+        return Trainer(cfg, runs, show_progress=show_progress)
+    out = Path(out)
     if (out / rundir.CONFIG).exists() or (out / rundir.GROUP).exists():
         raise RunDirError(f"'{out}' already holds a run. Continue it with `offrl run --resume {out}` "
                           "or choose another --out.")
