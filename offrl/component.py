@@ -121,6 +121,9 @@ class Component(nn.Module):
     """Base of critics and actors (see the module docstring for the contract)."""
 
     Config: ClassVar[type]
+    #: Critics: the stage after which the actor updates when critic and actor share a batch
+    #: (``trainer.shared_batch``); ``None`` = after the last one.
+    actor_after: ClassVar[str | None] = None
 
     def param_groups(self) -> dict[str, ParamGroup]:
         """Group name -> :class:`ParamGroup`. Every trainable parameter belongs to exactly one group."""

@@ -59,6 +59,11 @@ class TrainerConfig:
         metadata=_help("Speed mode: off (eager) | on (torch.compile) | graph (CUDA graphs, CUDA only) | auto "
                        "(graph on CUDA; on CPU, compile runs of >= 20k steps)"),
     )
+    shared_batch: bool = field(
+        default=False,
+        metadata=_help("Critic and actor share each iteration's batch, the actor updating right after the critic "
+                       "stage the critic names (IQL's code: V → actor → Q); needs equal batch sizes, 1 update each"),
+    )
     steps_per_call: int = field(default=16, metadata=_help("Iterations captured in one CUDA graph (compile=graph)"))
     eval_every: int = field(default=10_000, metadata=_help("Evaluate every N iterations (and at the end)"))
     eval_episodes: int = field(default=10, metadata=_help("Episodes per evaluation"))

@@ -102,6 +102,7 @@ class IQLCritic(Component):
     """Twin Q + V trained in-sample with a pluggable value loss (see module docstring)."""
 
     Config = CriticConfig
+    actor_after = "v"  # IQL's code on a shared batch: V → actor → Q → targets
 
     def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int) -> None:
         super().__init__()

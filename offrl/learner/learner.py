@@ -10,7 +10,9 @@ learner owns what happens inside an iteration:
 - the update schedule: ``critic.updates_per_step`` critic updates, then
   ``actor.updates_per_step`` actor updates on iterations where the iteration
   index is a multiple of ``actor.update_every`` (TD3's policy delay), each
-  update on its own batch drawn on the device;
+  update on its own batch drawn on the device — or, with ``trainer.shared_batch``,
+  one batch for both, the actor's stages placed after the critic stage the
+  critic names in ``actor_after`` (IQL's code: V → actor → Q → targets);
 - the speed mode: ``off`` (eager), ``on`` (``torch.compile`` of the whole
   iteration) or ``graph`` (CUDA only: ``steps_per_call`` iterations captured in
   one CUDA graph, data and noise drawn inside it, replayed).
@@ -28,12 +30,12 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import grad_and_value, vmap
 
 from offrl.component import Component, Noise, Stage
 from offrl.data.transitions import TransitionTable
 from offrl.errors import ConfigError
-from offrl.learner.members import Agent, StackedAgents, member, unsqueeze_tree
+from offrl.learner.members import Agent, StackedAgents, functional_call, member, unsqueeze_tree
 from offrl.learner.optim import GroupOptimizer, clip_grad_norm
 from offrl.learner.rng import MemberGenerators
 
@@ -53,6 +55,16 @@ class UpdateSchedule:
     actor_updates: int = 1
     actor_batch: int = 256
     actor_every: int = 1
+    shared_batch: bool = False
+
+    def __post_init__(self) -> None:
+        if self.shared_batch and (self.critic_updates != 1 or self.actor_updates != 1
+                                  or self.critic_batch != self.actor_batch):
+            raise ConfigError(
+                "trainer.shared_batch=true needs one critic and one actor update per iteration on equal batches "
+                f"(critic.updates_per_step={self.critic_updates}, actor.updates_per_step={self.actor_updates}, "
+                f"critic.batch_size={self.critic_batch}, actor.batch_size={self.actor_batch})."
+            )
 
     def actor_due(self, iteration: int) -> bool:
         return iteration % self.actor_every == 0
@@ -186,14 +198,29 @@ class Learner:
                 metrics = {**metrics, f"{key}/grad_norm": norm}
             return grads, metrics
 
+        def per_seed_autograd(train: dict[str, Tensor], rest: dict[str, Tensor], batch: Any, noise: Any) -> Any:
+            """The same gradients with plain autograd: one seed in eager mode, where functorch's per-op
+            transform overhead would cost ~20% of the iteration (docs/performance.md)."""
+            leaves = {n: t.detach().requires_grad_(True) for n, t in train.items()}
+            with torch.enable_grad():
+                loss, metrics = functional_call(template, {**rest, **consts, **leaves},
+                                                (stage.loss, batch, noise, other))
+                found = torch.autograd.grad(loss, [leaves[n] for n in train_names], allow_unused=True)
+            grads = [g if g is not None else torch.zeros_like(leaves[n]) for g, n in zip(found, train_names)]
+            if max_norm > 0:
+                grads, norm = clip_grad_norm(grads, max_norm)
+                metrics = {**metrics, f"{key}/grad_norm": norm}
+            return grads, {k: v.detach() for k, v in metrics.items()}
+
         batched = vmap(per_seed)
 
         def run(batch: Any, noise: dict[str, Tensor]) -> dict[str, Tensor]:
             train = {n: state[n] for n in train_names}
             rest = {n: state[n] for n in rest_names}
             if self.members == 1:
-                grads, metrics = unsqueeze_tree(per_seed(member(train, 0), member(rest, 0), member(batch, 0),
-                                                         member(noise, 0)))
+                one = per_seed if torch.compiler.is_compiling() or self.mode != "off" else per_seed_autograd
+                grads, metrics = unsqueeze_tree(one(member(train, 0), member(rest, 0), member(batch, 0),
+                                                    member(noise, 0)))
             else:
                 grads, metrics = batched(train, rest, batch, noise)
             optim.step(grads)
@@ -202,8 +229,14 @@ class Learner:
         return run
 
     # --- one iteration ------------------------------------------------------------------------
+    def _shared(self, with_actor: bool) -> bool:
+        return self.schedule.shared_batch and with_actor
+
     def _plan(self, with_actor: bool) -> list[Noise]:
         """Every random tensor of one iteration, in draw order: per update, batch indices then noise."""
+        if self._shared(with_actor):
+            critic, actor = self.updates["critic"], self.updates["actor"]
+            return [Noise.randint(len(self.table), critic.batch_size), *critic.noise.values(), *actor.noise.values()]
         plan: list[Noise] = []
         for update in self._due(with_actor):
             for _ in range(self._repeats(update)):
@@ -220,21 +253,45 @@ class Learner:
     def _iteration(self, rand: list[Tensor], with_actor: bool) -> None:
         """The whole iteration on drawn randomness; compiled or captured as one piece."""
         draws = iter(rand)
+        if self._shared(with_actor):
+            critic, actor = self.updates["critic"], self.updates["actor"]
+            batch = self.table.gather(next(draws))
+            noise = {u.name: {name: next(draws) for name in u.noise} for u in (critic, actor)}
+            after = getattr(critic.component, "actor_after", None)
+            for _key, stage, run in critic.stages:
+                self._accumulate(critic, run(batch, noise["critic"]))
+                if stage.group == after:
+                    self._update(actor, batch, noise["actor"], after_step=False)
+            if after not in [stage.group for _, stage, _ in critic.stages]:
+                self._update(actor, batch, noise["actor"], after_step=False)
+            self._after_step(critic)
+            self._after_step(actor)
+            return
         for update in self._due(with_actor):
             for _ in range(self._repeats(update)):
                 batch = self.table.gather(next(draws))
-                noise = {name: next(draws) for name in update.noise}
-                for _key, _stage, run in update.stages:
-                    for name, value in run(batch, noise).items():
-                        total = self.sums.get(name)
-                        if total is None:  # first (eager) iteration: allocate the accumulator
-                            self.sums[name] = value.detach().float().clone()
-                            self.metric_owner[name] = update.name
-                        else:
-                            total.add_(value.detach())
-                count = self.update_counts[update.name]
-                count.add_(1.0)
-                self.stack.call(update.component.after_update, count)
+                self._update(update, batch, {name: next(draws) for name in update.noise})
+
+    def _update(self, update: _Update, batch: Any, noise: dict[str, Tensor], after_step: bool = True) -> None:
+        """One update of a component: its stages in order, then its after-step updates."""
+        for _key, _stage, run in update.stages:
+            self._accumulate(update, run(batch, noise))
+        if after_step:
+            self._after_step(update)
+
+    def _accumulate(self, update: _Update, metrics: dict[str, Tensor]) -> None:
+        for name, value in metrics.items():
+            total = self.sums.get(name)
+            if total is None:  # first (eager) iteration: allocate the accumulator
+                self.sums[name] = value.detach().float().clone()
+                self.metric_owner[name] = update.name
+            else:
+                total.add_(value.detach())
+
+    def _after_step(self, update: _Update) -> None:
+        count = self.update_counts[update.name]
+        count.add_(1.0)
+        self.stack.call(update.component.after_update, count)
 
     def _book(self, with_actor: bool) -> None:
         """Host bookkeeping of one iteration (never inside the compiled or captured code)."""
@@ -249,7 +306,10 @@ class Learner:
         rand = self.rng.draw(self._plan(with_actor))
         if self.mode == "on" and self.sums:  # the first iteration runs eagerly to allocate the accumulators
             if self._compiled is None:
-                self._compiled = torch.compile(self._iteration, dynamic=False)
+                # C++ wrapper on CPU: the generated code calls its ~100 kernels from C++ rather than Python
+                # (measured ~5% more iterations/s for IQL here, docs/performance.md)
+                options = {"cpp_wrapper": True} if self.device.type == "cpu" else None
+                self._compiled = torch.compile(self._iteration, dynamic=False, options=options)
             first = with_actor not in self._compiled_variants
             t0 = time.perf_counter()
             self._compiled(rand, with_actor)

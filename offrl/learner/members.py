@@ -17,9 +17,53 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call as torch_functional_call
+from torch.func import vmap
+
+
+class _Slots:
+    """Where each named tensor of a module lives (submodule, dict, attribute), found once.
+
+    Swapping tensors in through these slots does what ``torch.func.functional_call`` does, minus its
+    per-call walk over every submodule (which cost ~2 ms per IQL iteration in eager mode here).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.slots: dict[str, tuple[dict, str]] = {}
+        for prefix, sub in module.named_modules():
+            for kind in (sub._parameters, sub._buffers):
+                for attr in kind:
+                    self.slots[f"{prefix}.{attr}" if prefix else attr] = (kind, attr)
+
+    @contextlib.contextmanager
+    def bound(self, tensors: dict[str, Tensor]) -> Iterator[None]:
+        saved = []
+        try:
+            for name, t in tensors.items():
+                where, attr = self.slots[name]
+                saved.append((where, attr, where[attr]))
+                where[attr] = t
+            yield
+        finally:
+            for where, attr, old in reversed(saved):
+                where[attr] = old
+
+
+def functional_call(module: nn.Module, tensors: dict[str, Tensor], args: tuple) -> Any:
+    """``module(*args)`` with ``tensors`` swapped in: torch's ``functional_call`` under ``torch.compile``
+    (which it knows how to trace), a cheaper swap through precomputed slots in eager mode."""
+    if torch.compiler.is_compiling():
+        return torch_functional_call(module, tensors, args)
+    slots = module.__dict__.get("_offrl_slots")
+    if slots is None:
+        slots = module.__dict__["_offrl_slots"] = _Slots(module)
+    with slots.bound(tensors):
+        return module(*args)
 
 
 class Agent(nn.Module):
