@@ -75,7 +75,7 @@ def test_shape_mismatch_with_environment(empty_store: Path) -> None:
 
 
 def test_missing_dataset_error_says_how_to_get_it(empty_store: Path) -> None:
-    with pytest.raises(DatasetError, match=r"minari download mujoco/hopper/medium-v0"):
+    with pytest.raises(DatasetError, match=r"offrl data download mujoco/hopper/medium-v0"):
         load_offline_dataset("mujoco/hopper/medium-v0")
     with pytest.raises(DatasetError, match=r"not a Minari dataset id"):
         load_offline_dataset("hopper")
@@ -123,7 +123,7 @@ def test_sampling_is_on_device_and_deterministic() -> None:
 
 def _make_bandit(root: str) -> float:
     os.environ["MINARI_DATASETS_PATH"] = root
-    from offrl.data.writer import ensure_dataset
+    from offrl.datagen.builtins import ensure_dataset
 
     ensure_dataset("offrl/bandit/multimodal-v0", episodes=200)
     return os.path.getmtime(Path(root) / "offrl/bandit/multimodal-v0/data/main_data.hdf5")

@@ -56,7 +56,7 @@ def test_info_reports_size_returns_refs_and_recipe(capsys: pytest.CaptureFixture
     assert info["terminations"] == 3000 and info["truncations"] == 0
     assert info["return_min"] <= info["return_mean"] <= info["return_max"]
     assert info["ref_min_score"] < info["ref_max_score"]
-    assert info["recipe"]["recipe"] == "offrl.data.recipes.bandit"
+    assert info["recipe"]["recipe"] == "offrl.datagen.recipes.bandit"
     assert "Box" in info["observation_space"] and "Box" in info["action_space"]
     code, out, _ = run_cli(capsys, "data", "info", BANDIT)
     assert code == 0
@@ -184,7 +184,7 @@ def test_recipes_register_without_optional_packages(tmp_path: Path) -> None:
         "sys.modules['gymnasium_robotics'] = None\n"
         "sys.modules['stable_baselines3'] = None\n"
         "from offrl.cli.main import main\n"
-        "from offrl.data.builtin import BUILTIN_DATASETS\n"
+        "from offrl.datagen.builtins import BUILTIN_DATASETS\n"
         "assert 'offrl/pointmaze/large-v0' in BUILTIN_DATASETS and 'offrl/walker2d/medium-replay-v0' in BUILTIN_DATASETS\n"
         "sys.exit(main(['data', 'list', '--json']))\n"
     )
