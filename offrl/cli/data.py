@@ -94,7 +94,11 @@ def _reader_went_away() -> int:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    class _PipeAwareConsole(Console):
+        def on_broken_pipe(self) -> None:  # rich exits 1 here; let run() end quietly like the JSON output
+            raise BrokenPipeError
+
+    return _PipeAwareConsole()
 
 
 def _list(args: argparse.Namespace) -> int:
