@@ -46,6 +46,10 @@ def import_env_package(entry_point: str | None, dataset_id: str) -> None:
         return
     module = entry_point.split(":", 1)[0]
     top = module.split(".", 1)[0]
+    if top == "ogbench":
+        from offrl.envs.ogbench import silence_harmless_warnings
+
+        silence_harmless_warnings()  # GLFW without DISPLAY; float32 casts of its spaces
     try:
         with quiet():
             importlib.import_module(module)

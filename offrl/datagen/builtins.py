@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from offrl.data.store import DatasetState, dataset_dir, dataset_state, no_metadata_error
-from offrl.datagen.recipes import bandit, locomotion, pointmaze
+from offrl.datagen.recipes import bandit, locomotion, ogbench, pointmaze
 from offrl.datagen.registry import BUILTIN_DATASETS, BuiltinDataset, register_builtin
 from offrl.datagen.writer import dataset_lock
 from offrl.errors import OfflineRLError
@@ -67,6 +67,25 @@ for _env_name, _env_id in locomotion.ENVS.items():
                 extra=locomotion.EXTRA,
             )
         )
+
+#: Measured oracle cost per step on one core (10 full-length episodes, docs/datasets.md).
+_OGBENCH_MS_PER_STEP = {"cube-single": 1.15, "cube-double": 1.2, "scene": 1.3, "puzzle-3x3": 1.5, "puzzle-4x4": 2.0}
+for _dataset_id, (_env, _task) in ogbench.all_dataset_ids().items():
+    _cpu_min = 1_000_000 * _OGBENCH_MS_PER_STEP[_env.name] / 60_000
+    register_builtin(
+        BuiltinDataset(
+            id=_dataset_id,
+            description=f"OGBench {_env.name} play data, single task {_task} (oracle, success rate)",
+            make=ogbench.make,
+            cost=f"about {_cpu_min:.0f} CPU-minutes for the {_env.name} oracle episodes (1M steps at "
+            f"~{_OGBENCH_MS_PER_STEP[_env.name]} ms each; divided among --workers, and shared by its 5 tasks), "
+            "plus about 1 min per task to relabel and write",
+            default_budget=dict(ogbench.DEFAULT_BUDGET),
+            quick_budget=dict(ogbench.QUICK_BUDGET),
+            requires=("ogbench",),
+            extra=ogbench.EXTRA,
+        )
+    )
 
 
 def check_requirements(spec: BuiltinDataset) -> None:
