@@ -88,7 +88,8 @@ def env_factory(ds: Any, meta: dict[str, Any]) -> tuple[Callable[[], gym.Env] | 
             try:
                 return ds.recover_environment(eval_env=True)
             except gym.error.Error:
-                import_env_package("gymnasium_robotics:", dataset_id)  # maze ids without an entry point
+                # a spec naming only an id (e.g. PointMaze_UMaze-v3): gymnasium-robotics registers those ids
+                import_env_package("gymnasium_robotics:*", dataset_id)
                 try:
                     return ds.recover_environment(eval_env=True)
                 except Exception as e:

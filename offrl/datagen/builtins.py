@@ -68,7 +68,8 @@ for _env_name, _env_id in locomotion.ENVS.items():
             )
         )
 
-#: Measured oracle cost per step on one core (10 full-length episodes, docs/datasets.md).
+#: Measured oracle CPU cost per step (10 full-length episodes per env; cube-single confirmed by a full
+#: 1M-step make: 19.2 CPU-minutes). See docs/datasets.md.
 _OGBENCH_MS_PER_STEP = {"cube-single": 1.15, "cube-double": 1.2, "scene": 1.3, "puzzle-3x3": 1.5, "puzzle-4x4": 2.0}
 for _dataset_id, (_env, _task) in ogbench.all_dataset_ids().items():
     _cpu_min = 1_000_000 * _OGBENCH_MS_PER_STEP[_env.name] / 60_000
@@ -79,7 +80,7 @@ for _dataset_id, (_env, _task) in ogbench.all_dataset_ids().items():
             make=ogbench.make,
             cost=f"about {_cpu_min:.0f} CPU-minutes for the {_env.name} oracle episodes (1M steps at "
             f"~{_OGBENCH_MS_PER_STEP[_env.name]} ms each; divided among --workers, and shared by its 5 tasks), "
-            "plus about 1 min per task to relabel and write",
+            "plus under a minute per task to relabel and write (6 s measured for cube-single)",
             default_budget=dict(ogbench.DEFAULT_BUDGET),
             quick_budget=dict(ogbench.QUICK_BUDGET),
             requires=("ogbench",),

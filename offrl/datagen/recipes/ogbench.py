@@ -180,7 +180,7 @@ def make(
     for tests (tiny datasets in seconds); the recipe's is OGBench's 1,000.
     """
     import offrl
-    from offrl.datagen.writer import write_minari_dataset
+    from offrl.datagen.writer import dataset_lock, write_minari_dataset
 
     env, task_id = parse_id(dataset_id)
     import_ogbench()
@@ -189,7 +189,12 @@ def make(
             raise OfflineRLError(f"{name} must be positive (got {value}).")
     started = time.perf_counter()
     with recipe_progress() as progress:
-        store, raw = ensure_raw_episodes(env, seed, episodes, episode_length, workers, progress)
+        # one maker per environment and seed at a time: concurrent makes of its tasks wait, then reuse
+        with dataset_lock(f"{NAMESPACE}/raw/{env.name}-seed{seed}-len{episode_length}"):
+            try:
+                store, raw = ensure_raw_episodes(env, seed, episodes, episode_length, workers, progress)
+            finally:
+                _PLAYERS.clear()  # in-process runs: free the collection environment (~0.5 GB)
         step = progress.add_task(f"{dataset_id}: relabelling and writing", total=None)
         task_env = make_task_env(env, task_id)
         targets = read_targets(task_env, env, task_id)

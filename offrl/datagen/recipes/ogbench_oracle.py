@@ -40,7 +40,7 @@ class Episode:
 
     observations: np.ndarray  # [T+1, obs_dim] float32
     actions: np.ndarray  # [T, 5] float32, as sent to the environment (clipped to [-1, 1])
-    qpos: np.ndarray  # [T+1, nq] float32: qpos of each observation's state
+    qpos: np.ndarray  # [T+1, nq] qpos of each observation's state (float32 once returned by play)
     button_states: np.ndarray  # [T+1, n_buttons] int8 (zero columns without buttons)
     subtasks_done: int  # sub-task plans the oracle finished
     subtasks_succeeded: int  # ... of which the environment counted as achieved
@@ -99,6 +99,7 @@ class OracleEpisodes:
                 ep = self._play_once(*episode_seeds(self.env_spec.name, seed, index, attempt))
                 ep.attempts = attempt + 1
                 if self.env_spec.family != "scene" or healthy_scene(ep.qpos):
+                    ep.qpos = ep.qpos.astype(np.float32)  # stored like OGBench's files
                     return ep
             raise RuntimeError(f"{self.env_spec.name} episode {index}: no healthy episode in {MAX_ATTEMPTS} attempts")
         finally:
@@ -115,7 +116,7 @@ class OracleEpisodes:
         agent.reset(ob, info)
         obs = np.empty((T + 1, ob.shape[0]), np.float32)
         acts = np.empty((T, 5), np.float32)
-        qpos = np.empty((T + 1, env.unwrapped._data.qpos.shape[0]), np.float32)
+        qpos = np.empty((T + 1, env.unwrapped._data.qpos.shape[0]), np.float64)  # float32 once checked
         has_buttons = "button_states" in info
         buttons = np.zeros((T + 1, len(info["button_states"]) if has_buttons else 0), np.int8)
         obs[0] = ob
@@ -137,7 +138,7 @@ class OracleEpisodes:
         qpos[T] = info["qpos"]
         if has_buttons:
             buttons[T] = info["button_states"]
-        return Episode(obs, acts, qpos, buttons, done_tasks, succeeded, 1)
+        return Episode(obs, acts, qpos, buttons, done_tasks, succeeded, 1)  # qpos cast after the health check
 
 
 def healthy_scene(qpos: np.ndarray) -> bool:
