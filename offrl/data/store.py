@@ -159,7 +159,8 @@ def missing_dataset_error(dataset_id: str) -> DatasetError:
                 f"it takes {spec.cost}, so it is not made on the fly: run `{spec.make_command()}` first."
             )
         return DatasetError(
-            f"'{dataset_id}' is not an offrl built-in dataset.{suggest(dataset_id, BUILTIN_DATASETS.names())} "
+            f"Dataset '{dataset_id}' is not in the local Minari store ({where} does not exist), and it is not "
+            f"an offrl built-in dataset either.{suggest(dataset_id, BUILTIN_DATASETS.names())} "
             "Built-in ids: `offrl data list`."
         )
     return DatasetError(
