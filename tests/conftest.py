@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from offrl.data.writer import ensure_dataset, minari_root
+from offrl.data.store import minari_root
+from offrl.datagen.builtins import ensure_dataset
 
 torch.set_num_threads(1)
 

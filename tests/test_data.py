@@ -75,7 +75,7 @@ def test_shape_mismatch_with_environment(empty_store: Path) -> None:
 
 
 def test_missing_dataset_error_says_how_to_get_it(empty_store: Path) -> None:
-    with pytest.raises(DatasetError, match=r"minari download mujoco/hopper/medium-v0"):
+    with pytest.raises(DatasetError, match=r"offrl data download mujoco/hopper/medium-v0"):
         load_offline_dataset("mujoco/hopper/medium-v0")
     with pytest.raises(DatasetError, match=r"not a Minari dataset id"):
         load_offline_dataset("hopper")
@@ -89,6 +89,29 @@ def test_reward_modes() -> None:
     r = np.array([1.0, 2.0])
     np.testing.assert_allclose(preprocess_rewards(r, np.array([10.0, 510.0]), "locomotion"), r * 2.0)
     np.testing.assert_allclose(preprocess_rewards(r, np.array([0.0]), "antmaze"), r - 1)
+    # a dataset's own declaration wins over the id
+    assert resolve_reward_mode("auto", "offrl/ogbench/antmaze-like-v0", declared="none") == "none"
+    assert resolve_reward_mode("locomotion", "x/y/z-v0", declared="none") == "locomotion"  # explicit choice wins
+
+
+def test_auto_reward_reads_the_dataset_declaration(empty_store: Path) -> None:
+    """An id containing 'antmaze' would get r − 1 by its name; a declared mode keeps the stored rewards."""
+    import json
+
+    rng = np.random.default_rng(5)
+    ep = episode(4, 3, 2, rng, True)
+    ep["rewards"] = -np.ones(4)
+    write_episodes("test/antmaze/declared-v0", [ep], BOX3, gym.spaces.Box(-1, 1, (2,), np.float32))
+    write_episodes("test/antmaze/guessed-v0", [ep], BOX3, gym.spaces.Box(-1, 1, (2,), np.float32))
+    meta_path = empty_store / "test/antmaze/declared-v0/data/metadata.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "offrl_reward_mode": "none"}))
+    declared = load_offline_dataset("test/antmaze/declared-v0")
+    guessed = load_offline_dataset("test/antmaze/guessed-v0")
+    assert (declared.reward_mode, declared.reward_mode_source) == ("none", "dataset metadata")
+    assert (guessed.reward_mode, guessed.reward_mode_source) == ("antmaze", "dataset id")
+    np.testing.assert_array_equal(declared.arrays.rewards, -np.ones(4))
+    np.testing.assert_array_equal(guessed.arrays.rewards, -2 * np.ones(4))
+    assert load_offline_dataset("test/antmaze/declared-v0", reward="antmaze").reward_mode_source == "data.reward"
 
 
 def test_bandit_dataset_and_reference_scores() -> None:
@@ -123,7 +146,7 @@ def test_sampling_is_on_device_and_deterministic() -> None:
 
 def _make_bandit(root: str) -> float:
     os.environ["MINARI_DATASETS_PATH"] = root
-    from offrl.data.writer import ensure_dataset
+    from offrl.datagen.builtins import ensure_dataset
 
     ensure_dataset("offrl/bandit/multimodal-v0", episodes=200)
     return os.path.getmtime(Path(root) / "offrl/bandit/multimodal-v0/data/main_data.hdf5")

@@ -56,7 +56,7 @@ def test_info_reports_size_returns_refs_and_recipe(capsys: pytest.CaptureFixture
     assert info["terminations"] == 3000 and info["truncations"] == 0
     assert info["return_min"] <= info["return_mean"] <= info["return_max"]
     assert info["ref_min_score"] < info["ref_max_score"]
-    assert info["recipe"]["recipe"] == "offrl.data.recipes.bandit"
+    assert info["recipe"]["recipe"] == "offrl.datagen.recipes.bandit"
     assert "Box" in info["observation_space"] and "Box" in info["action_space"]
     code, out, _ = run_cli(capsys, "data", "info", BANDIT)
     assert code == 0
@@ -89,6 +89,10 @@ def test_make_bandit_quick_force_and_budget_flags(empty_store: Path, capsys: pyt
     assert code == 2 and "no budget option --sac-steps" in " ".join(err.split())
     code, _, err = run_cli(capsys, "data", "make", "offrl/pointmaze/umazee-v0")
     assert code == 2 and "Did you mean 'offrl/pointmaze/umaze-v0'" in " ".join(err.split())
+    code, _, err = run_cli(capsys, "data", "make", BANDIT, "--force", "--workers", "2")
+    assert code == 2 and "generated in one process" in " ".join(err.split())
+    code, _, err = run_cli(capsys, "data", "make", BANDIT, "--force", "--workers", "0")
+    assert code == 2 and "--workers must be positive" in " ".join(err.split())
     code, _, err = run_cli(capsys, "data", "make", "mujoco/hopper/medium-v0")
     assert code == 2 and "offrl data download mujoco/hopper/medium-v0" in " ".join(err.split())
 
@@ -176,19 +180,20 @@ def test_made_dataset_normalises_with_minari(empty_store: Path, capsys: pytest.C
 
 
 def test_recipes_register_without_optional_packages(tmp_path: Path) -> None:
-    """Listing and registration never import gymnasium-robotics or stable-baselines3."""
+    """Listing and registration never import gymnasium-robotics, stable-baselines3 or ogbench."""
     import subprocess
 
     code = (
         "import sys\n"
         "sys.modules['gymnasium_robotics'] = None\n"
         "sys.modules['stable_baselines3'] = None\n"
+        "sys.modules['ogbench'] = None\n"
         "from offrl.cli.main import main\n"
-        "from offrl.data.builtin import BUILTIN_DATASETS\n"
+        "from offrl.datagen.builtins import BUILTIN_DATASETS\n"
         "assert 'offrl/pointmaze/large-v0' in BUILTIN_DATASETS and 'offrl/walker2d/medium-replay-v0' in BUILTIN_DATASETS\n"
         "sys.exit(main(['data', 'list', '--json']))\n"
     )
     env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "offrl/hopper/expert-v0" in proc.stdout
+    assert "offrl/hopper/expert-v0" in proc.stdout and "offrl/ogbench/puzzle-4x4-play-singletask-task5-v0" in proc.stdout

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
-from offrl.data.writer import minari_root
-from offrl.data.recipes import locomotion  # noqa: E402
-from offrl.data.recipes.locomotion_rollout import transitions_to_episodes  # noqa: E402
+from offrl.data.store import minari_root
+from offrl.datagen.recipes import locomotion  # noqa: E402
+from offrl.datagen.recipes.locomotion_rollout import transitions_to_episodes  # noqa: E402
 
 # A tiny but complete run: 600 SAC steps (150 random), checkpoints every 150 steps.
 TINY: dict[str, Any] = {"steps": 400, "sac_steps": 600, "eval_every": 150, "learning_starts": 150, "ref_episodes": 2}
@@ -117,7 +117,7 @@ def test_reference_scores_and_recipe_metadata(
     assert minari.get_normalized_score(family["expert"], np.array([hi])) == pytest.approx([1.0])
     for kind, ds in family.items():
         r = ds.storage.metadata["offrl_recipe"]
-        assert r["recipe"] == "offrl.data.recipes.locomotion" and r["kind"] == kind
+        assert r["recipe"] == "offrl.datagen.recipes.locomotion" and r["kind"] == kind
         assert r["seed"] == 0 and r["offrl_version"] == offrl.__version__
         assert r["budget"]["steps"] == TINY["steps"] and r["budget"]["sac_steps"] == TINY["sac_steps"]
         assert r["behaviour_policy"]
@@ -191,7 +191,7 @@ def test_expert_beats_random_on_inverted_pendulum(empty_store: Path) -> None:
 
 
 def test_registered_without_sb3_and_error_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from offrl.data.builtin import BUILTIN_DATASETS
+    from offrl.datagen.builtins import BUILTIN_DATASETS
     from offrl.errors import OfflineRLError
 
     ids = [f"offrl/{e}/{k}-v0" for e in ("hopper", "halfcheetah", "walker2d") for k in locomotion.KINDS]

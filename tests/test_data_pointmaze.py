@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("gymnasium_robotics")
 
-from offrl.data.writer import minari_root
-from offrl.data.recipes import pointmaze  # noqa: E402
-from offrl.data.recipes.maze_controller import MazeGrid  # noqa: E402
+from offrl.data.store import minari_root
+from offrl.datagen.recipes import pointmaze  # noqa: E402
+from offrl.datagen.recipes.maze_controller import MazeGrid  # noqa: E402
 
 DATASET_ID = "offrl/pointmaze/umaze-v0"
 STEPS = 3000
@@ -117,7 +117,7 @@ def test_reference_scores_and_recipe_metadata(umaze) -> None:
     assert hi > lo + 50, "the controller must beat the random policy by far on the eval env"
     assert minari.get_normalized_score(umaze, np.array([lo, hi])) == pytest.approx([0.0, 1.0])
     recipe = meta["offrl_recipe"]
-    assert recipe["recipe"] == "offrl.data.recipes.pointmaze"
+    assert recipe["recipe"] == "offrl.datagen.recipes.pointmaze"
     assert "waypoint controller" in recipe["behaviour_policy"]
     assert recipe["seed"] == 0
     assert recipe["budget"] == {"steps": STEPS, "eval_episodes": 4}
@@ -169,7 +169,7 @@ def test_same_seed_same_data(empty_store: Path) -> None:
 
 
 def test_registered_without_robotics_and_error_names_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from offrl.data.builtin import BUILTIN_DATASETS
+    from offrl.datagen.builtins import BUILTIN_DATASETS
     from offrl.errors import OfflineRLError
 
     for name in ("umaze", "medium", "large"):

@@ -67,8 +67,8 @@ def _patch_metadata(dataset_id: str, **fields: Any) -> None:
 def d4rl_pointmaze(empty_store: Path) -> str:
     """A look-alike of Minari's D4RL/pointmaze/umaze-v2."""
     pytest.importorskip("gymnasium_robotics")
-    from offrl.data.recipes.pointmaze import import_robotics
-    from offrl.data.writer import write_minari_dataset
+    from offrl.datagen.recipes.pointmaze import import_robotics
+    from offrl.datagen.writer import write_minari_dataset
 
     import_robotics()
     dataset_id = "D4RL/pointmaze/umaze-v2"
@@ -88,7 +88,7 @@ def d4rl_pointmaze(empty_store: Path) -> str:
 @pytest.fixture
 def mujoco_hopper(empty_store: Path) -> str:
     """A look-alike of Minari's mujoco/hopper/medium-v0 (its reference scores are its own)."""
-    from offrl.data.writer import write_minari_dataset
+    from offrl.datagen.writer import write_minari_dataset
 
     dataset_id = "mujoco/hopper/medium-v0"
     env = gym.make("Hopper-v5")

@@ -3,23 +3,27 @@
 ``offrl data list``                      built-in ids (present or not) and other local datasets
 ``offrl data info ID``                   episodes, spaces, returns, reference scores, recipe
 ``offrl data download ID``               Minari's remote download (fails fast offline)
-``offrl data make ID [--seed S] [--quick] [--steps N | --episodes N | --sac-steps N]``
+``offrl data make ID [--seed S] [--quick] [--steps N | --episodes N | --sac-steps N] [--workers N] [--force]``
                                          generate a built-in dataset into the local store
+
+Output that is piped into a program that stops reading early (``| head``)
+ends quietly instead of with a BrokenPipeError traceback.
 """
 from __future__ import annotations
 
 import argparse
 import inspect
 import json
-import shutil
+import os
+import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from offrl.errors import OfflineRLError
 
 #: Budget flags of ``make``: (flag, recipe keyword, help).
 BUDGET_FLAGS: tuple[tuple[str, str, str], ...] = (
-    ("--episodes", "episodes", "number of episodes (bandit)"),
+    ("--episodes", "episodes", "number of episodes (bandit, OGBench)"),
     ("--steps", "steps", "transitions per dataset (PointMaze, locomotion)"),
     ("--sac-steps", "sac_steps", "online SAC training steps (locomotion)"),
     ("--eval-episodes", "eval_episodes", "episodes per reference score (PointMaze)"),
@@ -58,20 +62,43 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     q.add_argument("dataset_id", metavar="ID")
     q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     q.add_argument("--quick", action="store_true", help="tiny budget for smoke tests")
-    q.add_argument("--force", action="store_true", help="replace the dataset if it is already present")
+    q.add_argument("--force", action="store_true", help="replace the dataset if it is already present "
+                   "(the old one stays until the new one is complete)")
+    q.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="parallel worker processes (recipes that support it, e.g. OGBench; default 1)")
     for flag, dest, help_ in BUDGET_FLAGS:
         q.add_argument(flag, dest=dest, type=int, default=None, metavar="N", help=help_)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"list": _list, "info": _info, "download": _download, "make": _make}[args.data_command](args)
+    action: Callable[[argparse.Namespace], int] = {
+        "list": _list, "info": _info, "download": _download, "make": _make
+    }[args.data_command]
+    try:
+        return action(args)
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed early (``| head``): stop quietly, and keep Python's exit-time flush quiet too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    class _PipeAwareConsole(Console):
+        def on_broken_pipe(self) -> None:  # rich exits 1 here; let run() end quietly like the JSON output
+            raise BrokenPipeError
+
+    return _PipeAwareConsole()
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -82,16 +109,19 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=1))
         return 0
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"datasets (store: {datasets_root()})", title_justify="left")
     for col in ("id", "local", "episodes", "transitions", "description"):
         table.add_column(col, no_wrap=col == "id")
     for r in rows:
-        desc = r.description + (f"  [extra: {r.extra}]" if r.extra and not r.local else "")
+        desc = escape(r.description) + (f"  [extra: {r.extra}]" if r.extra and not r.local else "")
+        if r.broken:
+            desc = f"[red]broken: {escape(r.broken)}[/]"
         table.add_row(
             r.dataset_id if r.builtin else f"[cyan]{r.dataset_id}[/]",
-            "yes" if r.local else "-",
+            ("[red]broken[/]" if r.broken else "yes") if r.local else "-",
             f"{r.episodes:,}" if r.episodes is not None else "",
             f"{r.transitions:,}" if r.transitions is not None else "",
             desc,
@@ -126,17 +156,6 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_requirements(spec: Any) -> None:
-    """A built-in recipe's optional packages must be importable; the error names the extra."""
-    import importlib.util
-
-    missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
-    if missing:
-        raise OfflineRLError(
-            f"Generating '{spec.id}' needs {', '.join(missing)}: `pip install 'offrl[{spec.extra}]'`."
-        )
-
-
 def budget_for(spec: Any, quick: bool, overrides: dict[str, Any]) -> dict[str, Any]:
     """The recipe's default (or quick) budget with the user's flags applied, checked against ``make``."""
     budget = dict(spec.quick_budget if quick else spec.default_budget)
@@ -158,14 +177,25 @@ def budget_for(spec: Any, quick: bool, overrides: dict[str, Any]) -> dict[str, A
     return budget
 
 
+def workers_for(spec: Any, workers: int | None) -> dict[str, Any]:
+    """``{"workers": N}`` for recipes whose ``make`` takes it; an error for the others."""
+    if workers is None:
+        return {}
+    if workers < 1:
+        raise OfflineRLError(f"--workers must be positive (got {workers}).")
+    if "workers" not in inspect.signature(spec.make).parameters:
+        raise OfflineRLError(f"'{spec.id}' is generated in one process; --workers applies to the OGBench recipes.")
+    return {"workers": workers}
+
+
 def _make(args: argparse.Namespace) -> int:
-    from offrl.data.builtin import BUILTIN_DATASETS
     from offrl.data.info import render_summary, summarize
-    from offrl.data.store import dataset_dir, is_local, local_dataset_ids, validate_id
-    from offrl.data.writer import dataset_lock
+    from offrl.data.store import DatasetState, dataset_dir, dataset_state, is_builtin_id, local_dataset_ids, validate_id
+    from offrl.datagen.builtins import BUILTIN_DATASETS, check_requirements
+    from offrl.datagen.writer import dataset_lock
 
     validate_id(args.dataset_id)
-    if args.dataset_id not in BUILTIN_DATASETS and not args.dataset_id.startswith("offrl/"):
+    if not is_builtin_id(args.dataset_id):
         raise OfflineRLError(
             f"'{args.dataset_id}' is not a built-in dataset, so offrl cannot generate it: download it "
             f"with `offrl data download {args.dataset_id}`. Built-in ids: `offrl data list`."
@@ -173,19 +203,21 @@ def _make(args: argparse.Namespace) -> int:
     spec = BUILTIN_DATASETS.get(args.dataset_id)  # unknown offrl/ ids: error with suggestions
     check_requirements(spec)
     budget = budget_for(spec, args.quick, {dest: getattr(args, dest) for _, dest, _ in BUDGET_FLAGS})
+    options = workers_for(spec, args.workers)
     console = _console()
     with dataset_lock(args.dataset_id):
-        if is_local(args.dataset_id):
-            if not args.force:
-                raise OfflineRLError(
-                    f"'{args.dataset_id}' is already in the local store ({dataset_dir(args.dataset_id)}); "
-                    "use --force to replace it."
-                )
-            shutil.rmtree(dataset_dir(args.dataset_id))
+        state = dataset_state(args.dataset_id)
+        if state is not DatasetState.MISSING and not args.force:
+            what = "is already in the local store" if state is DatasetState.READY else (
+                "exists but is broken (its data/metadata.json is missing)")
+            raise OfflineRLError(
+                f"'{args.dataset_id}' {what} ({dataset_dir(args.dataset_id)}); use --force to replace it."
+            )
         before = set(local_dataset_ids())
-        console.print(f"Making '{args.dataset_id}' (seed {args.seed}, budget {budget}) ...")
+        verb = "Replacing" if state is not DatasetState.MISSING else "Making"
+        console.print(f"{verb} '{args.dataset_id}' (seed {args.seed}, budget {budget}; default budget takes {spec.cost}) ...")
         start = time.perf_counter()
-        spec.make(args.dataset_id, seed=args.seed, **budget)
+        spec.make(args.dataset_id, seed=args.seed, replace=state is not DatasetState.MISSING, **budget, **options)
         seconds = time.perf_counter() - start
     also = sorted(set(local_dataset_ids()) - before - {args.dataset_id})
     console.print(f"Made '{args.dataset_id}' in {seconds:.1f} s" + (f"; also made {', '.join(also)}" if also else ""))

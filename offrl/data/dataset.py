@@ -1,13 +1,21 @@
 """Load a Minari dataset into a flat, checked, preprocessed transition table.
 
 :func:`load_offline_dataset` is the single entry point the trainer uses:
-id -> local store (making a missing built-in dataset, never downloading) ->
-flattened transitions (terminals from ``terminations`` only) -> checks (NaN/inf,
-shapes against the environment) -> preprocessing (rewards, action rescaling
-and clipping, optional observation normalisation).
+id -> local store (never downloading; a missing built-in dataset is made only
+when that takes seconds, otherwise the error names ``offrl data make`` and its
+cost) -> metadata and file checks (a damaged dataset is one clear error) ->
+flattened transitions (terminals from ``terminations`` only) -> checks
+(NaN/inf, shapes against the environment) -> preprocessing (rewards, action
+rescaling and clipping, optional observation normalisation).
+
+What evaluation needs travels with the result: the environment factory (or why
+there is none), the primary metric and the ``info`` key carrying success, the
+reference scores (or why no normalised score exists).
 """
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,23 +24,40 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from offrl.data.builtin import BUILTIN_DATASETS
 from offrl.data.cache import cached
+from offrl.data.evalenv import env_factory
 from offrl.data.flatten import flat_dim, flatten_obs
+from offrl.data.integrity import HDF5_FILE, check_hdf5, reading
+from offrl.data.metadata import Declarations, check_metadata, metadata_path, read_metadata
 from offrl.data.preprocess import (
     ActionScaler,
     ObsNormalizer,
     preprocess_rewards,
     resolve_reward_mode,
 )
-from offrl.data.store import is_local, missing_dataset_error, validate_id
+from offrl.data.store import (
+    DatasetState,
+    broken_dataset_error,
+    dataset_state,
+    is_builtin_id,
+    missing_dataset_error,
+    no_metadata_error,
+    validate_id,
+)
 from offrl.data.transitions import TransitionArrays
 from offrl.errors import DatasetError
 
 
 @dataclass
 class OfflineDataset:
-    """A loaded dataset: transitions ready for training plus what evaluation needs."""
+    """A loaded dataset: transitions ready for training plus what evaluation needs.
+
+    Evaluation reads: ``make_env`` (None: ``eval_unavailable`` says why),
+    ``primary_metric`` (``normalized_score``, ``success_rate`` or ``return``),
+    ``success_key`` (the ``info`` key whose value at an episode's last step says
+    whether it succeeded, for ``success_rate``), ``normalized_score_100``
+    (None: ``score_unavailable`` says why).
+    """
 
     dataset_id: str
     arrays: TransitionArrays  # preprocessed: normalised obs, unit actions, preprocessed rewards
@@ -43,8 +68,15 @@ class OfflineDataset:
     reward_mode: str
     ref_min_score: float | None
     ref_max_score: float | None
-    make_env: Callable[[], gym.Env] | None  # evaluation environment factory (None: not recoverable)
+    make_env: Callable[[], gym.Env] | None  # evaluation environment factory (None: see eval_unavailable)
     metadata: dict[str, Any] = field(default_factory=dict)
+    reward_mode_source: str = "data.reward"  # "data.reward", "dataset metadata" or "dataset id"
+    primary_metric: str = "normalized_score"  # "normalized_score", "success_rate" or "return"
+    success_key: str | None = None  # info key carrying success (set when primary_metric is success_rate)
+    success_timing: str | None = None  # "pre"/"post": success from the state before/after the action
+    eval_episode_steps: int | None = None  # evaluation horizon declared by the dataset
+    eval_unavailable: str | None = None  # why make_env is None (shown by the trainer)
+    score_unavailable: str | None = None  # why normalized_score_100 returns None
 
     @property
     def obs_dim(self) -> int:
@@ -55,30 +87,73 @@ class OfflineDataset:
         return int(self.arrays.actions.shape[1])
 
     def normalized_score_100(self, returns: np.ndarray) -> np.ndarray | None:
-        """D4RL normalised score on the 0–100 scale, or None without reference scores."""
-        if self.ref_min_score is None or self.ref_max_score is None:
+        """D4RL normalised score on the 0–100 scale, or None (``score_unavailable`` says why)."""
+        if self.score_unavailable is not None or self.ref_min_score is None or self.ref_max_score is None:
             return None
         return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
 
 
-def read_minari(dataset_id: str, make_missing: bool = True) -> Any:
-    """Open a local Minari dataset; build a missing built-in one; never download."""
-    validate_id(dataset_id)
-    if not is_local(dataset_id):
-        if make_missing and dataset_id in BUILTIN_DATASETS:
-            from offrl.data.writer import ensure_dataset
+def score_unavailable_reason(ref_min: float | None, ref_max: float | None, primary_metric: str | None) -> str | None:
+    """Why no normalised score can be computed, or None when it can."""
+    if ref_min is None or ref_max is None:
+        if primary_metric == "success_rate":
+            return "the dataset's metric is the success rate; it has no reference scores"
+        return "the dataset's metadata has no ref_min_score/ref_max_score"
+    if ref_min == ref_max:
+        return (
+            f"ref_min_score == ref_max_score == {ref_min:g}, so 100·(R − min)/(max − min) is undefined; "
+            "returns are reported instead"
+        )
+    return None
 
-            ensure_dataset(dataset_id)
-        else:
+
+def _make_on_first_use(dataset_id: str) -> bool:
+    """Make a missing built-in dataset that takes seconds (the bandit), with a notice; False for the others."""
+    from offrl.datagen.builtins import BUILTIN_DATASETS, ensure_dataset
+
+    if dataset_id not in BUILTIN_DATASETS or not BUILTIN_DATASETS.get(dataset_id).made_on_first_use:
+        return False
+    spec = BUILTIN_DATASETS.get(dataset_id)
+    print(f"Making built-in dataset '{dataset_id}' on first use ({spec.cost}) ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    ensure_dataset(dataset_id)
+    print(f"Made '{dataset_id}' in {time.perf_counter() - start:.1f} s.", file=sys.stderr, flush=True)
+    return True
+
+
+def read_minari(dataset_id: str, make_missing: bool = True) -> Any:
+    """Open a local Minari dataset after checking its metadata; never download.
+
+    A missing built-in dataset is made here only when it takes seconds
+    (``made_on_first_use``); otherwise the error names ``offrl data make`` and its cost.
+    """
+    return open_dataset(dataset_id, make_missing)[0]
+
+
+def open_dataset(dataset_id: str, make_missing: bool = True) -> tuple[Any, dict[str, Any], Declarations]:
+    """(Minari dataset, raw metadata, checked declarations); every failure is a :class:`DatasetError`."""
+    validate_id(dataset_id)
+    state = dataset_state(dataset_id)
+    if state is DatasetState.NO_METADATA:
+        raise no_metadata_error(dataset_id)
+    if state is DatasetState.MISSING:
+        if not (make_missing and is_builtin_id(dataset_id) and _make_on_first_use(dataset_id)):
             raise missing_dataset_error(dataset_id)
+    meta = read_metadata(dataset_id)
+    decl = check_metadata(dataset_id, meta)
     import minari
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return minari.load_dataset(dataset_id)
-        except Exception as e:  # corrupt files, version mismatch
-            raise DatasetError(f"Could not read dataset '{dataset_id}': {e}") from None
+            ds = minari.load_dataset(dataset_id)
+        except DatasetError:
+            raise
+        except Exception as e:  # unparsable spaces or specs, unsupported Minari version
+            raise broken_dataset_error(
+                dataset_id, f"Minari cannot open it ({type(e).__name__}: {e}); check {metadata_path(dataset_id)}."
+            ) from None
+    return ds, meta, decl
 
 
 def flatten_episodes(ds: Any) -> TransitionArrays:
@@ -145,45 +220,20 @@ def check_shapes(arrays: TransitionArrays, obs_space: gym.Space, act_space: gym.
         )
 
 
-def _env_factory(ds: Any) -> Callable[[], gym.Env] | None:
-    """A factory for the evaluation environment recorded in the dataset, or None."""
-    spec = ds.spec
-    # Minari keeps the eval env spec on the dataset (``_eval_env_spec``), not on ``ds.spec``.
-    if getattr(ds, "_eval_env_spec", None) is None and getattr(spec, "env_spec", None) is None:
-        return None
+def read_transitions(ds: Any, dataset_id: str, meta: dict[str, Any], decl: Declarations) -> TransitionArrays:
+    """The flattened transitions: from the cache, or from the dataset's file after checking its structure."""
+    data_dir = Path(ds.spec.data_path)
 
-    def make() -> gym.Env:
-        import offrl.envs.bandit  # noqa: F401  (registers offrl's own environments)
+    def build() -> TransitionArrays:
+        if meta.get("data_format", "hdf5") == "hdf5":
+            check_hdf5(dataset_id, data_dir, decl.total_episodes, ds.spec.observation_space, ds.spec.action_space)
+            where = data_dir / HDF5_FILE
+        else:  # Minari's arrow format: no structural check, read errors are still translated
+            where = data_dir
+        with reading(dataset_id, where):
+            return flatten_episodes(ds)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                return ds.recover_environment(eval_env=True)
-            except gym.error.Error:
-                _register_robotics(spec.dataset_id)  # maze ids live in gymnasium-robotics
-                try:
-                    return ds.recover_environment(eval_env=True)
-                except Exception as e:
-                    raise DatasetError(f"Could not create the evaluation environment of '{spec.dataset_id}': {e}") from None
-            except Exception as e:
-                raise DatasetError(f"Could not create the evaluation environment of '{spec.dataset_id}': {e}") from None
-
-    return make
-
-
-def _register_robotics(dataset_id: str) -> None:
-    """Register gymnasium-robotics' environments (PointMaze, AntMaze), or name the extra."""
-    import contextlib
-    import io
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            import gymnasium_robotics  # prints an unrelated Adroit notice on import
-    except ImportError:
-        raise DatasetError(
-            f"Evaluating '{dataset_id}' needs gymnasium-robotics: `pip install 'offrl[maze]'`."
-        ) from None
-    gym.register_envs(gymnasium_robotics)
+    return cached(data_dir, build)
 
 
 def load_offline_dataset(
@@ -196,16 +246,18 @@ def load_offline_dataset(
 ) -> OfflineDataset:
     """Load, check and preprocess ``dataset_id`` (see module docstring).
 
-    ``obs_normalizer`` reuses saved statistics (on resume) instead of refitting.
+    ``reward='auto'`` applies the dataset's declared reward mode (metadata
+    ``offrl_reward_mode``), else one guessed from the id. ``obs_normalizer``
+    reuses saved statistics (on resume) instead of refitting.
     """
-    ds = read_minari(dataset_id)
-    arrays = cached(Path(ds.spec.data_path), lambda: flatten_episodes(ds))
+    ds, meta, decl = open_dataset(dataset_id)
+    arrays = read_transitions(ds, dataset_id, meta, decl)
     check_finite(arrays, dataset_id)
     obs_space, act_space = ds.spec.observation_space, ds.spec.action_space
     if not isinstance(act_space, gym.spaces.Box):
         raise DatasetError(f"Dataset '{dataset_id}' has a {type(act_space).__name__} action space; offrl needs continuous (Box) actions.")
     check_shapes(arrays, obs_space, act_space, dataset_id, "dataset's")
-    make_env = _env_factory(ds)
+    make_env, eval_unavailable = env_factory(ds, meta)
     if make_env is not None and check_env:
         env = make_env()
         try:
@@ -221,7 +273,8 @@ def load_offline_dataset(
     limit = 1.0 - action_clip_eps
     arrays.actions = np.clip(scaler.to_unit(arrays.actions), -limit, limit).astype(np.float32)
 
-    mode = resolve_reward_mode(reward, dataset_id)
+    mode = resolve_reward_mode(reward, dataset_id, declared=decl.reward_mode)
+    source = "data.reward" if reward != "auto" else ("dataset metadata" if decl.reward_mode else "dataset id")
     arrays.rewards = preprocess_rewards(arrays.rewards, arrays.episode_returns, mode).astype(np.float32)
 
     if obs_normalizer is None:
@@ -231,8 +284,8 @@ def load_offline_dataset(
     arrays.observations = obs_normalizer(arrays.observations)
     arrays.next_observations = obs_normalizer(arrays.next_observations)
 
-    meta = dict(ds.storage.metadata)
-    ref_min, ref_max = meta.get("ref_min_score"), meta.get("ref_max_score")
+    score_unavailable = score_unavailable_reason(decl.ref_min_score, decl.ref_max_score, decl.primary_metric)
+    primary = decl.primary_metric or ("normalized_score" if score_unavailable is None else "return")
     return OfflineDataset(
         dataset_id=dataset_id,
         arrays=arrays,
@@ -241,8 +294,15 @@ def load_offline_dataset(
         action_scaler=scaler,
         obs_normalizer=obs_normalizer,
         reward_mode=mode,
-        ref_min_score=None if ref_min is None else float(ref_min),
-        ref_max_score=None if ref_max is None else float(ref_max),
+        ref_min_score=decl.ref_min_score,
+        ref_max_score=decl.ref_max_score,
         make_env=make_env,
         metadata=meta,
+        reward_mode_source=source,
+        primary_metric=primary,
+        success_key=decl.success_key,
+        success_timing=decl.success_timing,
+        eval_episode_steps=decl.eval_episode_steps,
+        eval_unavailable=eval_unavailable,
+        score_unavailable=score_unavailable,
     )

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from offrl.data.store import dataset_dir, is_local, validate_id
+from offrl.data.store import dataset_dir, is_builtin_id, is_local, missing_dataset_error, validate_id
 from offrl.errors import DatasetError, OfflineRLError
 
 PROBE_TIMEOUT_S = 3.0
@@ -96,7 +96,11 @@ def download(dataset_id: str, force: bool = False, announce: Callable[[str], Non
     validate_id(dataset_id)
     if is_local(dataset_id) and not force:
         return dataset_dir(dataset_id)
-    if dataset_id.startswith("offrl/"):
+    if is_builtin_id(dataset_id):
+        from offrl.datagen.builtins import BUILTIN_DATASETS
+
+        if dataset_id not in BUILTIN_DATASETS:
+            raise missing_dataset_error(dataset_id)  # a misspelled built-in: names the closest one
         raise DatasetError(
             f"'{dataset_id}' is an offrl built-in dataset: it is not hosted, generate it with "
             f"`offrl data make {dataset_id}`."

@@ -10,14 +10,25 @@ standard Minari layout, so datasets from other tools work too.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from offrl.data.store import dataset_dir, is_local, local_dataset_ids, missing_dataset_error, validate_id
+from offrl.data.integrity import HDF5_FILE, check_hdf5, reading
+from offrl.data.metadata import (
+    EVAL_EPISODE_STEPS,
+    PRIMARY_METRIC,
+    REWARD_MODE,
+    SUCCESS_KEY,
+    SUCCESS_TIMING,
+    metadata_problems,
+    read_metadata,
+)
+from offrl.data.preprocess import resolve_reward_mode
+from offrl.data.store import DatasetState, dataset_dir, dataset_state, local_dataset_ids
+from offrl.errors import OfflineRLError
 
 
 @dataclass
@@ -46,14 +57,14 @@ class DatasetSummary:
     size_mb: float | None = None
     requirements: list[str] = field(default_factory=list)
     recipe: dict[str, Any] | None = None
+    reward_mode: str | None = None  # declared (offrl_reward_mode); None: `data.reward=auto` guesses from the id
+    primary_metric: str | None = None  # declared (offrl_primary_metric)
+    success_key: str | None = None
+    success_timing: str | None = None
+    eval_episode_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
-
-
-def read_metadata(dataset_id: str) -> dict[str, Any]:
-    """The raw ``metadata.json`` of a local dataset (cheap: no HDF5 access)."""
-    return json.loads((dataset_dir(dataset_id) / "data" / "metadata.json").read_text())
 
 
 def episode_statistics(dataset: Any) -> tuple[np.ndarray, int, int]:
@@ -94,33 +105,23 @@ def _read_h5(f: Any, path: str) -> np.ndarray:
 
 
 def summarize(dataset_id: str) -> DatasetSummary:
-    """Summarise a local dataset; a missing one is the standard error saying how to get it."""
-    import minari
+    """Summarise a local dataset; a missing or damaged one is the standard clear error."""
+    from offrl.data.dataset import open_dataset
 
-    validate_id(dataset_id)
-    if not is_local(dataset_id):
-        raise missing_dataset_error(dataset_id)
-    from offrl.errors import DatasetError
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            ds = minari.load_dataset(dataset_id)
-        except Exception as e:
-            raise DatasetError(f"Could not read dataset '{dataset_id}': {e}") from None
-    meta = dict(ds.storage.metadata)
-    returns, n_term, n_trunc = episode_statistics(ds)
+    ds, meta, decl = open_dataset(dataset_id, make_missing=False)
+    data_dir = Path(ds.storage.data_path)
+    if meta.get("data_format", "hdf5") == "hdf5":
+        check_hdf5(dataset_id, data_dir, decl.total_episodes, ds.spec.observation_space, ds.spec.action_space)
+    with reading(dataset_id, data_dir / HDF5_FILE):
+        returns, n_term, n_trunc = episode_statistics(ds)
     env_spec = _spec_dict(meta.get("env_spec"))
     eval_spec = _spec_dict(meta.get("eval_env_spec")) or env_spec  # Minari's fallback too
-
-    def opt_float(key: str) -> float | None:
-        return None if meta.get(key) is None else float(meta[key])
 
     return DatasetSummary(
         dataset_id=dataset_id,
         path=str(dataset_dir(dataset_id)),
-        episodes=int(ds.total_episodes),
-        transitions=int(ds.total_steps),
+        episodes=decl.total_episodes,
+        transitions=decl.total_steps,
         observation_space=str(ds.spec.observation_space),
         action_space=str(ds.spec.action_space),
         return_min=float(returns.min()) if len(returns) else float("nan"),
@@ -128,17 +129,22 @@ def summarize(dataset_id: str) -> DatasetSummary:
         return_max=float(returns.max()) if len(returns) else float("nan"),
         terminations=n_term,
         truncations=n_trunc,
-        ref_min_score=opt_float("ref_min_score"),
-        ref_max_score=opt_float("ref_max_score"),
+        ref_min_score=decl.ref_min_score,
+        ref_max_score=decl.ref_max_score,
         env_id=env_spec.get("id") if env_spec else None,
         eval_env_id=eval_spec.get("id") if eval_spec else None,
         eval_max_episode_steps=eval_spec.get("max_episode_steps") if eval_spec else None,
         eval_env_kwargs=dict(eval_spec.get("kwargs") or {}) if eval_spec else {},
         algorithm_name=meta.get("algorithm_name"),
         minari_version=meta.get("minari_version"),
-        size_mb=opt_float("dataset_size"),
+        size_mb=meta.get("dataset_size") if isinstance(meta.get("dataset_size"), (int, float)) else None,
         requirements=list(meta.get("requirements") or []),
-        recipe=meta.get("offrl_recipe"),
+        recipe=meta.get("offrl_recipe") if isinstance(meta.get("offrl_recipe"), dict) else None,
+        reward_mode=meta.get(REWARD_MODE),
+        primary_metric=meta.get(PRIMARY_METRIC),
+        success_key=meta.get(SUCCESS_KEY),
+        success_timing=meta.get(SUCCESS_TIMING),
+        eval_episode_steps=meta.get(EVAL_EPISODE_STEPS),
     )
 
 
@@ -168,30 +174,52 @@ class ListedDataset:
     episodes: int | None = None
     transitions: int | None = None
     extra: str = ""  # the pip extra a built-in recipe needs, if any
+    broken: str | None = None  # why the local copy is unusable (metadata missing or invalid)
 
 
 def list_datasets() -> list[ListedDataset]:
-    """Built-in ids (present or not) followed by the other datasets in the local store."""
-    from offrl.data.builtin import BUILTIN_DATASETS
+    """Built-in ids (present or not) followed by the other datasets in the local store.
+
+    A dataset whose metadata is missing or invalid is listed with ``broken`` set;
+    it never stops the others from being listed.
+    """
+    from offrl.datagen.builtins import BUILTIN_DATASETS
 
     rows = []
     for entry in BUILTIN_DATASETS:
         spec = entry.obj
-        rows.append(ListedDataset(spec.id, True, is_local(spec.id), spec.description, extra=spec.extra))
+        state = dataset_state(spec.id)
+        rows.append(ListedDataset(spec.id, True, state is not DatasetState.MISSING, spec.description, extra=spec.extra))
+        if state is DatasetState.NO_METADATA:
+            rows[-1].broken = "data/metadata.json is missing"
     for dataset_id in local_dataset_ids():
         if dataset_id not in BUILTIN_DATASETS:
             rows.append(ListedDataset(dataset_id, False, True))
     for row in rows:
-        if row.local:
-            try:
-                meta = read_metadata(row.dataset_id)
-            except (OSError, ValueError):
-                row.description = row.description or "(unreadable metadata.json)"
-                continue
-            row.episodes, row.transitions = meta.get("total_episodes"), meta.get("total_steps")
-            if not row.builtin:
-                row.description = str(meta.get("description") or meta.get("algorithm_name") or "")
+        if not row.local or row.broken:
+            continue
+        try:
+            meta = read_metadata(row.dataset_id)
+        except OfflineRLError as e:
+            row.broken = str(e)
+            continue
+        problems = metadata_problems(meta)
+        if problems:
+            row.broken = "metadata.json: " + "; ".join(problems)
+            continue
+        row.episodes, row.transitions = meta["total_episodes"], meta["total_steps"]
+        if not row.builtin:
+            row.description = str(meta.get("description") or meta.get("algorithm_name") or "")
     return rows
+
+
+def _metric(s: DatasetSummary) -> str:
+    if s.primary_metric == "success_rate":
+        timing = f", success timing '{s.success_timing}'" if s.success_timing else ""
+        return f"success rate (info['{s.success_key}'] at an episode's last step{timing})"
+    if s.primary_metric:
+        return s.primary_metric.replace("_", " ")
+    return "normalized score" if s.ref_min_score is not None and s.ref_max_score is not None else "return"
 
 
 def render_summary(s: DatasetSummary) -> Any:
@@ -213,7 +241,10 @@ def render_summary(s: DatasetSummary) -> Any:
         ("episode return", f"min {s.return_min:.4g} / mean {s.return_mean:.4g} / max {s.return_max:.4g}"),
         ("reference scores", ref),
         ("environment", s.env_id or "— (not recoverable)"),
-        ("evaluation env", f"{s.eval_env_id} ({s.eval_max_episode_steps} steps)" if s.eval_env_id else "—"),
+        ("evaluation env", f"{s.eval_env_id} ({s.eval_max_episode_steps} steps)" if s.eval_env_id else "— (evaluation unavailable)"),
+        ("primary metric", _metric(s)),
+        ("reward mode (auto)", f"{s.reward_mode} (declared by the dataset)" if s.reward_mode
+         else f"{resolve_reward_mode('auto', s.dataset_id)} (guessed from the id)"),
     ]
     if s.requirements:
         rows.append(("requirements", ", ".join(s.requirements)))
@@ -223,7 +254,7 @@ def render_summary(s: DatasetSummary) -> Any:
         rows.append(("behaviour policy", str(r.get("behaviour_policy", "?"))))
         rows.append(("seed / budget", f"{r.get('seed')} / {json.dumps(r.get('budget', {}))}"))
         rows.append(("made by", f"offrl {r.get('offrl_version', '?')}"))
-        for key in ("controller_success_rate", "checkpoint_steps", "checkpoint_eval_returns", "policy_files", "generation_seconds", "sac_seconds"):
+        for key in ("controller_success_rate", "oracle_subtask_success_rate", "task", "checkpoint_steps", "checkpoint_eval_returns", "policy_files", "raw_episodes", "generation_seconds", "sac_seconds"):
             if key in r:
                 rows.append((key.replace("_", " "), json.dumps(r[key]) if isinstance(r[key], (dict, list)) else str(r[key])))
     else:

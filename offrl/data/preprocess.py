@@ -1,8 +1,11 @@
 """Named preprocessing options with the papers' defaults.
 
 - Rewards: ``locomotion`` (r · 1000 / (R_max − R_min), per-episode returns R,
-  IQL for MuJoCo), ``antmaze`` (r − 1, IQL for AntMaze), ``none``, or ``auto``
-  (chosen from the dataset id; see :func:`resolve_reward_mode`).
+  IQL for MuJoCo), ``antmaze`` (r − 1, IQL for AntMaze), ``none``, or ``auto``:
+  the mode the dataset declares in its metadata (``offrl_reward_mode``; e.g.
+  OGBench's single-task datasets declare ``none``: their rewards are already
+  OGBench's −k…0), else one guessed from the dataset id (see
+  :func:`resolve_reward_mode`).
 - Actions: rescaled from the environment bounds to [−1, 1] (the tanh mean and
   the diffusion clip assume unit bounds) and clipped to ±(1 − eps).
 - Observations: optional normalisation by dataset mean/std; the statistics are
@@ -22,12 +25,18 @@ REWARD_MODES = ("auto", "none", "locomotion", "antmaze")
 _LOCOMOTION = re.compile(r"(hopper|halfcheetah|half_cheetah|walker2d|walker|humanoid|swimmer|(?<!anti)\bant\b)")
 
 
-def resolve_reward_mode(mode: str, dataset_id: str) -> str:
-    """``auto`` -> ``antmaze`` for AntMaze ids, ``locomotion`` for MuJoCo locomotion ids, else ``none``."""
+def resolve_reward_mode(mode: str, dataset_id: str, declared: str | None = None) -> str:
+    """``auto`` -> the dataset's ``declared`` mode if any; else ``antmaze`` for AntMaze ids,
+    ``locomotion`` for MuJoCo locomotion ids, ``none`` otherwise (datasets that predate the
+    declaration, and datasets from other tools)."""
     if mode not in REWARD_MODES:
         raise unknown("reward preprocessing (data.reward)", mode, REWARD_MODES)
     if mode != "auto":
         return mode
+    if declared is not None:
+        if declared not in REWARD_MODES[1:]:
+            raise unknown("declared reward mode (metadata offrl_reward_mode)", declared, REWARD_MODES[1:])
+        return declared
     lowered = dataset_id.lower()
     if "antmaze" in lowered:
         return "antmaze"

@@ -33,10 +33,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from offrl.data.builtin import BuiltinDataset, register_builtin
-from offrl.data.recipes.maze_controller import MazeGrid, WaypointController
+from offrl.data.metadata import REWARD_MODE
+from offrl.datagen.recipes.maze_controller import MazeGrid, WaypointController
 from offrl.errors import OfflineRLError
-from offrl.data.recipes.progress import recipe_progress
+from offrl.datagen.progress import recipe_progress
 
 NOISE_STD = 0.5  # D4RL maze2d's action noise
 EXTRA = "maze"
@@ -202,7 +202,7 @@ class _Episode:
             self.obs[k].append(np.array(v))
 
     def buffer(self, terminated: bool) -> Any:
-        from offrl.data.writer import episode_buffer
+        from offrl.datagen.writer import episode_buffer
 
         T = len(self.rewards)
         terms = np.zeros(T, bool)
@@ -289,10 +289,14 @@ def make(
     steps: int = DEFAULT_BUDGET["steps"],
     eval_episodes: int = DEFAULT_BUDGET["eval_episodes"],
     noise: float = NOISE_STD,
+    replace: bool = False,
 ) -> Path:
-    """Write ``dataset_id`` (``steps`` transitions), deterministic for ``seed``; return its directory."""
+    """Write ``dataset_id`` (``steps`` transitions), deterministic for ``seed``; return its directory.
+
+    ``replace`` swaps a new dataset in for an existing one once it is complete.
+    """
     import offrl
-    from offrl.data.writer import write_minari_dataset
+    from offrl.datagen.writer import write_minari_dataset
 
     maze = maze_for(dataset_id)
     import_robotics()
@@ -307,7 +311,7 @@ def make(
         ref_min, ref_max = reference_scores(maze, eval_episodes, seed + 1_000_003)
         progress.update(task, total=1, completed=1)
     recipe = {
-        "recipe": "offrl.data.recipes.pointmaze",
+        "recipe": "offrl.datagen.recipes.pointmaze",
         "behaviour_policy": (
             f"BFS planner + PD waypoint controller (kp=10, kd=1), Gaussian action noise std {noise}, "
             "clipped to the action bounds; goals resampled uniformly over free cells when reached"
@@ -335,23 +339,11 @@ def make(
         ref_max_score=ref_max,
         algorithm_name="offrl maze2d waypoint controller (D4RL recipe)",
         description=f"PointMaze {maze.name}: D4RL maze2d recipe, {steps} steps of a noisy waypoint controller",
-        extra_metadata={"offrl_recipe": recipe, "num_episodes_average_score": eval_episodes},
+        extra_metadata={"offrl_recipe": recipe, "num_episodes_average_score": eval_episodes, REWARD_MODE: "none"},
         requirements=["gymnasium-robotics>=1.4"],
+        replace=replace,
     )
     data_env.close()
     eval_env.close()
     return path
 
-
-for _maze in MAZES.values():
-    register_builtin(
-        BuiltinDataset(
-            id=_maze.dataset_id,
-            description=f"PointMaze {_maze.name} (D4RL maze2d recipe, sparse reward)",
-            make=make,
-            default_budget=dict(DEFAULT_BUDGET),
-            quick_budget=dict(QUICK_BUDGET),
-            requires=("gymnasium_robotics",),
-            extra=EXTRA,
-        )
-    )

@@ -52,7 +52,7 @@ class _Trajectory:
         self.obs.append(np.asarray(next_obs, dtype=np.float64))
 
     def buffer(self, terminated: bool) -> Any:
-        from offrl.data.writer import episode_buffer
+        from offrl.datagen.writer import episode_buffer
 
         T = len(self.rewards)
         terms, truncs = np.zeros(T, bool), np.zeros(T, bool)
@@ -135,7 +135,7 @@ def transitions_to_episodes(
     An episode ends at a termination or a truncation; a final unfinished episode
     (the stream stops mid-episode) ends in a truncation.
     """
-    from offrl.data.writer import episode_buffer
+    from offrl.datagen.writer import episode_buffer
 
     n = len(rewards)
     ends = np.flatnonzero(np.asarray(terminations, bool) | np.asarray(truncations, bool))

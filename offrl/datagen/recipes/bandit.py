@@ -11,8 +11,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from offrl.data.builtin import BuiltinDataset, register_builtin
-from offrl.data.writer import episode_buffer, write_minari_dataset
+from offrl.data.metadata import REWARD_MODE
+from offrl.datagen.writer import episode_buffer, write_minari_dataset
 from offrl.envs import bandit
 
 DATASET_ID = "offrl/bandit/multimodal-v0"
@@ -30,8 +30,10 @@ def behaviour_actions(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(actions, -1.0, 1.0).astype(np.float32)
 
 
-def make(dataset_id: str = DATASET_ID, seed: int = 0, episodes: int = 3000) -> Any:
+def make(dataset_id: str = DATASET_ID, seed: int = 0, episodes: int = 3000, replace: bool = False) -> Any:
     """Write the bandit dataset: ``episodes`` one-step episodes, deterministic for ``seed``."""
+    import offrl
+
     rng = np.random.default_rng(seed)
     actions = behaviour_actions(rng, episodes)
     contexts = rng.uniform(-1.0, 1.0, (episodes, 2, 2)).astype(np.float32)  # obs, next obs
@@ -42,11 +44,12 @@ def make(dataset_id: str = DATASET_ID, seed: int = 0, episodes: int = 3000) -> A
     ]
     env = gym.make(bandit.ENV_ID)
     recipe = {
-        "recipe": "offrl.data.recipes.bandit",
+        "recipe": "offrl.datagen.recipes.bandit",
         "behaviour_policy": f"mixture of {len(bandit.MODE_CENTERS)} modes (std {MODE_STD}) "
         f"+ {UNIFORM_FRACTION:.0%} uniform",
         "seed": seed,
         "budget": {"episodes": episodes},
+        "offrl_version": offrl.__version__,
     }
     return write_minari_dataset(
         dataset_id,
@@ -57,16 +60,7 @@ def make(dataset_id: str = DATASET_ID, seed: int = 0, episodes: int = 3000) -> A
         ref_max_score=bandit.best_score(),
         algorithm_name="offrl multimodal behaviour mixture",
         description=__doc__.strip().splitlines()[0],
-        extra_metadata={"offrl_recipe": recipe},
+        extra_metadata={"offrl_recipe": recipe, REWARD_MODE: "none"},
+        replace=replace,
     )
 
-
-register_builtin(
-    BuiltinDataset(
-        id=DATASET_ID,
-        description="2-D multimodal continuous bandit (one-step episodes); the default dataset",
-        make=make,
-        default_budget={"episodes": 3000},
-        quick_budget={"episodes": 500},
-    )
-)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from offrl.data.recipes.locomotion_rollout import evaluate_returns, sb3_policy
+from offrl.datagen.recipes.locomotion_rollout import evaluate_returns, sb3_policy
 from offrl.errors import OfflineRLError
 
 EXTRA = "datagen"

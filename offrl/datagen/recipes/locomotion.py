@@ -33,22 +33,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from offrl.data.builtin import BuiltinDataset, register_builtin
-from offrl.data.recipes.locomotion_rollout import (
+from offrl.data.metadata import REWARD_MODE
+from offrl.datagen.recipes.locomotion_rollout import (
     collect_episodes,
     evaluate_returns,
     sb3_policy,
     transitions_to_episodes,
     uniform_policy,
 )
-from offrl.data.recipes.locomotion_sac import (
+from offrl.datagen.recipes.locomotion_sac import (
     EXTRA,
     SACBudget,
     budget_record,
@@ -59,8 +58,9 @@ from offrl.data.recipes.locomotion_sac import (
     train_sac,
     write_training_record,
 )
+from offrl.datagen.progress import recipe_progress
+from offrl.datagen.tempdirs import clean_dead_temps, private_temp_dir
 from offrl.errors import OfflineRLError
-from offrl.data.recipes.progress import recipe_progress
 
 ENVS: dict[str, str] = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 KINDS: tuple[str, ...] = ("random", "medium", "expert", "medium-replay", "medium-expert")
@@ -111,11 +111,19 @@ def make(
     seed: int = 0,
     steps: int = DEFAULT_BUDGET["steps"],
     sac_steps: int = DEFAULT_BUDGET["sac_steps"],
+    replace: bool = False,
     **sac_options: Any,
 ) -> Path:
-    """Make ``dataset_id`` and the other missing datasets of its family; return its directory."""
+    """Make ``dataset_id`` and the other missing datasets of its family; return its directory.
+
+    ``replace`` remakes ``dataset_id`` even if it exists (swapped in once complete);
+    its siblings are only made when missing.
+    """
     env_name, kind = parse_id(dataset_id)
-    paths = make_family(ENVS[env_name], f"offrl/{env_name}", seed=seed, steps=steps, sac_steps=sac_steps, **sac_options)
+    paths = make_family(
+        ENVS[env_name], f"offrl/{env_name}", seed=seed, steps=steps, sac_steps=sac_steps,
+        replace=(kind,) if replace else (), **sac_options,
+    )
     return paths[kind]
 
 
@@ -127,16 +135,19 @@ def make_family(
     sac_steps: int = DEFAULT_BUDGET["sac_steps"],
     ref_episodes: int | None = None,
     n_envs: int = 8,
+    replace: tuple[str, ...] = (),
     **sac_options: Any,
 ) -> dict[str, Path]:
     """Write the missing datasets ``<prefix>/<kind>-v0`` of any gymnasium env id; return all five paths.
+
+    Kinds listed in ``replace`` are remade even when present.
 
     ``sac_options`` override :class:`SACBudget` fields (``eval_every``,
     ``learning_starts``, ``eval_episodes``, ``net_arch``, ``threads``).
     """
     import gymnasium as gym
 
-    from offrl.data.writer import dataset_lock
+    from offrl.datagen.writer import dataset_lock
 
     import_sb3()
     if steps < 1:
@@ -154,7 +165,7 @@ def make_family(
     torch.set_num_threads(budget.threads)  # small nets: 1 thread is steadiest on shared CPUs
     try:
         with dataset_lock(f"{prefix}/.family"):
-            return _make_missing(make_env, env_id, prefix, ids, seed, steps, budget, ref_episodes, n_envs)
+            return _make_missing(make_env, env_id, prefix, ids, seed, steps, budget, ref_episodes, n_envs, replace)
     finally:
         torch.set_num_threads(threads)
 
@@ -169,11 +180,13 @@ def _make_missing(
     budget: SACBudget,
     ref_episodes: int,
     n_envs: int,
+    replace: tuple[str, ...] = (),
 ) -> dict[str, Path]:
-    """Train (or reuse saved policies) and write every missing dataset of the family."""
-    from offrl.data.store import dataset_dir, datasets_root, is_local
+    """Train (or reuse saved policies) and write every missing dataset of the family (and those in ``replace``)."""
+    from offrl.data.store import DatasetState, dataset_dir, dataset_state, datasets_root
 
-    missing = [k for k in KINDS if not is_local(ids[k])]
+    # A sibling whose directory exists without metadata is broken, not missing: left for `make --force`.
+    missing = [k for k in KINDS if dataset_state(ids[k]) is DatasetState.MISSING or k in replace]
     if not missing:
         return {k: dataset_dir(i) for k, i in ids.items()}
     policy_dir = datasets_root() / prefix / "policies" / f"seed{seed}-sac{budget.sac_steps}"
@@ -198,7 +211,7 @@ def _make_missing(
             task = progress.add_task(f"{ids[kind]}: writing", total=None)
             meta = _recipe_metadata(kind, env_id, seed, steps, budget, record, policy_dir, len(eps))
             meta["generation_seconds"] = round(time.perf_counter() - start, 1)
-            from offrl.data.writer import write_minari_dataset
+            from offrl.datagen.writer import write_minari_dataset
 
             write_minari_dataset(
                 ids[kind],
@@ -209,8 +222,11 @@ def _make_missing(
                 ref_max_score=record["ref_max_score"],
                 algorithm_name="offrl D4RL locomotion recipe (stable-baselines3 SAC)",
                 description=f"{env_id} {kind}: D4RL locomotion recipe with SAC ({budget.sac_steps} steps)",
-                extra_metadata={"offrl_recipe": meta, "num_episodes_average_score": record["ref_episodes"]},
+                extra_metadata={
+                    "offrl_recipe": meta, "num_episodes_average_score": record["ref_episodes"], REWARD_MODE: "locomotion"
+                },
                 requirements=["mujoco>=3", "gymnasium>=1.0"],
+                replace=kind in replace,
             )
             progress.update(task, total=1, completed=1)
             if kind == "medium-replay":
@@ -303,7 +319,8 @@ def _train_and_save(
         "stable_baselines3_version": stable_baselines3.__version__,
     }
     policy_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".policies-", dir=policy_dir.parent))
+    clean_dead_temps(policy_dir.parent)
+    tmp = private_temp_dir(policy_dir.parent, "policies")
     try:
         for kind, ckpt in (("random", run.checkpoints[0]), ("medium", medium), ("expert", run.final)):
             save_policy(run, ckpt, tmp / f"{kind}.zip")
@@ -362,7 +379,7 @@ def _recipe_metadata(
         "medium-expert": [f"{rel}/medium.zip", f"{rel}/expert.zip"],
     }[kind]
     return {
-        "recipe": "offrl.data.recipes.locomotion",
+        "recipe": "offrl.datagen.recipes.locomotion",
         "behaviour_policy": behaviour,
         "policy_files": policy_files,
         "seed": seed,
@@ -379,17 +396,3 @@ def _recipe_metadata(
         "ref_max_policy": f"expert (final SAC) policy, deterministic, mean of {record['ref_episodes']} episodes",
     }
 
-
-for _env_name in ENVS:
-    for _kind, _id in family_ids(f"offrl/{_env_name}").items():
-        register_builtin(
-            BuiltinDataset(
-                id=_id,
-                description=f"{ENVS[_env_name]} {_kind} (D4RL recipe, SAC)",
-                make=make,
-                default_budget=dict(DEFAULT_BUDGET),
-                quick_budget=dict(QUICK_BUDGET),
-                requires=("stable_baselines3",),
-                extra=EXTRA,
-            )
-        )

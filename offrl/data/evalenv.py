@@ -1,0 +1,105 @@
+"""The evaluation environment recorded in a dataset, built quietly.
+
+Minari stores the evaluation environment as a gymnasium ``EnvSpec``
+(``eval_env_spec``, else the collection ``env_spec``);
+``recover_environment(eval_env=True)`` rebuilds it. Two things around that call
+are offrl's: (1) the spec's package is imported first with its import-time
+chatter hidden -- gymnasium-robotics prints an unrelated Adroit notice, and
+OGBench's renderer warns that GLFW has no DISPLAY on headless machines, both
+harmless; (2) a missing package is an error naming the pip extra. A dataset
+that records no environment still loads (training works); it says so in
+``OfflineDataset.eval_unavailable``.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import warnings
+from typing import Any, Callable, Iterator
+
+import gymnasium as gym
+
+from offrl.errors import DatasetError
+
+#: Top-level package of an environment entry point -> the offrl extra that installs it.
+EXTRAS: dict[str, str] = {"gymnasium_robotics": "maze", "ogbench": "ogbench"}
+
+NO_ENV_REASON = (
+    "its metadata records no environment (no env_spec or eval_env_spec), so there is nothing to evaluate in; "
+    "training works, evaluation is skipped"
+)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Hide Python-level prints and warnings of environment packages (import notices, GLFW on headless hosts)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def import_env_package(entry_point: str | None, dataset_id: str) -> None:
+    """Import the package behind ``module:Class`` quietly, or fail naming the extra that provides it."""
+    if not entry_point or not isinstance(entry_point, str) or ":" not in entry_point:
+        return
+    module = entry_point.split(":", 1)[0]
+    top = module.split(".", 1)[0]
+    if top == "ogbench":
+        from offrl.envs.ogbench import silence_harmless_warnings
+
+        silence_harmless_warnings()  # GLFW without DISPLAY; float32 casts of its spaces
+    try:
+        with quiet():
+            importlib.import_module(module)
+            if top == "gymnasium_robotics":
+                gym.register_envs(importlib.import_module(top))
+    except ImportError:
+        extra = EXTRAS.get(top)
+        how = f"`pip install 'offrl[{extra}]'`" if extra else f"`pip install {top.replace('_', '-')}`"
+        raise DatasetError(f"Evaluating '{dataset_id}' needs {top}: {how}.") from None
+
+
+def _entry_point(raw_spec: Any) -> str | None:
+    if isinstance(raw_spec, str):
+        try:
+            raw_spec = json.loads(raw_spec)
+        except ValueError:
+            return None
+    return raw_spec.get("entry_point") if isinstance(raw_spec, dict) else None
+
+
+def env_factory(ds: Any, meta: dict[str, Any]) -> tuple[Callable[[], gym.Env] | None, str | None]:
+    """(factory of the evaluation environment, None) or (None, why evaluation is unavailable)."""
+    raw = meta.get("eval_env_spec") or meta.get("env_spec")
+    # Minari keeps the eval env spec on the dataset (``_eval_env_spec``), not on ``ds.spec``.
+    if not raw and getattr(ds, "_eval_env_spec", None) is None and getattr(ds.spec, "env_spec", None) is None:
+        return None, NO_ENV_REASON
+    dataset_id = ds.spec.dataset_id
+    entry_point = _entry_point(raw)
+
+    def make() -> gym.Env:
+        import offrl.envs.bandit  # noqa: F401  (registers offrl's own environments)
+
+        import_env_package(entry_point, dataset_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return ds.recover_environment(eval_env=True)
+            except gym.error.Error:
+                # a spec naming only an id (e.g. PointMaze_UMaze-v3): gymnasium-robotics registers those ids
+                import_env_package("gymnasium_robotics:*", dataset_id)
+                try:
+                    return ds.recover_environment(eval_env=True)
+                except Exception as e:
+                    raise DatasetError(f"Could not create the evaluation environment of '{dataset_id}': {e}") from None
+            except ImportError as e:
+                top = (e.name or "").split(".", 1)[0]
+                extra = EXTRAS.get(top)
+                how = f" `pip install 'offrl[{extra}]'`." if extra else ""
+                raise DatasetError(f"Evaluating '{dataset_id}' needs {top or e}.{how}") from None
+            except Exception as e:
+                raise DatasetError(f"Could not create the evaluation environment of '{dataset_id}': {e}") from None
+
+    return make, None

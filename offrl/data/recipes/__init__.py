@@ -1,1 +1,0 @@
-"""Recipes that generate offrl's built-in datasets (one module per suite)."""
