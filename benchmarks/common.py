@@ -36,7 +36,7 @@ def store() -> Path:
 
 def ensure_hopper_random(steps: int = 1_000_000, seed: int = 0) -> str:
     """A Hopper-v5 dataset of ``steps`` uniformly random transitions in the benchmark store; returns its id."""
-    from offrl.data.writer import episode_buffer, minari_root, write_minari_dataset
+    from offrl.datagen.writer import episode_buffer, minari_root, write_minari_dataset
 
     dataset_id = HOPPER_ID if steps == 1_000_000 else f"bench/hopper-random{steps}-v0"
     with minari_root(store()):
@@ -74,7 +74,7 @@ def export_npz(dataset_id: str) -> Path:
     if out.exists():
         return out
     from offrl.data.dataset import load_offline_dataset
-    from offrl.data.writer import minari_root
+    from offrl.datagen.writer import minari_root
 
     with minari_root(store()):
         ds = load_offline_dataset(dataset_id, reward="none", check_env=False)

@@ -49,7 +49,7 @@ def measure(spec: dict) -> dict:
     import torch
 
     import offrl
-    from offrl.data.writer import minari_root
+    from offrl.datagen.writer import minari_root
     from offrl.trainer.trainer import start
 
     from benchmarks.common import store
@@ -124,7 +124,7 @@ def plan(args: argparse.Namespace, dataset: str) -> list[dict]:
                              "updates": updates, "warmup": args.warmup, "set": args.set})
     if args.peer == "d3rlpy" and "iql" in args.pairings:
         from benchmarks.common import export_npz, store
-        from offrl.data.writer import minari_root
+        from offrl.datagen.writer import minari_root
 
         with minari_root(args.store or store()):
             npz = str(export_npz(dataset))

@@ -802,7 +802,7 @@ def test_real_failing_cell_is_reported(tmp_path: Path, small_store: Path, monkey
     [key] = outcome.keys("failed")
     message = outcome.results[key].message
     assert message.startswith("Dataset 'mujoco/hopper/medium-v0' is not in the local Minari store")
-    assert "`minari download mujoco/hopper/medium-v0`" in message and "\n" not in message
+    assert "`offrl data download mujoco/hopper/medium-v0`" in message and "\n" not in message
     assert f"error: {message}" in (tmp_path / "sweep" / "runs" / key / "error.txt").read_text()
 
 

@@ -179,5 +179,8 @@ def print_summary(summaries: list[dict[str, Any]], total_steps: int) -> None:
         mean = sum(finals) / len(finals)
         table.add_row("mean", f"{mean:.1f} (n={len(finals)})", "", "", "", "", "")
     if not first.get("evaluated", True):
-        table.caption = "No evaluation: the dataset records no evaluation environment."
+        why = first.get("evaluation_unavailable") or "the dataset records no evaluation environment"
+        table.caption = f"No evaluation: {why}."
+    elif first.get("score_unavailable") and key == "return_mean":
+        table.caption = f"Scores are raw returns: {first['score_unavailable']}."
     console().print(table)

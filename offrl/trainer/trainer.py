@@ -285,7 +285,7 @@ class Trainer:
         try:
             with _StopFlag() as flag, progress:
                 if not evaluator.available:
-                    progress.status("no evaluation environment: training only")
+                    progress.status(f"training only, no evaluation: {self.dataset.eval_unavailable}")
                 while self.step < t.steps and any(r.active for r in self.runs):
                     n = self._chunk()
                     if self.learner.compile_seconds == 0 and self.mode != "off" and self.step == 0:
@@ -380,11 +380,10 @@ class Trainer:
             r.best = row
 
     def _score_key(self) -> str:
-        """What 'score' means for this dataset: success rate, normalised score, or raw return."""
-        primary = getattr(self.dataset, "primary_metric", None)
-        if primary == "success_rate":
-            return "success_rate_100"
-        return "normalized_score_100" if self.dataset.ref_min_score is not None else "return_mean"
+        """What 'score' means for this dataset (its declared primary metric): success rate, normalised
+        score, or raw return."""
+        return {"success_rate": "success_rate_100", "normalized_score": "normalized_score_100"}.get(
+            self.dataset.primary_metric, "return_mean")
 
     def _compile_note(self) -> str:
         if self.learner.compile_seconds:
@@ -423,6 +422,8 @@ class Trainer:
             "final_success_rate_100": last.get("success_rate_100"),
             "best_success_rate_100": best.get("success_rate_100"),
             "evaluated": bool(last),
+            "evaluation_unavailable": self.dataset.eval_unavailable,
+            "score_unavailable": self.dataset.score_unavailable,
             "speed_mode": self.mode,
             "seeds_in_process": len(self.runs),
             "setup_s": round(getattr(self, "setup_s", 0.0), 3),
