@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
+import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -40,6 +42,11 @@ class DataConfig:
     reward: str = field(default="auto", metadata=_help("Reward preprocessing: auto | none | locomotion | antmaze"))
     normalize_obs: bool = field(default=False, metadata=_help("Normalise observations by dataset mean/std"))
     action_clip_eps: float = field(default=1e-5, metadata=_help("Clip dataset actions to ±(1 − eps) after rescaling"))
+
+
+#: Upper bounds that catch typos (1e11 episodes) before they become allocation tracebacks.
+MAX_EVAL_EPISODES = 100_000
+MAX_EVAL_ENVS = 1_000
 
 
 @dataclass
@@ -77,8 +84,13 @@ class TrainerConfig:
         for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every", "steps_per_call"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"trainer.{n} must be positive, got {getattr(self, n)!r}")
-        if self.threads < 0:
-            raise ConfigError(f"trainer.threads must be ≥ 0, got {self.threads}")
+        cpus = os.cpu_count() or 1
+        if not 0 <= self.threads <= cpus:
+            raise ConfigError(f"trainer.threads must be between 0 (= 1 thread) and this machine's {cpus} CPUs, "
+                              f"got {self.threads}")
+        if self.eval_episodes > MAX_EVAL_EPISODES or self.eval_envs > MAX_EVAL_ENVS:
+            raise ConfigError(f"trainer.eval_episodes must be at most {MAX_EVAL_EPISODES:,} and trainer.eval_envs at "
+                              f"most {MAX_EVAL_ENVS:,}, got {self.eval_episodes:,} and {self.eval_envs:,}")
         if self.seed < 0:
             raise ConfigError(f"trainer.seed must be ≥ 0, got {self.seed}")
         from offrl.learner.learner import SPEED_MODES
@@ -184,13 +196,21 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"Config file '{p}' does not exist.")
+    kind = "TOML" if p.suffix == ".toml" else "JSON"
     try:
-        if p.suffix == ".toml":
-            layer = tomllib.loads(p.read_text())
-        else:
-            layer = json.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"Config file '{p}' is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"Config file '{p}' is not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); "
+                          f"a config file is {kind} text.") from None
+    except OSError as e:
+        raise ConfigError(f"Config file '{p}' cannot be read: {e.strerror or e}.") from None
+    try:
+        layer = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"Config file '{p}' is not valid {kind}: {e}") from None
+    if not isinstance(layer, dict):
+        raise ConfigError(f"Config file '{p}' must hold a table of sections ([critic], [actor], [data], [trainer]), "
+                          f"not a {type(layer).__name__}.")
     layer.pop("offrl_version", None)
     for key in layer:
         if key not in (*SECTIONS, "preset"):
@@ -294,6 +314,8 @@ def coerce(raw: Any, typ: Any, key: str) -> Any:
                 v = float(raw.replace("_", "")) if any(c in raw for c in ".eE") else int(raw.replace("_", ""))
             else:
                 v = raw
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError
             if float(v) != int(v):
                 raise ValueError
             return int(v)
@@ -312,7 +334,7 @@ def coerce(raw: Any, typ: Any, key: str) -> Any:
                 items = [items]
             elem = args[0] if args else str
             return tuple(coerce(x, elem, key) for x in items)
-    except (ValueError, SyntaxError, TypeError):
+    except (ValueError, SyntaxError, TypeError, OverflowError, MemoryError, RecursionError):
         pass
     else:
         return raw

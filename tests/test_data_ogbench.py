@@ -303,3 +303,24 @@ def test_evaluation_env_is_built_quietly(tiny_scene: Path, tmp_path: Path) -> No
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "" and proc.stderr == "", (proc.stdout + proc.stderr)[-2000:]
+
+
+def test_a_short_run_logs_a_success_rate(tiny_scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training on an OGBench dataset evaluates by success rate (0-100) and scores the run by it."""
+    import json
+
+    from tests.helpers import read_jsonl, run_cli
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tiny_scene))
+    out = tmp_path / "run"
+    proc = run_cli("run", "--dataset", SCENE, "--actor", "ddpg-bc", "--steps", "20", "--eval-every", "20",
+                   "--eval-episodes", "2", "--set", "trainer.eval_envs=2", "--set", "critic.hidden_dims=[16]",
+                   "--set", "actor.hidden_dims=[16]", "--set", "critic.batch_size=16", "--set", "actor.batch_size=16",
+                   "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    [row] = read_jsonl(out / "eval.jsonl")
+    assert row["success_rate_100"] in (0.0, 50.0, 100.0) and row["length_mean"] <= 750
+    assert row["normalized_score_100"] is None
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["score_key"] == "success_rate_100" and summary["final_success_rate_100"] == row["success_rate_100"]
+    assert "success" in proc.stdout

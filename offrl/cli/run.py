@@ -106,7 +106,16 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         return 130
     print_summary([r.summary for r in results], trainer.cfg.trainer.steps)
-    return EXIT_DIVERGED if any(r.summary.get("status") == "diverged" for r in results) else 0
+    diverged = [r for r in results if r.summary.get("status") == "diverged"]
+    for r in diverged:
+        from offrl.cli.terminal import print_error
+
+        kept = r.summary.get("last_checkpoint_step")
+        print_error(f"seed {r.summary['seed']} diverged at {r.summary.get('diverged')}; "
+                    + (f"its last good checkpoint (step {kept}) is kept in {r.run_dir}. "
+                       if kept is not None else "it had no checkpoint yet. ")
+                    + "Lower the learning rates or clip gradients (critic.max_grad_norm, actor.max_grad_norm).")
+    return EXIT_DIVERGED if diverged else 0
 
 
 def _resume(args: argparse.Namespace) -> Any:
@@ -178,9 +187,8 @@ def print_summary(summaries: list[dict[str, Any]], total_steps: int) -> None:
     if len(summaries) > 1 and finals:
         mean = sum(finals) / len(finals)
         table.add_row("mean", f"{mean:.1f} (n={len(finals)})", "", "", "", "", "")
-    if not first.get("evaluated", True):
-        why = first.get("evaluation_unavailable") or "the dataset records no evaluation environment"
-        table.caption = f"No evaluation: {why}."
+    if first.get("evaluation_unavailable"):
+        table.caption = f"No evaluation: {first['evaluation_unavailable']}."
     elif first.get("score_unavailable") and key == "return_mean":
         table.caption = f"Scores are raw returns: {first['score_unavailable']}."
     console().print(table)

@@ -104,7 +104,8 @@ def candidates(run_dir: Path, device: torch.device) -> tuple[list[dict[str, Any]
 
 
 def load_group(run_dirs: list[Path], device: torch.device) -> tuple[list[dict[str, Any]] | None, list[str]]:
-    """The checkpoints of every run at the latest step they all have (``None`` if none has one).
+    """The checkpoints of every run at the latest step they all have (``None``: start over — no run has one,
+    or a kill interrupted the group's first save).
 
     Returns the states and notes on checkpoints that could not be used (damaged files).
     Raises :class:`RunDirError` when some runs have a checkpoint and no common step exists.
@@ -118,6 +119,8 @@ def load_group(run_dirs: list[Path], device: torch.device) -> tuple[list[dict[st
         return None, notes
     steps = [{int(s["step"]) for s in good} for good, _ in found]
     common = set.intersection(*steps)
+    if not common and any(not s for s in steps):  # killed during the group's first save: start over
+        return None, notes
     if not common:
         listing = ", ".join(f"{d}: {sorted(s) or 'none'}" for d, s in zip(run_dirs, steps))
         raise RunDirError(f"The seeds' checkpoints share no step ({listing}); they cannot continue together. "

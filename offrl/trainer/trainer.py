@@ -78,6 +78,7 @@ class SeedRun:
     last_eval: dict[str, Any] = field(default_factory=dict)
     status: str = "running"  # running | finished | diverged
     diverged: str = ""  # what diverged, when it did
+    last_checkpoint: int | None = None  # step of the newest checkpoint written (or loaded)
     lock: RunLock | None = None
     tb: TensorBoardLog | None = None
 
@@ -169,6 +170,9 @@ class Trainer:
             raise _too_big(e, cfg) from None
         self.step = 0
         self.elapsed = 0.0
+        self.started_fresh = False
+        if not resume:  # the first iteration runs before anything is written: a setting that cannot run
+            self._first_iteration()  # (batch sizes, memory) fails while the run directory is untouched
 
         self._claim()
         if resume:
@@ -200,6 +204,18 @@ class Trainer:
             raise _too_big(e, cfg) from None
         return Agent(critic, actor)
 
+    def _first_iteration(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.learner.train(1)
+        except (RuntimeError, MemoryError) as e:
+            if isinstance(e, MemoryError) or "alloc" in str(e) or "memory" in str(e):
+                raise _too_big(e, self.cfg) from None
+            raise
+        self.step = 1
+        self.started_fresh = True
+        self.elapsed = time.perf_counter() - t0
+
     def _claim(self) -> None:
         """Lock every run directory (one writer each); new runs must not hold a run already."""
         try:
@@ -207,6 +223,8 @@ class Trainer:
                 if not self.resume:
                     prepare_run_dir(r.run_dir)
                 r.lock = RunLock(r.run_dir).acquire()
+                for leftover in r.run_dir.glob(".*.tmp"):  # temporaries of a writer killed mid-write: with the
+                    leftover.unlink(missing_ok=True)     # lock held, no live process owns them
         except BaseException:
             self.release()
             raise
@@ -234,6 +252,9 @@ class Trainer:
             }))
         if states:
             ckpt.save_group(states)
+            for r in self.runs:
+                if r.active:
+                    r.last_checkpoint = self.step
 
     def _load_checkpoints(self) -> None:
         states, notes = ckpt.load_group([r.run_dir for r in self.runs], self.device)
@@ -242,6 +263,8 @@ class Trainer:
             for r in self.runs:
                 for log in (rundir.TRAIN_LOG, rundir.EVAL_LOG):
                     rundir.truncate_jsonl(r.run_dir / log, 0)
+                for name in (rundir.CHECKPOINT, rundir.PREV_CHECKPOINT):
+                    (r.run_dir / name).unlink(missing_ok=True)
             return
         try:
             self.learner.load_member_states([s["learner"] for s in states])
@@ -251,6 +274,7 @@ class Trainer:
         self.step, self.elapsed = int(states[0]["step"]), float(states[0]["elapsed"])
         for r, s in zip(self.runs, states):
             r.best, r.last_eval = s["best"], s["last_eval"]
+            r.last_checkpoint = self.step
             for log in (rundir.TRAIN_LOG, rundir.EVAL_LOG):
                 rundir.truncate_jsonl(r.run_dir / log, self.step)
 
@@ -258,9 +282,10 @@ class Trainer:
     def _check_metrics(self, rows: list[dict[str, float]]) -> None:
         for r, row in zip(self.runs, rows):
             if r.active:
-                bad = [k for k, v in row.items() if not math.isfinite(v)]
+                bad = sorted((k for k, v in row.items() if not math.isfinite(v)), key=lambda k: (k.startswith("actor"), k))
                 if bad:
-                    self._diverge(r, f"{bad[0]} = {row[bad[0]]}")
+                    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+                    self._diverge(r, ", ".join(f"{k} = {row[k]}" for k in bad[:3]) + more)
 
     def _check_state(self) -> None:
         for e, name in enumerate(self.learner.non_finite()):
@@ -275,10 +300,6 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------------
     def run(self) -> list[RunResult]:
         t = self.cfg.trainer
-        done = [r for r in self.runs if rundir.has_ended(r.run_dir)] if self.resume else []
-        if done and len(done) == len(self.runs):
-            self.release()
-            return [self._result(r) for r in self.runs]
         evaluator = Evaluator(self.dataset, len(self.runs), min(t.eval_envs, t.eval_episodes), self.device)
         self._t0 = time.perf_counter()
         progress = TrainingProgress(t.steps, self.step, enabled=self.show_progress, title=self._title())
@@ -286,6 +307,9 @@ class Trainer:
             with _StopFlag() as flag, progress:
                 if not evaluator.available:
                     progress.status(f"training only, no evaluation: {self.dataset.eval_unavailable}")
+                if self.step == 1 and self.started_fresh:  # the events of the iteration run at start-up
+                    progress.advance(1)
+                    self._events(evaluator, progress)
                 while self.step < t.steps and any(r.active for r in self.runs):
                     n = self._chunk()
                     if self.learner.compile_seconds == 0 and self.mode != "off" and self.step == 0:
@@ -308,7 +332,8 @@ class Trainer:
             if r.active:
                 r.status = "finished"
                 self._write_summary(r)
-        return [self._result(r) for r in self.runs]
+        ended = self.ended.run() if getattr(self, "ended", None) is not None else []
+        return [self._result(r) for r in self.runs] + ended
 
     def _chunk(self) -> int:
         """Iterations until the next log, evaluation, checkpoint or the end (at most CHUNK)."""
@@ -432,6 +457,8 @@ class Trainer:
         }
         if r.status == "diverged":
             out["diverged"] = r.diverged
+            out["reason"] = r.diverged
+            out["last_checkpoint_step"] = r.last_checkpoint
         return out
 
     def _write_summary(self, r: SeedRun) -> None:
@@ -492,7 +519,7 @@ def resume_dirs(path: str | Path) -> tuple[list[Path], Path | None]:
 
 
 def continue_runs(paths: list[str | Path], show_progress: bool = False,
-                  runtime: dict[str, Any] | None = None) -> Trainer:
+                  runtime: dict[str, Any] | None = None) -> "Trainer | EndedRuns":
     """A trainer continuing the runs in ``paths`` (run or group directories) together.
 
     ``runtime`` may change how the run executes (device, threads, compile, …: the
@@ -515,9 +542,15 @@ def continue_runs(paths: list[str | Path], show_progress: bool = False,
         if other != base:
             raise RunDirError(f"'{d}' and '{dirs[0]}' are not the same experiment with different seeds; "
                               "only seeds of one configuration can continue together.")
+    if all(rundir.has_ended(d) for d in dirs):  # nothing to train: read, never write (the directory may be read-only)
+        return EndedRuns(cfgs[0], [SeedRun(c.trainer.seed, d, c) for d, c in zip(dirs, cfgs)], group_dir)
     seeds = [c.trainer.seed for c in cfgs]
     if len(set(seeds)) != len(seeds):
         raise RunDirError(f"The runs to continue repeat a seed ({seeds}).")
+    ended = [SeedRun(c.trainer.seed, d, c) for d, c in zip(dirs, cfgs) if rundir.has_ended(d)]
+    if ended:  # e.g. a seed that diverged in a group: it stays as it ended, the others continue
+        keep = [i for i, d in enumerate(dirs) if not rundir.has_ended(d)]
+        dirs, cfgs, seeds = [dirs[i] for i in keep], [cfgs[i] for i in keep], [seeds[i] for i in keep]
     group_cfg = cfgs[0]
     if len(dirs) > 1:
         import dataclasses
@@ -525,7 +558,24 @@ def continue_runs(paths: list[str | Path], show_progress: bool = False,
         group_cfg = dataclasses.replace(cfgs[0], trainer=dataclasses.replace(
             cfgs[0].trainer, seeds=",".join(str(s) for s in seeds)))
     runs = [SeedRun(c.trainer.seed, d, c) for d, c in zip(dirs, cfgs)]
-    return Trainer(group_cfg, runs, resume=True, show_progress=show_progress, group_dir=group_dir)
+    trainer = Trainer(group_cfg, runs, resume=True, show_progress=show_progress, group_dir=group_dir)
+    trainer.ended = EndedRuns(cfgs[0], ended, None) if ended else None
+    return trainer
+
+
+class EndedRuns:
+    """What ``--resume`` of runs that already ended returns: their results, without touching their files."""
+
+    def __init__(self, cfg: RunConfig, runs: list[SeedRun], group_dir: Path | None) -> None:
+        self.cfg, self.runs, self.group_dir = cfg, runs, group_dir
+        self.step = cfg.trainer.steps
+
+    def run(self) -> list[RunResult]:
+        out = []
+        for r in self.runs:
+            summary = rundir.read_summary(r.run_dir) or {}
+            out.append(RunResult(r.run_dir, int(summary.get("steps", 0)), summary.get("status") == "finished", summary))
+        return out
 
 
 def _with_runtime(cfg: RunConfig, runtime: dict[str, Any]) -> RunConfig:
