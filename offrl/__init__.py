@@ -66,6 +66,14 @@ def resume(run_dir: Any, show_progress: bool = False) -> Any:
     return _resume(run_dir, show_progress=show_progress)
 
 
+def load_policy(run_dir: Any, which: str = "final", device: Any = "cpu", seed: int = 0) -> Any:
+    """The policy a run saved: ``which="final"`` (last evaluation) or ``"best"``; acts on raw observations and
+    returns actions in the environment's bounds (see :mod:`offrl.policy`)."""
+    from offrl.policy import load_policy as _load
+
+    return _load(run_dir, which=which, device=device, seed=seed)
+
+
 def __getattr__(name: str) -> Any:
     # Lazy submodules keep `import offrl` fast (torch is imported on first use).
     if name in ("critics", "actors", "presets", "data", "config"):

@@ -78,7 +78,16 @@ class TrainerConfig:
     save_every: int = field(default=50_000, metadata=_help("Checkpoint every N iterations (and at the end)"))
     log_every: int = field(default=1_000, metadata=_help("Average and log training metrics every N iterations"))
     threads: int = field(default=0, metadata=_help("CPU intra-op threads; 0 = 1 thread (fastest for these nets)"))
-    tensorboard: bool = field(default=False, metadata=_help("Also write TensorBoard logs (needs tensorboard)"))
+    tensorboard: bool = field(
+        default=False, metadata=_help("Also write TensorBoard logs to RUN_DIR/tensorboard (needs offrl[tensorboard])"))
+    wandb: bool = field(default=False, metadata=_help("Also log to Weights & Biases, one W&B run per seed "
+                                                      "(needs offrl[wandb])"))
+    wandb_project: str = field(default="offrl", metadata=_help("W&B project"))
+    wandb_group: str = field(default="", metadata=_help("W&B group (default: the sweep's name, or the multi-seed "
+                                                        "run's directory)"))
+    wandb_name: str = field(default="", metadata=_help("W&B run name (default: the run directory's name)"))
+    wandb_mode: str = field(default="", metadata=_help("online | offline | disabled (default: W&B's own, "
+                                                       "WANDB_MODE)"))
 
     def __post_init__(self) -> None:
         for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every", "steps_per_call"):
@@ -94,6 +103,9 @@ class TrainerConfig:
         if self.seed < 0:
             raise ConfigError(f"trainer.seed must be ≥ 0, got {self.seed}")
         from offrl.learner.learner import SPEED_MODES
+
+        if self.wandb_mode not in ("", "online", "offline", "disabled"):
+            raise unknown("W&B mode (trainer.wandb_mode)", self.wandb_mode, ("online", "offline", "disabled"))
 
         if self.compile not in SPEED_MODES:
             raise unknown("speed mode (trainer.compile)", self.compile, SPEED_MODES)
@@ -138,6 +150,7 @@ class RunConfig:
     data: DataConfig
     trainer: TrainerConfig
     preset: str | None = None
+    plugins: tuple[str, ...] = ()  # modules imported to register components (see offrl.plugins)
 
     def to_dict(self) -> dict[str, Any]:
         from offrl import __version__
@@ -148,6 +161,7 @@ class RunConfig:
             "data": _plain(dataclasses.asdict(self.data)),
             "trainer": _plain(dataclasses.asdict(self.trainer)),
             "preset": self.preset,
+            "plugins": list(self.plugins),
             "offrl_version": __version__,
         }
 
@@ -155,6 +169,7 @@ class RunConfig:
         """The parts that must match for a run to be resumed (not the version, not how it runs)."""
         d = self.to_dict()
         d.pop("offrl_version")
+        d.pop("plugins")  # where components come from, not what they compute
         d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in RUNTIME_KEYS}
         return d
 
@@ -164,7 +179,8 @@ class RunConfig:
 
 
 #: Trainer keys that decide how a run executes, not what it computes: they may change on resume.
-RUNTIME_KEYS = ("device", "threads", "tensorboard", "compile", "steps_per_call", "seeds")
+RUNTIME_KEYS = ("device", "threads", "tensorboard", "compile", "steps_per_call", "seeds", "wandb", "wandb_project",
+                "wandb_group", "wandb_name", "wandb_mode")
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -213,8 +229,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
                           f"not a {type(layer).__name__}.")
     layer.pop("offrl_version", None)
     for key in layer:
-        if key not in (*SECTIONS, "preset"):
-            raise unknown(f"section in config file {p}", key, (*SECTIONS, "preset"))
+        if key not in (*SECTIONS, "preset", "plugins"):
+            raise unknown(f"section in config file {p}", key, (*SECTIONS, "preset", "plugins"))
     return layer
 
 
@@ -226,10 +242,16 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     scoped: list[tuple[str, str, dict[str, Any]]] = []  # (section, component name, values), in layer order
     preset = None
+    plugins: list[str] = list(plugins_from_env())
     for layer in layers:
         for section, values in layer.items():
             if section == "preset":
                 preset = values
+                continue
+            if section == "plugins":
+                if isinstance(values, str) or not isinstance(values, (list, tuple)):
+                    raise ConfigError(f"'plugins' must be a list of module names, got {values!r}")
+                plugins += [v for v in values if v not in plugins]
                 continue
             base, _, scope = section.partition("@")
             if base not in SECTIONS or (scope and base not in ("critic", "actor")):
@@ -244,6 +266,9 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
                 scoped = [(b, n, {k: v for k, v in vals.items() if not (b == base and k in values)})
                           for b, n, vals in scoped]
 
+    from offrl.plugins import load_plugins
+
+    plugins = load_plugins(plugins)  # before the names are looked up: plugins register components
     critic_name = merged["critic"].pop("name", DEFAULT_CRITIC)
     actor_name = merged["actor"].pop("name", DEFAULT_ACTOR)
     chosen = {"critic": critic_name, "actor": actor_name}
@@ -258,7 +283,14 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
         data=build_dataclass(DataConfig, merged["data"], "data", "data"),
         trainer=build_dataclass(TrainerConfig, merged["trainer"], "trainer", "trainer"),
         preset=preset,
+        plugins=tuple(dict.fromkeys(plugins)),
     )
+
+
+def plugins_from_env() -> list[str]:
+    from offrl.plugins import env_plugins
+
+    return env_plugins()
 
 
 def _apply_scoped(merged: dict[str, dict[str, Any]], scoped: list[tuple[str, str, dict[str, Any]]],

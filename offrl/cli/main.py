@@ -17,7 +17,7 @@ from offrl.cli import terminal
 from offrl.errors import OfflineRLError
 
 #: Subcommand modules, in the order ``offrl --help`` lists them.
-COMMANDS: tuple[str, ...] = ("run", "list", "sweep", "report", "data")
+COMMANDS: tuple[str, ...] = ("run", "eval", "list", "sweep", "report", "data")
 
 #: Exit status after the reader of stdout went away: 128 + SIGPIPE, as for any Unix tool killed by it.
 BROKEN_PIPE_EXIT = 141
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             raise
         try:
+            if args.command == "list":  # show components of installed / OFFRL_PLUGINS plugins too
+                from offrl.plugins import env_plugins, load_plugins
+
+                load_plugins(env_plugins())
             code = int(args._run(args) or 0)
         except OfflineRLError as e:
             print_error(str(e))

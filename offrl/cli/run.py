@@ -50,6 +50,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--save-every", dest="save_every", help="checkpoint every N iterations")
     p.add_argument("--threads", help="CPU intra-op threads (0 = 1 thread, the measured fastest)")
     p.add_argument("--preset", help="a paper's hyperparameter set (see `offrl list preset`)")
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first, to register your own critics/actors (repeatable; recorded in the "
+                        "run's config; also OFFRL_PLUGINS and installed 'offrl.plugins' entry points)")
     p.add_argument("--config", help="TOML or JSON file with [critic]/[actor]/[data]/[trainer] tables")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set any hyperparameter, e.g. critic.tau=0.9, data.reward=locomotion (repeatable)")
@@ -83,6 +86,8 @@ def build_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
         value = getattr(args, flag, None)
         if value is not None:
             top.setdefault(section, {})[key] = value
+    if getattr(args, "plugins", None):
+        top["plugins"] = list(args.plugins)
     layers.append(top)
     return layers
 

@@ -66,6 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     run.add_argument("--config", help="config file passed to every run")
     run.add_argument("--device", help="auto, cpu or cuda")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override; repeatable")
+    run.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                     help="import MODULE in every run (your own critics/actors); repeatable")
     ex = p.add_argument_group("execution")
     ex.add_argument("--backend", choices=BACKENDS, help="where cells run (default: local)")
     ex.add_argument("--workers", type=int, metavar="K", help="cells at once (default: one per core / cpus-per-cell)")
@@ -113,6 +115,7 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
         config=args.config,
         device=args.device,
         sets=tuple(spec.run.sets) + tuple(args.set) if args.set else None,
+        plugins=tuple(spec.run.plugins) + tuple(args.plugins) if args.plugins else None,
         backend=args.backend,
         workers=args.workers,
         cpus_per_cell=args.cpus_per_cell,

@@ -70,14 +70,18 @@ def _entry_point(raw_spec: Any) -> str | None:
     return raw_spec.get("entry_point") if isinstance(raw_spec, dict) else None
 
 
-def env_factory(ds: Any, meta: dict[str, Any]) -> tuple[Callable[[], gym.Env] | None, str | None]:
-    """(factory of the evaluation environment, None) or (None, why evaluation is unavailable)."""
+def env_factory(ds: Any, meta: dict[str, Any], render_mode: str | None = None
+                ) -> tuple[Callable[[], gym.Env] | None, str | None]:
+    """(factory of the evaluation environment, None) or (None, why evaluation is unavailable).
+
+    ``render_mode`` (e.g. ``"rgb_array"`` for videos) is passed to the environment when given."""
     raw = meta.get("eval_env_spec") or meta.get("env_spec")
     # Minari keeps the eval env spec on the dataset (``_eval_env_spec``), not on ``ds.spec``.
     if not raw and getattr(ds, "_eval_env_spec", None) is None and getattr(ds.spec, "env_spec", None) is None:
         return None, NO_ENV_REASON
     dataset_id = ds.spec.dataset_id
     entry_point = _entry_point(raw)
+    kwargs = {"render_mode": render_mode} if render_mode else {}
 
     def make() -> gym.Env:
         import offrl.envs.bandit  # noqa: F401  (registers offrl's own environments)
@@ -86,12 +90,12 @@ def env_factory(ds: Any, meta: dict[str, Any]) -> tuple[Callable[[], gym.Env] | 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                return ds.recover_environment(eval_env=True)
+                return ds.recover_environment(eval_env=True, **kwargs)
             except gym.error.Error:
                 # a spec naming only an id (e.g. PointMaze_UMaze-v3): gymnasium-robotics registers those ids
                 import_env_package("gymnasium_robotics:*", dataset_id)
                 try:
-                    return ds.recover_environment(eval_env=True)
+                    return ds.recover_environment(eval_env=True, **kwargs)
                 except Exception as e:
                     raise DatasetError(f"Could not create the evaluation environment of '{dataset_id}': {e}") from None
             except ImportError as e:

@@ -188,7 +188,7 @@ def make_denoiser(name: str, obs_dim: int, act_dim: int, **kwargs: Any) -> nn.Mo
     bad = sorted(set(kwargs) - set(valid))
     if bad:
         raise ConfigError(
-            f"Unknown option(s) {', '.join(bad)} for denoiser '{name}'. "
+            f"Unknown option{'s' if len(bad) > 1 else ''} {', '.join(bad)} for denoiser '{name}'. "
             f"Valid options: {', '.join(valid)}."
         )
     return cls(obs_dim, act_dim, **kwargs)

@@ -101,6 +101,7 @@ def build_job(
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "PYTHONUNBUFFERED": "1",
+        "OFFRL_SWEEP_NAME": spec.name,  # the W&B group of the sweep's runs (trainer.wandb=true)
         # the runner (and its guard) import the same offrl as this driver, installed or not
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")) if p

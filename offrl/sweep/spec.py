@@ -78,6 +78,7 @@ class RunOptions:
     config: str | None = None
     device: str | None = None
     sets: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         """The ``offrl run`` flags for these options (unset ones omitted)."""
@@ -88,6 +89,8 @@ class RunOptions:
                 out += ["--" + name.replace("_", "-"), str(value)]
         for item in self.sets:
             out += ["--set", item]
+        for module in self.plugins:
+            out += ["--plugin", module]
         return out
 
     def sets_key(self, key: str) -> bool:
@@ -186,6 +189,7 @@ class SweepSpec:
     def from_json(cls, data: Mapping[str, Any]) -> "SweepSpec":
         run = dict(data.get("run", {}))
         run["sets"] = tuple(run.get("sets", ()))
+        run["plugins"] = tuple(run.get("plugins", ()))
         return cls(
             name=data.get("name", "sweep"),
             critics=tuple(data["critics"]),
@@ -320,7 +324,7 @@ def format_value(value: Any) -> str:
 
 _TOML_TABLES = {"sweep", "run", "grid", "backend"}
 _SWEEP_KEYS = {"name", "out", "critics", "actors", "datasets", "seeds"}
-_RUN_KEYS = {"steps", "eval_every", "eval_episodes", "save_every", "preset", "config", "device", "set"}
+_RUN_KEYS = {"steps", "eval_every", "eval_episodes", "save_every", "preset", "config", "device", "set", "plugins"}
 _BACKEND_KEYS = {"name", "workers", "cpus_per_cell", "gpus_per_cell", "ray_address", "seeds_per_process"}
 
 

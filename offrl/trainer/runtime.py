@@ -24,7 +24,9 @@ def resolve_device(name: str) -> torch.device:
                 f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}). Use --device cpu or auto."
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present.")
+            n = torch.cuda.device_count()
+            raise DeviceError(f"--device {name}: only {n} CUDA device{'s' if n != 1 else ''} present "
+                              f"(cuda:0{f' to cuda:{n - 1}' if n > 1 else ''}).")
     elif device.type != "cpu":
         raise DeviceError(f"Unsupported device '{name}'. Valid choices: auto, cpu, cuda, cuda:N.")
     return device

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from offrl.learner import Agent, Learner, UpdateSchedule, resolve_speed_mode
 from offrl.trainer import checkpoint as ckpt
 from offrl.trainer.evaluation import Evaluator
 from offrl.trainer.lock import RunLock
-from offrl.trainer.logger import TensorBoardLog, make_summary_writer
+from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
 from offrl.trainer.progress import TrainingProgress
 from offrl.trainer.runtime import configure_threads, resolve_device, seed_everything
 
@@ -81,6 +82,7 @@ class SeedRun:
     last_checkpoint: int | None = None  # step of the newest checkpoint written (or loaded)
     lock: RunLock | None = None
     tb: TensorBoardLog | None = None
+    wandb: WandbLog | None = None
 
     @property
     def active(self) -> bool:
@@ -143,6 +145,8 @@ class Trainer:
         self.mode = resolve_speed_mode(t.compile, self.device, t.steps)
         if t.tensorboard:
             make_summary_writer()  # fail before anything is written if tensorboard is missing
+        if t.wandb:
+            check_wandb()
 
         saved_norm = None
         stats = runs[0].run_dir / rundir.OBS_STATS
@@ -175,6 +179,22 @@ class Trainer:
             self._first_iteration()  # (batch sizes, memory) fails while the run directory is untouched
 
         self._claim()
+        try:  # mirrors start before anything else is written: a failure leaves a directory that can be reused
+            if t.tensorboard:
+                for r in runs:
+                    r.tb = TensorBoardLog(r.run_dir / "tensorboard")
+            if t.wandb:
+                group = t.wandb_group or os.environ.get("OFFRL_SWEEP_NAME", "") or (group_dir.name if group_dir else "")
+                for r in runs:
+                    if t.wandb_name:
+                        name = t.wandb_name + (f"-seed{r.seed}" if len(runs) > 1 else "")
+                    else:
+                        name = f"{group_dir.name}-seed{r.seed}" if group_dir else r.run_dir.name
+                    r.wandb = WandbLog(r.run_dir, rundir.floats_as_text(r.cfg.to_dict()), t.wandb_project, group, name,
+                                       t.wandb_mode)
+        except BaseException:
+            self.release()
+            raise
         if resume:
             self._load_checkpoints()
         else:
@@ -185,9 +205,6 @@ class Trainer:
                     rundir.write_json(r.run_dir / rundir.OBS_STATS, self.dataset.obs_normalizer.to_dict())
             if group_dir is not None:
                 rundir.write_group(group_dir, [r.seed for r in runs], [r.run_dir for r in runs])
-        if t.tensorboard:
-            for r in runs:
-                r.tb = TensorBoardLog(r.run_dir / "tensorboard")
         self.setup_s = time.perf_counter() - t0
 
     # --- construction ---------------------------------------------------------------------------
@@ -301,6 +318,8 @@ class Trainer:
     def run(self) -> list[RunResult]:
         t = self.cfg.trainer
         evaluator = Evaluator(self.dataset, len(self.runs), min(t.eval_envs, t.eval_episodes), self.device)
+        if self.started_fresh:  # the wall time counts loading (or making) the dataset and building the networks
+            self.elapsed = self.setup_s
         self._t0 = time.perf_counter()
         progress = TrainingProgress(t.steps, self.step, enabled=self.show_progress, title=self._title())
         try:
@@ -325,8 +344,9 @@ class Trainer:
         finally:
             evaluator.close()
             for r in self.runs:
-                if r.tb:
-                    r.tb.close()
+                for mirror in (r.tb, r.wandb):
+                    if mirror:
+                        mirror.close()
             self.release()
         for r in self.runs:
             if r.active:
@@ -355,17 +375,19 @@ class Trainer:
                 if r.active:
                     out = {"step": s, "time_s": self._now(), **row}
                     self._append(r, rundir.TRAIN_LOG, out)
-                    if r.tb:
-                        r.tb.write("train", out, s)
+                    for mirror in (r.tb, r.wandb):
+                        if mirror:
+                            mirror.write("train", out, s)
             progress.metrics(rows[self._first_active()] if any(r.active for r in self.runs) else {})
         if log or evaluate or save:
             self._check_state()
         if evaluate and evaluator.available and any(r.active for r in self.runs):
             progress.status("evaluating…")
             results = self._evaluate(evaluator)
-            for r, result in zip(self.runs, results):
+            for e, (r, result) in enumerate(zip(self.runs, results)):
                 if r.active and result:
-                    self._record_eval(r, result)
+                    improved = self._record_eval(r, result)
+                    self._save_policies(e, r, improved)
             progress.status(self._compile_note())
             key = self._score_key()
             active = [r for r in self.runs if r.active]
@@ -394,15 +416,36 @@ class Trainer:
                 f"run directory writable again and continue with `offrl run --resume {self._resume_target()}`."
             ) from None
 
-    def _record_eval(self, r: SeedRun, result: dict[str, Any]) -> None:
+    def _record_eval(self, r: SeedRun, result: dict[str, Any]) -> bool:
         row = {"step": self.step, "time_s": self._now(), **result}
         self._append(r, rundir.EVAL_LOG, row)
-        if r.tb:
-            r.tb.write("eval", row, self.step)
+        for mirror in (r.tb, r.wandb):
+            if mirror:
+                mirror.write("eval", row, self.step)
         r.last_eval = row
         key = self._score_key()
         if row.get(key) is not None and (not r.best or r.best.get(key) is None or row[key] > r.best[key]):
             r.best = row
+            return True
+        return False
+
+    def _save_policies(self, e: int, r: SeedRun, improved: bool) -> None:
+        """policy_final.pt after every evaluation, policy_best.pt when the score improved (offrl.policy)."""
+        from offrl.policy import as_config, policy_file, save_policy
+
+        ds = self.dataset
+        kwargs = dict(config=as_config(r.cfg), state=self.learner.member_state(e)["state"],
+                      obs_normalizer=ds.obs_normalizer.to_dict(), action_low=ds.action_scaler.low,
+                      action_high=ds.action_scaler.high, obs_dim=ds.obs_dim, act_dim=ds.act_dim, step=self.step,
+                      evaluation=r.last_eval)
+        try:
+            save_policy(policy_file(r.run_dir, "final"), **kwargs)
+            if improved:
+                save_policy(policy_file(r.run_dir, "best"), **kwargs)
+        except OSError as err:
+            raise RunDirError(f"Could not write a policy file in {r.run_dir} ({err.strerror or err}). The last "
+                              f"checkpoint is intact: continue with `offrl run --resume {self._resume_target()}`."
+                              ) from None
 
     def _score_key(self) -> str:
         """What 'score' means for this dataset (its declared primary metric): success rate, normalised

@@ -1,0 +1,141 @@
+"""``offrl eval``: evaluate a run's saved policy on its dataset's evaluation environment, optionally on video."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from offrl.cli.terminal import HelpFormatter
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a run's saved policy (final or best), optionally recording videos",
+        description="Evaluate the policy a run saved (policy_final.pt or policy_best.pt) on the evaluation "
+        "environment of the run's dataset: the same protocol as training's evaluations (episode seeds from "
+        "--seed), reported as returns, normalised score and success rate where the dataset declares one.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("run_dir", help="a run directory (for a multi-seed run: one of its seed<S> directories)")
+    p.add_argument("--which", choices=["final", "best"], default="final", help="which saved policy")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to run")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the episodes and of the policy's sampling (default: the run's seed, which "
+                        "reproduces the evaluation logged at the policy's step)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--video", metavar="DIR",
+                   help="also write an MP4 of every episode to DIR (needs `pip install 'offrl[video]'`; rendering is "
+                        "headless: MUJOCO_GL defaults to egl)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    return p
+
+
+@dataclass
+class _Target:
+    """What :class:`offrl.trainer.evaluation.Evaluator` reads of a dataset, for a saved policy."""
+
+    make_env: Callable[[], Any]
+    success_key: str | None
+    ref_min_score: float | None
+    ref_max_score: float | None
+    score_unavailable: str | None
+    action_scaler: Any
+    obs_normalizer: Any
+
+    def normalized_score_100(self, returns: np.ndarray) -> np.ndarray | None:
+        if self.score_unavailable is not None or self.ref_min_score is None or self.ref_max_score is None:
+            return None
+        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from offrl.cli.terminal import console
+    from offrl.data.dataset import open_dataset, score_unavailable_reason
+    from offrl.data.evalenv import env_factory
+    from offrl.data.preprocess import ObsNormalizer
+    from offrl.errors import ConfigError, DatasetError
+    from offrl.policy import load_policy
+    from offrl.trainer.evaluation import Evaluator
+
+    if args.episodes < 1 or args.episodes > 100_000:
+        raise ConfigError(f"--episodes must be between 1 and 100,000, got {args.episodes}")
+    policy = load_policy(args.run_dir, which=args.which, device=args.device)
+    if args.seed is None:
+        args.seed = policy.config.trainer.seed
+    policy.seed(args.seed)
+    dataset_id = policy.config.data.dataset
+    ds, meta, decl = open_dataset(dataset_id, make_missing=False)
+    render = "rgb_array" if args.video else None
+    if args.video:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        try:
+            import moviepy  # noqa: F401  (gymnasium's RecordVideo writes MP4s with it)
+        except ImportError:
+            raise ConfigError("--video needs moviepy: `pip install 'offrl[video]'`.") from None
+    make_env, why = env_factory(ds, meta, render_mode=render)
+    if make_env is None:
+        raise DatasetError(f"'{dataset_id}' cannot be evaluated: {why}.")
+    if args.video:
+        make_env = _recording(make_env, Path(args.video))
+    target = _Target(make_env, decl.success_key if decl.primary_metric == "success_rate" else None,
+                     decl.ref_min_score, decl.ref_max_score,
+                     score_unavailable_reason(decl.ref_min_score, decl.ref_max_score, decl.primary_metric),
+                     policy.scaler, ObsNormalizer.identity(policy.obs_dim))
+    envs = 1 if args.video else min(10, args.episodes)
+    evaluator = Evaluator(target, 1, envs, torch.device(args.device))  # type: ignore[arg-type]
+
+    def act(obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+        # the evaluator hands over flat raw observations [1, n, O] and the evaluation's generator (so that
+        # --seed S at the policy's step reproduces the evaluation training logged for seed S)
+        unit = policy.act_unit(obs[0].cpu().numpy(), generator=gens[0])
+        return torch.as_tensor(unit).unsqueeze(0)
+
+    try:
+        [result] = evaluator.evaluate(act, args.episodes, [args.seed], step=policy.step)
+    finally:
+        evaluator.close()
+    result = {"run_dir": str(args.run_dir), "which": args.which, "policy_step": policy.step, **result}
+    if args.video:
+        result["videos"] = sorted(str(p) for p in Path(args.video).glob("*.mp4"))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{policy.config.critic} + {policy.config.actor} on {dataset_id}: {args.which} policy "
+                        f"(step {policy.step}), {args.episodes} episode{'s' if args.episodes != 1 else ''}")
+    for col in ("return", "score (0-100)", "success (%)", "length"):
+        table.add_column(col)
+
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    table.add_row(f"{result['return_mean']:.2f} ± {result['return_std']:.2f}", fmt(result.get("normalized_score_100")),
+                  fmt(result.get("success_rate_100")), f"{result['length_mean']:.0f}")
+    if args.video:
+        from offrl.cli.terminal import plural
+
+        table.caption = f"{plural(len(result['videos']), 'video')} in {args.video}"
+    console().print(table)
+    return 0
+
+
+def _recording(make_env: Callable[[], Any], folder: Path) -> Callable[[], Any]:
+    import gymnasium as gym
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def make() -> Any:
+        return gym.wrappers.RecordVideo(make_env(), str(folder), episode_trigger=lambda _: True,
+                                        name_prefix="episode", disable_logger=True)
+
+    return make
