@@ -29,14 +29,17 @@ EXIT_DIVERGED = 3
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from offrl.cli.terminal import HelpFormatter
+
     p = sub.add_parser(
         "run",
         help="train and evaluate a critic + actor pair on a dataset",
         description="Train and evaluate a (critic, actor) pair. Precedence, lowest first: "
         "defaults < --preset < --config < --set and explicit flags.",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--critic", help="critic name (see `offrl list critic`; default expectile)")
-    p.add_argument("--actor", help="actor name (see `offrl list actor`; default diffusion-resample)")
+    p.add_argument("--critic", help="critic name (see: offrl list critic; default expectile)")
+    p.add_argument("--actor", help="actor name (see: offrl list actor; default diffusion-resample)")
     p.add_argument("--dataset", help="Minari dataset id (default offrl/bandit/multimodal-v0, built in)")
     p.add_argument("--steps", help="trainer iterations (trainer.steps)")
     p.add_argument("--seed", help="seed (trainer.seed)")
@@ -49,7 +52,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", dest="eval_episodes", help="episodes per evaluation")
     p.add_argument("--save-every", dest="save_every", help="checkpoint every N iterations")
     p.add_argument("--threads", help="CPU intra-op threads (0 = 1 thread, the measured fastest)")
-    p.add_argument("--preset", help="a paper's hyperparameter set (see `offrl list preset`)")
+    p.add_argument("--preset", help="a paper's hyperparameter set (see: offrl list preset)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
                    help="import MODULE first, to register your own critics/actors (repeatable; recorded in the "
                         "run's config; also OFFRL_PLUGINS and installed 'offrl.plugins' entry points)")

@@ -241,7 +241,7 @@ def render_summary(s: DatasetSummary) -> Any:
         ("episode return", f"min {s.return_min:.4g} / mean {s.return_mean:.4g} / max {s.return_max:.4g}"),
         ("reference scores", ref),
         ("environment", s.env_id or "— (not recoverable)"),
-        ("evaluation env", f"{s.eval_env_id} ({s.eval_max_episode_steps} steps)" if s.eval_env_id else "— (evaluation unavailable)"),
+        ("evaluation env", f"{s.eval_env_id} ({s.eval_max_episode_steps} step{'s' if s.eval_max_episode_steps != 1 else ''})" if s.eval_env_id else "— (evaluation unavailable)"),
         ("primary metric", _metric(s)),
         ("reward mode (auto)", f"{s.reward_mode} (declared by the dataset)" if s.reward_mode
          else f"{resolve_reward_mode('auto', s.dataset_id)} (guessed from the id)"),
