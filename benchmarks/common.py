@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(os.environ.get("OFFRL_BENCH_DIR", Path.home() / ".cache" / "offrl" / "bench"))
 HOPPER_ID = "bench/hopper-random-v0"
 #: The peers and what their environment installs (the torch pin is added at run time: the same torch as offrl).
-PEERS = {"d3rlpy": ["d3rlpy==2.8.1", "h5py"]}
+PEERS = {"d3rlpy": ["d3rlpy==2.8.1", "h5py", "mujoco", "imageio"]}
 
 
 def store() -> Path:

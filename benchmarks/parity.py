@@ -1,0 +1,143 @@
+"""Parity with a trusted implementation: offrl and d3rlpy on the same locomotion data, budget and evaluation.
+
+    MINARI_DATASETS_PATH=STORE python benchmarks/parity.py --dataset offrl/hopper/medium-expert-v0 \\
+        --updates 100000 --seeds 0 1 2 --out runs/parity
+    offrl report runs/parity --out runs/parity/report          # (run by the script at the end)
+
+Runs, each with the same number of updates, evaluation cadence and episodes (episode seeds from
+(seed, step) as offrl evaluates; deterministic actions):
+
+- ``offrl:iql``        offrl ``expectile + gaussian-awr`` with the ``iql-locomotion`` preset;
+- ``d3rlpy:iql``       d3rlpy 2.8.1's IQL with its reproduction settings (1000/(R_max − R_min) reward
+                       scaling, cosine actor LR), in its own virtual environment;
+- ``offrl:ddpgbc``     offrl ``expectile + ddpg-bc`` (``ddpgbc-locomotion``: TD3+BC's actor loss on an
+                       IQL critic, states normalised, policy delay 2);
+- ``offrl:td3bc``      offrl ``td3 + ddpg-bc`` (``td3bc-locomotion``: TD3+BC itself), when the td3 critic
+                       is registered;
+- ``d3rlpy:td3+bc``    d3rlpy's TD3+BC (standardised observations);
+- ``--actors``         the extraction families on the same critic and budget (``expectile`` with
+                       ``diffusion-resample`` and ``edp`` at reduced sizes, see ``ACTOR_RUNS``).
+
+offrl trains each configuration's seeds in one process (``--seeds``); d3rlpy runs one process per seed.
+``--jobs`` processes run at once (default 2: one per core of a 2-core machine, each single-threaded).
+Every run directory is offrl's format, so ``offrl report`` aggregates both libraries: mean ± std, IQM with
+stratified-bootstrap CIs, and learning curves of all runs on one figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: offrl configurations: name -> (critic, actor, preset, extra --set values).
+OFFRL_RUNS = {
+    "iql": ("expectile", "gaussian-awr", "iql-locomotion", []),
+    "ddpgbc": ("expectile", "ddpg-bc", "ddpgbc-locomotion", []),
+    "td3bc": ("td3", "ddpg-bc", "td3bc-locomotion", []),
+}
+#: The extraction families on the IQL critic, sized to fit a CPU budget (the papers' networks do not:
+#: docs/performance.md). Locomotion reward scaling and τ = 0.7 as IQL; 64 candidates as IDQL-1.
+ACTOR_RUNS = {
+    "idql": ("expectile", "diffusion-resample", "iql-locomotion",
+             ["actor.hidden=256", "actor.depth=2", "actor.dropout=0.0", "actor.num_samples=64"]),
+    "edp": ("expectile", "edp", "iql-locomotion", ["actor.hidden=256", "actor.depth=3", "actor.num_samples=50"]),
+}
+PEER_RUNS = {"iql": "iql", "td3+bc": "td3+bc"}
+
+
+def offrl_command(name: str, spec: tuple, args: argparse.Namespace) -> list[str]:
+    critic, actor, preset, sets = spec
+    cmd = [sys.executable, "-m", "offrl", "run", "--critic", critic, "--actor", actor, "--preset", preset,
+           "--dataset", args.dataset, "--steps", str(args.updates), "--eval-every", str(args.eval_every),
+           "--eval-episodes", str(args.eval_episodes), "--save-every", str(args.eval_every),
+           "--seeds", ",".join(map(str, args.seeds)), "--out", str(args.out / f"offrl-{name}"),
+           "--set", "trainer.eval_envs=10", "--set", f"trainer.compile={args.compile}", "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def peer_command(algo: str, seed: int, args: argparse.Namespace, npz: Path, ref: tuple[float, float],
+                 env_id: str) -> list[str]:
+    from benchmarks.common import peer_python
+
+    return [str(peer_python("d3rlpy")), str(Path(__file__).parent / "peers" / "d3rlpy_peer.py"), "train",
+            "--data", str(npz), "--dataset", args.dataset, "--algo", algo, "--updates", str(args.updates),
+            "--seed", str(seed), "--out", str(args.out / f"d3rlpy-{algo}" / f"seed{seed}"), "--env", env_id,
+            "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
+            "--ref-min", str(ref[0]), "--ref-max", str(ref[1])]
+
+
+def run_all(commands: list[tuple[str, list[str]]], jobs: int, log_dir: Path) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def one(item: tuple[str, list[str]]) -> tuple[str, int, float]:
+        name, cmd = item
+        t0 = time.time()
+        with open(log_dir / f"{name}.log", "w") as log:
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        print(f"  {name}: exit {code} after {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        return name, code, time.time() - t0
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(one, commands))
+    failed = [n for n, code, _ in results if code not in (0, 3)]
+    if failed:
+        raise SystemExit(f"failed: {failed} (logs in {log_dir})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="offrl/hopper/medium-expert-v0")
+    p.add_argument("--updates", type=int, default=100_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--eval-every", type=int, default=10_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--out", type=Path, default=Path("runs/parity"))
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--compile", default="auto", help="offrl's trainer.compile")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="a subset of: offrl:iql offrl:ddpgbc offrl:td3bc d3rlpy:iql d3rlpy:td3+bc offrl:idql offrl:edp")
+    args = p.parse_args()
+
+    from offrl.data.dataset import load_offline_dataset
+    from offrl.critics import CRITICS
+
+    from benchmarks.common import export_npz
+
+    ds = load_offline_dataset(args.dataset, reward="none", check_env=False)
+    ref = (ds.ref_min_score, ds.ref_max_score)
+    env_id = ds.make_env().spec.id
+    npz = export_npz(args.dataset)
+    args.out.mkdir(parents=True, exist_ok=True)
+    wanted = set(args.only or ["offrl:iql", "offrl:ddpgbc", "offrl:td3bc", "d3rlpy:iql", "d3rlpy:td3+bc",
+                               "offrl:idql", "offrl:edp"])
+    commands: list[tuple[str, list[str]]] = []
+    for name, spec in {**OFFRL_RUNS, **ACTOR_RUNS}.items():
+        if f"offrl:{name}" in wanted and spec[0] in CRITICS:
+            commands.append((f"offrl-{name}", offrl_command(name, spec, args)))
+    for algo in PEER_RUNS:
+        if f"d3rlpy:{algo}" in wanted:
+            commands += [(f"d3rlpy-{algo}-seed{s}", peer_command(algo, s, args, npz, ref, env_id)) for s in args.seeds]
+    # the longest first, so two workers stay busy to the end
+    commands.sort(key=lambda c: ("idql" not in c[0], "edp" not in c[0], not c[0].startswith("offrl")))
+    (args.out / "parity.json").write_text(json.dumps({"dataset": args.dataset, "updates": args.updates,
+                                                      "seeds": args.seeds, "eval_every": args.eval_every,
+                                                      "eval_episodes": args.eval_episodes,
+                                                      "commands": dict(commands)}, indent=2))
+    t0 = time.time()
+    run_all(commands, args.jobs, args.out / "logs")
+    print(f"all runs done in {time.time() - t0:.0f} s", file=sys.stderr)
+    subprocess.call([sys.executable, "-m", "offrl", "report", str(args.out), "--out", str(args.out / "report")])
+
+
+if __name__ == "__main__":
+    main()
