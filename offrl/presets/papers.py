@@ -16,8 +16,10 @@ register_preset(Preset(
         "actor@gaussian-awr": {"beta": 3.0},
         "actor@edp": {"beta": 3.0},
         "data": {"reward": "locomotion"},
-        "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10},
+        "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10, "shared_batch": True},
     },
+    notes="One batch per iteration for V, the actor and Q, in IQL's code order V → actor → Q → targets "
+          "(trainer.shared_batch).",
 ))
 
 register_preset(Preset(
@@ -31,8 +33,9 @@ register_preset(Preset(
         "actor@gaussian-awr": {"beta": 10.0},
         "actor@edp": {"beta": 10.0},
         "data": {"reward": "antmaze"},
-        "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 100},
+        "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 100, "shared_batch": True},
     },
+    notes="One batch per iteration for V, the actor and Q, in IQL's code order (trainer.shared_batch).",
 ))
 
 register_preset(Preset(
