@@ -69,15 +69,14 @@ def ensure_hopper_random(steps: int = 1_000_000, seed: int = 0) -> str:
 
 
 def export_npz(dataset_id: str) -> Path:
-    """The dataset's transitions (as offrl trains on them) in one .npz, for a peer to load by path."""
+    """The dataset's transitions (actions in [-1, 1], raw rewards and observations) in one .npz, for a peer to
+    load by path; the dataset is read from the current Minari store."""
     out = BENCH_DIR / "npz" / (dataset_id.replace("/", "__") + ".npz")
     if out.exists():
         return out
     from offrl.data.dataset import load_offline_dataset
-    from offrl.datagen.writer import minari_root
 
-    with minari_root(store()):
-        ds = load_offline_dataset(dataset_id, reward="none", check_env=False)
+    ds = load_offline_dataset(dataset_id, reward="none", check_env=False)  # from the current Minari store
     a = ds.arrays
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
