@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from offrl.component import Noise, NoiseSpec, draw_noise
-from offrl.diffusion.model import GaussianDiffusion
+from offrl.generative.diffusion.model import GaussianDiffusion
 from offrl.errors import ConfigError
 
 SKIP_TYPES = ("time_uniform", "logSNR")
