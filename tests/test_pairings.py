@@ -9,6 +9,7 @@ import pytest
 import offrl
 from offrl.actors import ACTORS
 from offrl.critics import CRITICS
+from offrl.presets import PRESETS
 from tests.helpers import read_jsonl
 
 CRITIC_NAMES = ["expectile", "quantile", "exponential", "sarsa", "td3"]
@@ -40,3 +41,27 @@ def test_every_pairing_trains_and_evaluates(critic: str, actor: str, tmp_path: P
     assert [r["step"] for r in train] == [50, 100]
     assert all(np.isfinite(v) for row in train for k, v in row.items() if k != "step")
     assert any(k.startswith("critic/") for k in train[-1]) and any(k.startswith("actor/") for k in train[-1])
+
+
+def test_every_preset_resolves_with_every_critic() -> None:
+    """Keys only the IQL family has (V's) are scoped to it, so --critic sarsa / td3 work with any preset."""
+    for preset in PRESETS:
+        for critic in CRITIC_NAMES:
+            assert offrl.make_config(preset=preset.name, critic=critic).critic == critic
+
+
+def test_the_new_presets_carry_their_papers_settings() -> None:
+    td3bc = offrl.make_config(preset="td3bc-locomotion")
+    assert (td3bc.critic, td3bc.actor, td3bc.actor_cfg.update_every, td3bc.actor_cfg.q_agg) == ("td3", "ddpg-bc", 2, "q1")
+    assert (td3bc.critic_cfg.policy_noise, td3bc.critic_cfg.noise_clip, td3bc.actor_cfg.bc_reduction) == (0.2, 0.5, "mean")
+    assert td3bc.data.normalize_obs and td3bc.data.reward == "none"
+    rebrac = offrl.make_config(preset="rebrac-locomotion")
+    assert rebrac.critic_cfg.layer_norm and rebrac.critic_cfg.alpha_critic > 0 and rebrac.critic_cfg.batch_size == 1024
+    alphas = {f: offrl.make_config(preset=f"fql-ogbench-{f}").actor_cfg.alpha
+              for f in ("antmaze", "humanoidmaze", "cube", "scene", "puzzle")}
+    assert alphas == {"antmaze": 10, "humanoidmaze": 30, "cube": 300, "scene": 300, "puzzle": 1000}
+    fql = offrl.make_config(preset="fql-ogbench-cube")
+    assert (fql.critic_cfg.policy_noise, fql.critic_cfg.q_agg, fql.critic_cfg.hidden_dims) == (0.0, "mean", (512,) * 4)
+    assert fql.critic_cfg.layer_norm and fql.trainer.steps == 1_000_000
+    ifql = offrl.make_config(preset="ifql")
+    assert (ifql.critic_cfg.tau, ifql.actor, ifql.actor_cfg.num_samples) == (0.9, "flow-resample", 32)

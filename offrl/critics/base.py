@@ -58,7 +58,8 @@ class QCriticConfig:
     activation: str = field(default="relu", metadata=_help("Activation of the critic's MLPs"))
     num_q: int = field(default=2, metadata=_help("Q ensemble size (2 = twin Q)"))
     layer_norm: bool = field(
-        default=False, metadata=_help("LayerNorm after every hidden layer of the critic's MLPs (ReBRAC, FQL)")
+        default=False,
+        metadata=_help("LayerNorm in every hidden layer (before its activation) of the critic's MLPs (ReBRAC, FQL)"),
     )
     q_lr: float = field(default=3e-4, metadata=_help("Adam learning rate of the Q networks"))
     discount: float = field(default=0.99, metadata=_help("Discount γ"))
