@@ -15,7 +15,6 @@ from offrl.actors import ACTORS
 from offrl.actors.base import Actor, ActorConfig
 from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics import CRITICS
-from offrl.critics.base import aggregate_q
 from offrl.critics.sarsa import SarsaConfig, SarsaCritic
 from offrl.critics.td3 import TD3Config, TD3Critic
 from offrl.data.dataset import load_offline_dataset

@@ -84,7 +84,8 @@ def test_flow_transports_noise_onto_a_mixture() -> None:
         opt.step()
         sched.step()
     with torch.no_grad():
-        x = euler_sample(field, torch.ones(2000, 1), torch.randn(2000, 2, generator=torch.Generator().manual_seed(1)), 10)
+        x0 = torch.randn(2000, 2, generator=torch.Generator().manual_seed(1))
+        x = euler_sample(field, torch.ones(2000, 1), x0, 10)
     d = torch.cdist(x, MODES)
     shares = torch.bincount(d.argmin(1), minlength=4).float() / len(x)
     assert (shares - WEIGHTS).abs().max() < 0.06, shares.tolist()

@@ -52,8 +52,9 @@ def test_every_preset_resolves_with_every_critic() -> None:
 
 def test_the_new_presets_carry_their_papers_settings() -> None:
     td3bc = offrl.make_config(preset="td3bc-locomotion")
-    assert (td3bc.critic, td3bc.actor, td3bc.actor_cfg.update_every, td3bc.actor_cfg.q_agg) == ("td3", "ddpg-bc", 2, "q1")
-    assert (td3bc.critic_cfg.policy_noise, td3bc.critic_cfg.noise_clip, td3bc.actor_cfg.bc_reduction) == (0.2, 0.5, "mean")
+    c, a = td3bc.critic_cfg, td3bc.actor_cfg
+    assert (td3bc.critic, td3bc.actor, a.update_every, a.q_agg, a.bc_reduction) == ("td3", "ddpg-bc", 2, "q1", "mean")
+    assert (c.policy_noise, c.noise_clip, c.q_agg) == (0.2, 0.5, "min")
     assert td3bc.data.normalize_obs and td3bc.data.reward == "none"
     rebrac = offrl.make_config(preset="rebrac-locomotion")
     assert rebrac.critic_cfg.layer_norm and rebrac.critic_cfg.alpha_critic > 0 and rebrac.critic_cfg.batch_size == 1024

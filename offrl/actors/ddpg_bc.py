@@ -86,7 +86,8 @@ class DDPGBCConfig(ActorConfig):
         default="min", metadata={"help": "Q in the loss over the critic ensemble: min | mean | q1 (TD3+BC) | random"}
     )
     target_update_rate: float = field(
-        default=0.005, metadata={"help": "Polyak rate of the target policy μ̄ a td3 critic backs up through (TD3: 0.005)"}
+        default=0.005,
+        metadata={"help": "Polyak rate of the target policy μ̄ a td3 critic backs up through (TD3: 0.005)"},
     )
 
     def __post_init__(self) -> None:

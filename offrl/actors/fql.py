@@ -53,8 +53,9 @@ def _h(text: str) -> dict[str, str]:
 
 @dataclass
 class FQLConfig(ActorConfig):
-    hidden_dims: tuple[int, ...] = field(default=(512, 512, 512, 512),
-                                         metadata=_h("Hidden widths of the BC flow and the one-step policy (FQL: 4×512)"))
+    hidden_dims: tuple[int, ...] = field(
+        default=(512, 512, 512, 512), metadata=_h("Hidden widths of the BC flow and the one-step policy (FQL: 4×512)")
+    )
     activation: str = field(default="gelu", metadata=_h("Activation of both networks (FQL: GELU)"))
     layer_norm: bool = field(default=False, metadata=_h("LayerNorm in both networks (FQL's actor_layer_norm: off)"))
     lr: float = field(default=3e-4, metadata=_h("Adam learning rate"))

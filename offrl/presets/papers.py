@@ -227,7 +227,8 @@ def _fql_preset(name: str, family: str, alpha: float, discount: float = 0.99, cr
                 steps: int = 1_000_000, reward: str = "none", extra_notes: str = "") -> None:
     register_preset(Preset(
         name=name,
-        description=f"FQL on {family}: α={alpha:g}, 4×512 GELU nets, LayerNorm in Q, γ={discount}, {steps // 1000}k steps",
+        description=f"FQL on {family}: α={alpha:g}, 4×512 GELU nets, LayerNorm in Q, γ={discount}, "
+                    f"{steps // 1000}k steps",
         source=_FQL,
         values={
             "critic": {**_FQL_CRITIC, "discount": discount},
