@@ -22,13 +22,23 @@ from tests.helpers import read_jsonl, run_cli
 CPU = torch.device("cpu")
 TINY_ACTOR = {"gaussian-awr": {"hidden_dims": (16,)}, "ddpg-bc": {"hidden_dims": (16,)},
               "diffusion-resample": {"hidden": 16, "depth": 1, "num_samples": 4, "dropout": 0.1},
-              "edp": {"hidden": 16, "depth": 1, "num_samples": 4, "solver_steps": 3, "timesteps": 20}}
+              "edp": {"hidden": 16, "depth": 1, "num_samples": 4, "solver_steps": 3, "timesteps": 20},
+              "fql": {"hidden_dims": (16,), "flow_steps": 3},
+              "flow-resample": {"hidden_dims": (16,), "flow_steps": 3, "num_samples": 4}}
+CRITIC_NAMES = ["expectile", "quantile", "exponential", "sarsa", "td3"]
+ACTOR_NAMES = ["gaussian-awr", "diffusion-resample", "edp", "ddpg-bc", "fql", "flow-resample"]
 
 
 def table(n: int = 500, obs_dim: int = 3, act_dim: int = 2) -> TransitionTable:
+    """Random transitions in episodes of 10 steps: every 10th step ends its episode (every 20th by a
+    termination, the others truncated), so bootstraps, terminals and missing next actions all occur."""
     g = torch.Generator().manual_seed(0)
-    return TransitionTable(torch.randn(n, obs_dim, generator=g), torch.rand(n, act_dim, generator=g) * 2 - 1,
-                           torch.randn(n, generator=g), torch.randn(n, obs_dim, generator=g), torch.zeros(n))
+    actions = torch.rand(n, act_dim, generator=g) * 2 - 1
+    last = (torch.arange(n) % 10) == 9
+    next_actions = torch.where(last[:, None], 0.0, torch.roll(actions, -1, 0))
+    terminals = ((torch.arange(n) % 20) == 19).float()
+    return TransitionTable(torch.randn(n, obs_dim, generator=g), actions, torch.randn(n, generator=g),
+                           torch.randn(n, obs_dim, generator=g), terminals, next_actions, (~last).float())
 
 
 def agent(critic: str, actor: str, seed: int, **actor_cfg: object) -> Agent:
@@ -137,15 +147,32 @@ class _NoHostSync(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("critic", ["expectile", "quantile", "exponential"])
-@pytest.mark.parametrize("actor", ["gaussian-awr", "diffusion-resample", "edp", "ddpg-bc"])
+@pytest.mark.parametrize("critic", CRITIC_NAMES)
+@pytest.mark.parametrize("actor", ACTOR_NAMES)
 def test_an_iteration_never_synchronises_with_the_host(critic: str, actor: str) -> None:
-    """Static shapes and no value read back: the property CUDA-graph capture and compile rely on."""
+    """Static shapes and no value read back: the property CUDA-graph capture and compile rely on.
+    Acting too (V estimates of critics without V, candidate selection)."""
     lrn = learner(critic, actor, [0, 1])
     lrn.train(1)  # allocates the metric accumulators
     rand = lrn.rng.draw(lrn._plan(True))
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     with _NoHostSync(), torch.no_grad():
         lrn._iteration(rand, True)
+        lrn.act(torch.randn(2, 5, 3), gens)
+
+
+@pytest.mark.parametrize("critic, actor", [("td3", "ddpg-bc"), ("sarsa", "fql"), ("td3", "diffusion-resample"),
+                                           ("td3", "gaussian-awr")])
+def test_seeds_together_match_seeds_alone_on_bootstrapped_data(critic: str, actor: str) -> None:
+    """On data with bootstraps (not the all-terminal bandit): the backups through next actions, the policy
+    delay and the V estimates give seed 1 the same weights beside seed 0 as alone."""
+    schedule = UpdateSchedule(critic_batch=32, actor_batch=32, actor_every=2)
+    group, solo = learner(critic, actor, [0, 1], schedule), learner(critic, actor, [1], schedule)
+    group.train(7)
+    solo.train(7)
+    for name, value in solo.stack.state.items():
+        torch.testing.assert_close(group.stack.state[name][1], value[0], rtol=1e-4, atol=1e-5, msg=name)
+    assert any(not torch.equal(group.stack.state[n][0], group.stack.state[n][1]) for n in group.stack.state)
 
 
 # --- seeds trained together reproduce seeds trained alone -------------------------------------------------------
@@ -169,8 +196,8 @@ GROUP = {"critic.hidden_dims": [16, 16], "critic.batch_size": 32, "actor.batch_s
          "trainer.eval_every": 120, "trainer.eval_episodes": 12, "trainer.eval_envs": 4, "trainer.log_every": 40}
 
 
-@pytest.mark.parametrize("critic", ["expectile", "quantile", "exponential"])
-@pytest.mark.parametrize("actor", ["gaussian-awr", "diffusion-resample", "edp", "ddpg-bc"])
+@pytest.mark.parametrize("critic", CRITIC_NAMES)
+@pytest.mark.parametrize("actor", ACTOR_NAMES)
 def test_each_seed_of_a_group_reproduces_its_solo_run(critic: str, actor: str, tmp_path: Path) -> None:
     """Same batches, same noise (dropout included), same evaluation episodes: metrics and scores agree
     with the solo run to float tolerance (batched kernels sum in another order)."""

@@ -263,8 +263,8 @@ def test_benchmark_specs_load(suite: str) -> None:
     cells = expand_cells(spec)
     assert len(cells) == len(spec.critics) * len(spec.actors) * len(spec.datasets) * len(spec.seeds)
     if suite == "bandit":
-        assert spec.critics == ("expectile", "quantile", "exponential")
-        assert spec.actors == ("gaussian-awr", "diffusion-resample", "edp", "ddpg-bc")
+        assert spec.critics == ("expectile", "quantile", "exponential", "sarsa", "td3")
+        assert spec.actors == ("gaussian-awr", "diffusion-resample", "edp", "ddpg-bc", "fql", "flow-resample")
         assert spec.seeds == (0, 1, 2, 3, 4) and spec.run.preset == "bandit"
 
 

@@ -8,6 +8,13 @@ live in [−1, 1]; the trainer maps them to the environment's bounds.
 Training follows :mod:`offrl.component`'s contract (param groups, losses as
 stages, declared noise, after-step updates); acting adds
 :meth:`Actor.act_noise` and :meth:`Actor.act`.
+
+The one method a critic may call on its actor: :meth:`Actor.next_actions`
+(with its randomness declared by :meth:`Actor.next_action_noise`). Critics
+that back up through the policy (``td3``) use it for a' at s'; critics
+without V (``td3``, ``sarsa``) use it to estimate V(s) = E_π Q(s, a). It is
+the policy being trained, sampled cheaply (its target or EMA copy where it
+has one), never through the critic.
 """
 from __future__ import annotations
 
@@ -50,6 +57,19 @@ class Actor(Component):
         super().__init__()
         self.cfg = cfg
         self.obs_dim, self.act_dim, self.total_updates = obs_dim, act_dim, max(1, int(total_updates))
+
+    def next_action_noise(self, batch_size: int) -> NoiseSpec:
+        """Random tensors :meth:`next_actions` needs for ``batch_size`` states, each with the batch on dim 0
+        (none by default: a deterministic policy)."""
+        return {}
+
+    @torch.no_grad()
+    def next_actions(self, obs: torch.Tensor, noise: NoiseTensors) -> torch.Tensor:
+        """The policy's actions [B, A] in [−1, 1] for states [B, O], for a critic's backup or V estimate.
+
+        Cheap and critic-free: the target/EMA copy where the actor keeps one; no gradient.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement next_actions")
 
     def act_noise(self, batch_size: int) -> NoiseSpec:
         """Random tensors :meth:`act` needs for ``batch_size`` observations (none by default)."""

@@ -23,10 +23,23 @@ constant, ‖(μ(s) − a)/σ‖² + 2 Σ log σ (identical to the deterministic
 
 The learning rate is constant by default: TD3+BC and Park et al.'s DDPG+BC use
 no decay (``cosine_decay`` turns on IQL's cosine schedule).
+
+Q in the loss is ``q_agg`` over the critic's online ensemble: ``min`` (default,
+as Park et al. and ReBRAC), ``q1`` (TD3+BC uses Q1 only), ``mean``, or
+``random`` (one member per update, drawn from declared noise).
+
+Target policy (TD3): a frozen copy μ̄ of the mean network, Polyak-averaged
+after every actor update (``target_update_rate``, TD3's τ = 0.005). It is
+what :meth:`DDPGBCActor.next_actions` returns, the a' = μ̄(s') of a critic
+that backs up through the policy (``td3``); with the policy delay
+(``update_every`` = 2) it moves only when the actor does. IQL-family critics
+never read it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import copy
 
 import torch
 from torch import nn
@@ -34,8 +47,8 @@ from torch import nn
 from offrl.actors.base import Actor, ActorConfig
 from offrl.actors.gaussian_awr import lr_schedule
 from offrl.actors.registry import ACTORS
-from offrl.component import NoiseTensors, ParamGroup, Stage
-from offrl.critics.base import CriticView
+from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage, polyak_
+from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
 from offrl.nets import MLP
@@ -69,6 +82,13 @@ class DDPGBCConfig(ActorConfig):
     )
     log_std_min: float = field(default=-5.0, metadata={"help": "Lower clip of log σ (policy=gaussian)"})
     log_std_max: float = field(default=2.0, metadata={"help": "Upper clip of log σ (policy=gaussian)"})
+    q_agg: str = field(
+        default="min", metadata={"help": "Q in the loss over the critic ensemble: min | mean | q1 (TD3+BC) | random"}
+    )
+    target_update_rate: float = field(
+        default=0.005,
+        metadata={"help": "Polyak rate of the target policy μ̄ a td3 critic backs up through (TD3: 0.005)"},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,6 +100,9 @@ class DDPGBCConfig(ActorConfig):
             raise unknown("ddpg-bc BC reduction (actor.bc_reduction)", self.bc_reduction, BC_REDUCTIONS)
         if self.policy not in POLICIES:
             raise unknown("ddpg-bc policy (actor.policy)", self.policy, POLICIES)
+        check_q_agg(self.q_agg, "actor.q_agg")
+        if not 0.0 < self.target_update_rate <= 1.0:
+            raise ConfigError(f"actor.target_update_rate must be in (0, 1], got {self.target_update_rate}")
         if not self.log_std_min < self.log_std_max:
             raise ConfigError(
                 f"actor.log_std_min ({self.log_std_min}) must be < actor.log_std_max ({self.log_std_max})"
@@ -96,10 +119,15 @@ class DDPGBCActor(Actor):
         self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation)
         if cfg.policy == "gaussian":
             self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.mean_target = copy.deepcopy(self.mean_net).requires_grad_(False)  # μ̄, TD3's target policy
 
     def param_groups(self) -> dict[str, ParamGroup]:
-        return {"actor": ParamGroup(self.parameters(), self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return {"actor": ParamGroup(trainable, self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
                                     total_updates=self.total_updates, max_grad_norm=self.cfg.max_grad_norm)}
+
+    def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
+        return {"q_member": Noise.uniform()} if self.cfg.q_agg == "random" else {}
 
     def stages(self) -> list[Stage]:
         return [Stage("actor", self.loss)]
@@ -111,7 +139,7 @@ class DDPGBCActor(Actor):
     def loss(self, batch: Batch, noise: NoiseTensors, critic: CriticView) -> tuple[torch.Tensor, dict]:
         """L = mean[−λ Q(s, μ(s)) + ‖μ(s) − a‖²], λ = α / sg(mean|Q|); returns (L, metrics)."""
         mu = self.mu(batch.observations)
-        q = critic.q_for_actor(batch.observations, mu)  # min_i Q_i(s, μ(s)), [B]
+        q = q_for_actor(critic, batch.observations, mu, self.cfg.q_agg, noise.get("q_member"))  # agg_i Q_i(s, μ(s))
         lam = self.cfg.alpha / q.detach().abs().mean().clamp_min(Q_SCALE_EPS)  # λ = α / sg(mean|Q|)
         sq_err = (mu - batch.actions) ** 2  # [B, A]
         if self.cfg.policy == "gaussian":
@@ -123,6 +151,16 @@ class DDPGBCActor(Actor):
         loss = (-lam * q + bc).mean()
         return loss, {"actor/loss": loss, "actor/q": q.mean(), "actor/bc_mse": sq_err.sum(-1).mean(),
                       "actor/lambda": lam}
+
+    @torch.no_grad()
+    def after_update(self, step: torch.Tensor) -> None:
+        """μ̄ ← μ̄ + ρ (μ − μ̄) after each actor update."""
+        polyak_(self.mean_target.parameters(), self.mean_net.parameters(), self.cfg.target_update_rate)
+
+    @torch.no_grad()
+    def next_actions(self, obs: torch.Tensor, noise: NoiseTensors) -> torch.Tensor:
+        """a' = μ̄(s') = tanh(target MLP(s')), the target policy (TD3)."""
+        return torch.tanh(self.mean_target(obs))
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:

@@ -5,6 +5,12 @@ Acting: repeat each state N times (layout ``(b n)``), draw N candidates with
 the EMA model in one forward pass per denoising step (DDPM, or DPM-Solver for
 long schedules), then pick one per state with the critic's selection rule
 (``argmax`` | ``implicit`` | ``softmax``, see :mod:`offrl.critics.selection`).
+
+Next actions for a critic (``td3``'s backup, the V estimate of critics
+without V): one sample per state from the EMA model with the acting sampler,
+without candidate selection — a sample of the behaviour model, cheap and
+critic-free. (Backing up through the selected policy would run N candidates
+and the critic inside the critic's own target.)
 """
 from __future__ import annotations
 
@@ -12,14 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from einops import rearrange
 
 from offrl.actors.base import Actor, ActorConfig
 from offrl.actors.gaussian_awr import lr_schedule
 from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
 from offrl.critics.selection import RULES, sample_candidates
-from offrl.diffusion import EMA, GaussianDiffusion, make_denoiser, make_schedule, repeat_states, sample_dpm_solver
-from offrl.diffusion.solvers import dpm_solver_noise
+from offrl.generative.diffusion import (
+    EMA,
+    GaussianDiffusion,
+    make_denoiser,
+    make_schedule,
+    repeat_states,
+    sample_dpm_solver,
+)
+from offrl.generative.diffusion.solvers import dpm_solver_noise
 from offrl.errors import ConfigError, unknown
 
 SAMPLERS = ("ddpm", "dpm-solver")
@@ -108,6 +122,20 @@ class DiffusionPolicyActor(Actor):
         if self.cfg.sampler == "dpm-solver":
             return sample_dpm_solver(model, obs, steps=self.cfg.solver_steps, noise=noise)
         return model.sample_ddpm(obs, noise)
+
+    def next_action_noise(self, batch_size: int) -> NoiseSpec:
+        """:meth:`sample_noise` with the batch on dim 0 (DDPM's per-step z declared as [B, T, A])."""
+        spec = self.sample_noise(batch_size)
+        if "z" in spec:
+            spec["z"] = Noise.normal(batch_size, *spec["z"].shape[:1], *spec["z"].shape[2:])
+        return spec
+
+    @torch.no_grad()
+    def next_actions(self, obs: torch.Tensor, noise: NoiseTensors) -> torch.Tensor:
+        """One EMA-model sample per state (no selection)."""
+        if "z" in noise:
+            noise = {**noise, "z": rearrange(noise["z"], "b t a -> t b a")}
+        return self.sample(obs, noise)
 
     def act_noise(self, batch_size: int) -> NoiseSpec:
         return {**self.sample_noise(batch_size * self.cfg.num_samples), "select": Noise.uniform(batch_size)}

@@ -4,6 +4,9 @@
 (init 0, clipped to [−5, 2]); the distribution itself is not squashed.
 Loss: −mean[min(exp(β · (min Q̄ − V)), 100) · log π(a|s)], actor LR with
 cosine decay to 0 over training. Evaluation acts with the mean.
+
+Next actions for a critic (``next_action``): the mean (what evaluation acts
+with, default) or a sample a = mean + σε of the Gaussian.
 """
 from __future__ import annotations
 
@@ -15,10 +18,13 @@ from torch import nn
 
 from offrl.actors.base import Actor, ActorConfig
 from offrl.actors.registry import ACTORS
-from offrl.component import NoiseSpec, NoiseTensors, ParamGroup, Stage
+from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
 from offrl.data.transitions import Batch
+from offrl.errors import unknown
 from offrl.nets import MLP
+
+NEXT_ACTIONS = ("mean", "sample")
 
 
 @dataclass
@@ -32,6 +38,14 @@ class GaussianAWRConfig(ActorConfig):
     max_weight: float = field(default=100.0, metadata={"help": "Clip of the exp(β·A) weights"})
     log_std_min: float = field(default=-5.0, metadata={"help": "Lower clip of log σ"})
     log_std_max: float = field(default=2.0, metadata={"help": "Upper clip of log σ"})
+    next_action: str = field(
+        default="mean", metadata={"help": "Next actions a critic backs up through / averages V over: mean | sample"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.next_action not in NEXT_ACTIONS:
+            raise unknown("next action (actor.next_action)", self.next_action, NEXT_ACTIONS)
 
 
 def awr_weights(adv: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
@@ -83,6 +97,18 @@ class GaussianAWRActor(Actor):
         log_prob = self.log_prob(batch.observations, batch.actions, noise)
         loss = -(weights * log_prob).mean()
         return loss, {"actor/loss": loss, "actor/weight_mean": weights.mean(), "actor/log_prob": log_prob.mean()}
+
+    def next_action_noise(self, batch_size: int) -> NoiseSpec:
+        return {"eps": Noise.normal(batch_size, self.act_dim)} if self.cfg.next_action == "sample" else {}
+
+    @torch.no_grad()
+    def next_actions(self, obs: torch.Tensor, noise: NoiseTensors) -> torch.Tensor:
+        """tanh(μ_θ(s)), or tanh(μ_θ(s)) + σ ε with ``next_action = sample``; clipped to [−1, 1]."""
+        mean = self.mean(obs)
+        if self.cfg.next_action == "sample":
+            log_std = torch.clamp(self.log_std, self.cfg.log_std_min, self.cfg.log_std_max)
+            mean = mean + torch.exp(log_std) * noise["eps"]
+        return mean.clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:

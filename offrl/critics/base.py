@@ -1,8 +1,17 @@
-"""The IQL critic family: shared twin-Q / V machinery, pluggable value loss.
+"""What every critic shares: the Q ensemble with Polyak targets, the actor-facing view, the IQL family.
 
-Notation of ``algorithms.md`` §1–2: twin Q networks Q1, Q2 with Polyak targets
-Q̄1, Q̄2 and a state value V. With u = min(Q̄1, Q̄2)(s, a) − V(s) on *dataset*
-actions,
+Two kinds of critic learn Q in offrl (docs/critics.md):
+
+- the **IQL family** (:class:`IQLCritic`): Q regressed on r + γ(1 − terminal)·V(s')
+  and V fitted to Q on dataset actions with a pluggable value loss f;
+- **critics without V** (:class:`offrl.critics.q_only.QOnlyCritic`): Q backed up
+  through a next action, the dataset's (``sarsa``) or the actor's (``td3``).
+
+Both are a :class:`QEnsembleCritic`: K Q networks Q_1..Q_K (K = 2: the twin Q)
+with Polyak targets Q̄_i, and the view actors see (:class:`CriticView`).
+
+Notation of the IQL family (``algorithms.md`` §1–2): with
+u = min(Q̄1, Q̄2)(s, a) − V(s) on *dataset* actions,
 
 - V loss: mean f(u), with f the critic's value loss;
 - Q loss: y = r + γ (1 − terminal) V(s')  (current V, no target V),
@@ -28,7 +37,7 @@ from einops import reduce
 
 from offrl.component import Component, NoiseTensors, ParamGroup, Stage, polyak_
 from offrl.data.transitions import Batch
-from offrl.errors import ConfigError
+from offrl.errors import ConfigError, unknown
 from offrl.nets import EnsembleMLP, MLP
 
 
@@ -36,26 +45,33 @@ def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
 
-@dataclass
-class CriticConfig:
-    """Hyperparameters shared by every IQL-family critic (paper defaults)."""
+#: How an ensemble of Q values [K, B] becomes one [B]: the minimum (clipped double Q), the mean
+#: (FQL), the first member (TD3+BC's actor), or one member drawn per update (``random``).
+Q_AGGS = ("min", "mean", "q1", "random")
 
-    hidden_dims: tuple[int, ...] = field(default=(256, 256), metadata=_help("Hidden layer widths of Q and V MLPs"))
-    activation: str = field(default="relu", metadata=_help("Activation of Q and V MLPs"))
-    num_q: int = field(default=2, metadata=_help("Q ensemble size (2 = IQL's twin Q; min over members)"))
-    value_layer_norm: bool = field(default=False, metadata=_help("LayerNorm on V's input (IDQL's value net)"))
+
+@dataclass
+class QCriticConfig:
+    """Hyperparameters of every critic's Q ensemble (paper defaults)."""
+
+    hidden_dims: tuple[int, ...] = field(default=(256, 256), metadata=_help("Hidden layer widths of the critic's MLPs"))
+    activation: str = field(default="relu", metadata=_help("Activation of the critic's MLPs"))
+    num_q: int = field(default=2, metadata=_help("Q ensemble size (2 = twin Q)"))
+    layer_norm: bool = field(
+        default=False,
+        metadata=_help("LayerNorm in every hidden layer (before its activation) of the critic's MLPs (ReBRAC, FQL)"),
+    )
     q_lr: float = field(default=3e-4, metadata=_help("Adam learning rate of the Q networks"))
-    v_lr: float = field(default=3e-4, metadata=_help("Adam learning rate of V"))
     discount: float = field(default=0.99, metadata=_help("Discount γ"))
     target_update_rate: float = field(default=0.005, metadata=_help("Polyak rate ρ: θ̄ ← (1−ρ)θ̄ + ρθ"))
     batch_size: int = field(default=256, metadata=_help("Batch size of each critic update"))
     updates_per_step: int = field(default=1, metadata=_help("Critic updates per trainer iteration"))
     max_grad_norm: float = field(
-        default=0.0, metadata=_help("Clip each critic group's (Q, V) global gradient norm per seed; 0 = off")
+        default=0.0, metadata=_help("Clip each critic group's global gradient norm per seed; 0 = off")
     )
 
     def __post_init__(self) -> None:
-        _check_positive(self, "batch_size", "updates_per_step", "num_q", "q_lr", "v_lr")
+        _check_positive(self, "batch_size", "updates_per_step", "num_q", "q_lr")
         if not self.max_grad_norm >= 0:
             raise ConfigError(f"critic.max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
         if not 0.0 <= self.discount <= 1.0:
@@ -64,11 +80,57 @@ class CriticConfig:
             raise ConfigError(f"critic.target_update_rate must be in (0, 1], got {self.target_update_rate}")
 
 
+@dataclass
+class CriticConfig(QCriticConfig):
+    """Hyperparameters shared by every IQL-family critic (paper defaults): the Q ensemble's plus V's."""
+
+    value_layer_norm: bool = field(default=False, metadata=_help("LayerNorm on V's input (IDQL's value net)"))
+    v_lr: float = field(default=3e-4, metadata=_help("Adam learning rate of V"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, "v_lr")
+
+
 def _check_positive(cfg: object, *names: str) -> None:
     for n in names:
         v = getattr(cfg, n)
         if not v > 0:
-            raise ConfigError(f"{n} must be positive, got {v!r}")
+            raise ConfigError(f"critic.{n} must be positive, got {v!r}")
+
+
+def check_q_agg(agg: str, key: str, choices: tuple[str, ...] = Q_AGGS) -> None:
+    """A clear error for an unknown aggregation (``key``: the config key that holds it)."""
+    if agg not in choices:
+        raise unknown(f"Q aggregation ({key})", agg, choices)
+
+
+def aggregate_q(q_all: torch.Tensor, agg: str = "min", u: torch.Tensor | None = None) -> torch.Tensor:
+    """[K, B] -> [B]: min_i Q_i, mean_i Q_i, Q_1, or Q_j with j = ⌊u·K⌋ for ``random`` (u ∈ [0, 1), a scalar
+    the caller declared as noise). No host sync: ``random`` selects with a one-hot mask."""
+    if agg == "min":
+        return reduce(q_all, "k b -> b", "min")
+    if agg == "mean":
+        return reduce(q_all, "k b -> b", "mean")
+    if agg == "q1":
+        return q_all[0]
+    if agg == "random":
+        if u is None:
+            raise ValueError("q_agg='random' needs a uniform u (declare Noise.uniform() and pass it)")
+        k = q_all.shape[0]
+        j = torch.clamp(torch.floor(u * k), max=k - 1)
+        one_hot = (torch.arange(k, device=q_all.device, dtype=q_all.dtype) == j).to(q_all.dtype)
+        return (one_hot.unsqueeze(-1) * q_all).sum(0)
+    raise unknown("Q aggregation", agg, Q_AGGS)
+
+
+def q_for_actor(critic: "CriticView", obs: torch.Tensor, act: torch.Tensor, agg: str = "min",
+                u: torch.Tensor | None = None) -> torch.Tensor:
+    """``critic.q_for_actor`` with aggregation ``agg``; the two-argument call for ``min``, the default,
+    so views written before ``q_agg`` existed keep working with every actor's default."""
+    if agg == "min":
+        return critic.q_for_actor(obs, act)
+    return critic.q_for_actor(obs, act, agg, u)
 
 
 class CriticView(Protocol):
@@ -87,8 +149,10 @@ class CriticView(Protocol):
     def implicit_weight(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """w(s, a) ≥ 0 of the critic's implicit policy (unnormalised; no gradient)."""
 
-    def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """min_i Q_i(s, a) of the online ensemble, differentiable in ``act``."""
+    def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor, agg: str = "min",
+                    u: torch.Tensor | None = None) -> torch.Tensor:
+        """agg_i Q_i(s, a) of the online ensemble, differentiable in ``act``; ``agg`` one of
+        :data:`Q_AGGS` (min by default; ``random`` needs the actor's uniform ``u``, see :func:`aggregate_q`)."""
 
     def selection_probs(
         self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
@@ -98,19 +162,68 @@ class CriticView(Protocol):
         (see :mod:`offrl.critics.selection`; candidates [B, N, A] or [(B·N), A] with num_candidates)."""
 
 
-class IQLCritic(Component):
+class QEnsembleCritic(Component):
+    """K Q networks with Polyak targets and the Q side of :class:`CriticView` (base of every critic)."""
+
+    Config = QCriticConfig
+
+    def __init__(self, cfg: QCriticConfig, obs_dim: int, act_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.q_net = EnsembleMLP(cfg.num_q, obs_dim + act_dim, cfg.hidden_dims, 1, cfg.activation,
+                                 layer_norm=cfg.layer_norm)
+        self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
+
+    def _q_all(self, net: EnsembleMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return net(torch.cat([obs, act], -1)).squeeze(-1)  # [K, B]
+
+    # --- CriticView: the Q side ------------------------------------------------------------
+    @torch.no_grad()
+    def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return reduce(self._q_all(self.q_target, obs, act), "k b -> b", "min")
+
+    def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor, agg: str = "min",
+                    u: torch.Tensor | None = None) -> torch.Tensor:
+        return aggregate_q(self._q_all(self.q_net, obs, act), agg, u)
+
+    @torch.no_grad()
+    def advantage(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.q(obs, act) - self.v(obs)
+
+    def v(self, obs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def selection_probs(
+        self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
+        num_candidates: int | None = None,
+    ) -> torch.Tensor:
+        from offrl.critics.selection import selection_probs
+
+        return selection_probs(self, obs, candidates, rule, temperature, num_candidates)
+
+    def q_loss_of(self, batch: Batch, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_Q = Σ_i mean_b (Q_i(s, a) − y)², Q values [K, B]) on dataset actions."""
+        q_all = self._q_all(self.q_net, batch.observations, batch.actions)
+        return reduce((q_all - y) ** 2, "k b -> k", "mean").sum(), q_all
+
+    @torch.no_grad()
+    def after_update(self, step: torch.Tensor) -> None:
+        """θ̄ ← θ̄ + ρ (θ − θ̄), in place (one fused kernel per tensor list)."""
+        polyak_(self.q_target.parameters(), self.q_net.parameters(), self.cfg.target_update_rate)
+
+
+class IQLCritic(QEnsembleCritic):
     """Twin Q + V trained in-sample with a pluggable value loss (see module docstring)."""
 
     Config = CriticConfig
     actor_after = "v"  # IQL's code on a shared batch: V → actor → Q → targets
+    cfg: CriticConfig
 
     def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.q_net = EnsembleMLP(cfg.num_q, obs_dim + act_dim, cfg.hidden_dims, 1, cfg.activation)
-        self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
-        self.v_net = MLP(obs_dim, cfg.hidden_dims, 1, cfg.activation, input_layer_norm=cfg.value_layer_norm)
+        super().__init__(cfg, obs_dim, act_dim)
+        self.v_net = MLP(obs_dim, cfg.hidden_dims, 1, cfg.activation, layer_norm=cfg.layer_norm,
+                         input_layer_norm=cfg.value_layer_norm)
 
     # --- the value loss: the only thing a concrete critic defines -------------------------
     def value_loss(self, u: torch.Tensor) -> torch.Tensor:
@@ -121,40 +234,17 @@ class IQLCritic(Component):
         """Elementwise w(u) = |f'(u)| / |u| up to a constant; finite and ≥ 0 for every u."""
         raise NotImplementedError
 
-    # --- Q and V ------------------------------------------------------------------------------
-    def _q_all(self, net: EnsembleMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return net(torch.cat([obs, act], -1)).squeeze(-1)  # [K, B]
-
+    # --- V --------------------------------------------------------------------------------------
     def _v(self, obs: torch.Tensor) -> torch.Tensor:
         return self.v_net(obs).squeeze(-1)
-
-    # --- CriticView ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return reduce(self._q_all(self.q_target, obs, act), "k b -> b", "min")
 
     @torch.no_grad()
     def v(self, obs: torch.Tensor) -> torch.Tensor:
         return self._v(obs)
 
     @torch.no_grad()
-    def advantage(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self.q(obs, act) - self.v(obs)
-
-    @torch.no_grad()
     def implicit_weight(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.implicit_weight_u(self.advantage(obs, act))
-
-    def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return reduce(self._q_all(self.q_net, obs, act), "k b -> b", "min")
-
-    def selection_probs(
-        self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
-        num_candidates: int | None = None,
-    ) -> torch.Tensor:
-        from offrl.critics.selection import selection_probs
-
-        return selection_probs(self, obs, candidates, rule, temperature, num_candidates)
 
     # --- training: what the learner optimises ----------------------------------------------------
     def param_groups(self) -> dict[str, ParamGroup]:
@@ -174,20 +264,13 @@ class IQLCritic(Component):
 
     def q_loss(self, batch: Batch, noise: NoiseTensors, actor: object) -> tuple[torch.Tensor, dict]:
         """L_Q = Σ_i mean (Q_i(s, a) − y)²,  y = r + γ (1 − terminal) V(s')."""
-        y = self.td_target(batch)
-        q_all = self._q_all(self.q_net, batch.observations, batch.actions)
-        loss = reduce((q_all - y) ** 2, "k b -> k", "mean").sum()
+        loss, q_all = self.q_loss_of(batch, self.td_target(batch))
         return loss, {"critic/q_loss": loss, "critic/q_mean": q_all.mean()}
 
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:
         """y = r + γ (1 − terminal) V(s'), with the current V. Truncations are not terminal."""
         return batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * self._v(batch.next_observations)
-
-    @torch.no_grad()
-    def after_update(self, step: torch.Tensor) -> None:
-        """θ̄ ← θ̄ + ρ (θ − θ̄), in place (one fused kernel per tensor list)."""
-        polyak_(self.q_target.parameters(), self.q_net.parameters(), self.cfg.target_update_rate)
 
 
 def safe_abs_ratio(num: torch.Tensor, u: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
@@ -196,4 +279,5 @@ def safe_abs_ratio(num: torch.Tensor, u: torch.Tensor, limit: torch.Tensor) -> t
     return torch.where(small, limit, num.abs() / torch.where(small, torch.ones_like(u), u.abs()))
 
 
-__all__ = ["CriticConfig", "CriticView", "IQLCritic", "safe_abs_ratio"]
+__all__ = ["CriticConfig", "CriticView", "IQLCritic", "Q_AGGS", "QCriticConfig", "QEnsembleCritic", "aggregate_q",
+           "check_q_agg", "q_for_actor", "safe_abs_ratio"]

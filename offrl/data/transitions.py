@@ -3,6 +3,12 @@
 Everything the training step touches lives on the training device as float32,
 and batches are drawn with a ``torch.Generator`` on that device, so the step
 needs no host round-trip (a prerequisite for CUDA-graph capture).
+
+Next actions (SARSA's backup, ReBRAC's critic penalty) are derived here from
+the flat actions and the episode boundaries, not stored: a'_t = a_{t+1} of the
+same episode. The last transition of an episode has no next action (the
+dataset ends at s_T); its row holds zeros and ``has_next_action`` = 0, and
+the critics that read next actions say how they treat it (docs/critics.md).
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ class Batch(NamedTuple):
     rewards: torch.Tensor  # [B]
     next_observations: torch.Tensor  # [B, O]
     terminals: torch.Tensor  # [B], 1.0 only for true terminations (not truncations)
+    next_actions: torch.Tensor | None = None  # [B, A], a_{t+1} of the same episode (zeros without one)
+    has_next_action: torch.Tensor | None = None  # [B], 1.0 where next_actions holds a real a_{t+1}
 
 
 @dataclass
@@ -39,11 +47,35 @@ class TransitionArrays:
     def __len__(self) -> int:
         return int(self.rewards.shape[0])
 
+    def next_actions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(next actions [N, A], has-next mask [N]) from ``actions`` and ``episode_starts``."""
+        return next_actions_in_episodes(self.actions, self.episode_starts)
+
     def to_table(self, device: torch.device | str) -> "TransitionTable":
         t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)  # noqa: E731
+        next_actions, has_next = self.next_actions()
         return TransitionTable(
-            t(self.observations), t(self.actions), t(self.rewards), t(self.next_observations), t(self.terminals)
+            t(self.observations), t(self.actions), t(self.rewards), t(self.next_observations), t(self.terminals),
+            t(next_actions), t(has_next),
         )
+
+
+def next_actions_in_episodes(actions: np.ndarray, episode_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a'_t = a_{t+1} where t + 1 is in the same episode; zeros and mask 0 at each episode's last step.
+
+    Episodes are contiguous and start at the sorted indices ``episode_starts``
+    (the layout :func:`offrl.data.dataset.flatten_episodes` produces).
+    """
+    n = len(actions)
+    has_next = np.ones(n, dtype=bool)
+    starts = np.asarray(episode_starts, dtype=np.int64)
+    has_next[starts[starts > 0] - 1] = False  # the step before the next episode's start
+    if n:
+        has_next[n - 1] = False  # the last step of the last episode
+    following = np.zeros_like(actions)
+    following[:-1] = actions[1:]
+    following[~has_next] = 0.0
+    return following, has_next.astype(np.float32)
 
 
 @dataclass
@@ -55,6 +87,15 @@ class TransitionTable:
     rewards: torch.Tensor
     next_observations: torch.Tensor
     terminals: torch.Tensor
+    next_actions: torch.Tensor | None = None  # None: unknown (zeros, has_next_action = 0)
+    has_next_action: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.next_actions is None:  # a table built without episode boundaries knows no next action
+            self.next_actions = torch.zeros_like(self.actions)
+            self.has_next_action = torch.zeros_like(self.rewards)
+        elif self.has_next_action is None:
+            raise ValueError("next_actions needs has_next_action (1.0 where a next action exists)")
 
     def __len__(self) -> int:
         return int(self.rewards.shape[0])

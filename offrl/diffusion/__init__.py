@@ -1,49 +1,16 @@
-"""Shared diffusion core for the diffusion actors (IDQL resampling, EDP).
+"""Alias of :mod:`offrl.generative.diffusion`, where the diffusion core now lives beside the flow core.
 
-- :mod:`schedules`: β/ᾱ schedules ('vp', 'linear', 'cosine').
-- :mod:`networks`: ε-prediction networks ('ln-resnet', 'mlp').
-- :mod:`model`: :class:`GaussianDiffusion` (noise loss, EDP's one-step â⁰, DDPM sampling).
-- :mod:`solvers`: DPM-Solver for few-step sampling of long schedules.
-- :mod:`ema`: the EMA copy the actors sample with.
+``import offrl.diffusion`` and ``from offrl.diffusion.model import ...`` keep
+working: the submodules are the very same module objects (registered under
+both names), so classes compare equal whichever path imported them.
 """
-from offrl.diffusion.ema import EMA
-from offrl.diffusion.model import DiffusionTerms, GaussianDiffusion, one_step_x0, repeat_states
-from offrl.diffusion.networks import (
-    DENOISERS,
-    LearnableFourierFeatures,
-    LNResNetDenoiser,
-    MLPDenoiser,
-    SinusoidalEmbedding,
-    make_denoiser,
-)
-from offrl.diffusion.schedules import (
-    SCHEDULES,
-    NoiseSchedule,
-    cosine_schedule,
-    linear_schedule,
-    make_schedule,
-    vp_schedule,
-)
-from offrl.diffusion.solvers import DiscreteVPTime, sample_dpm_solver
+import sys
 
-__all__ = [
-    "DENOISERS",
-    "EMA",
-    "SCHEDULES",
-    "DiffusionTerms",
-    "DiscreteVPTime",
-    "GaussianDiffusion",
-    "LNResNetDenoiser",
-    "LearnableFourierFeatures",
-    "MLPDenoiser",
-    "NoiseSchedule",
-    "SinusoidalEmbedding",
-    "cosine_schedule",
-    "linear_schedule",
-    "make_denoiser",
-    "make_schedule",
-    "one_step_x0",
-    "repeat_states",
-    "sample_dpm_solver",
-    "vp_schedule",
-]
+from offrl.generative import diffusion as _core
+from offrl.generative.diffusion import *  # noqa: F401,F403
+from offrl.generative.diffusion import ema, model, networks, schedules, solvers
+
+for _module in (ema, model, networks, schedules, solvers):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
+
+__all__ = list(_core.__all__)

@@ -67,12 +67,20 @@ def functional_call(module: nn.Module, tensors: dict[str, Tensor], args: tuple) 
 
 
 class Agent(nn.Module):
-    """One seed's critic and actor; ``forward(fn, *args)`` calls one of their methods."""
+    """One seed's critic and actor; ``forward(fn, *args)`` calls one of their methods.
+
+    A critic that needs its actor outside a loss (critics without V estimate V(s)
+    from the policy when actors ask for it) gets a reference through its
+    ``attach_policy(actor)`` here, before the agents' tensors are stacked.
+    """
 
     def __init__(self, critic: nn.Module, actor: nn.Module) -> None:
         super().__init__()
         self.critic = critic
         self.actor = actor
+        attach = getattr(critic, "attach_policy", None)
+        if callable(attach):
+            attach(actor)
 
     def forward(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)

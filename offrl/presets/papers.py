@@ -4,6 +4,14 @@ from __future__ import annotations
 from offrl.presets.registry import Preset, register_preset
 
 _IQL_SOURCE = "Kostrikov et al. 2022, IQL, Appendix B / Table 5"
+#: The IQL-family critics: keys only they have (V's settings) are scoped to them, so a preset
+#: still resolves when ``--critic sarsa`` or ``--critic td3`` replaces its critic.
+_IQL_CRITICS = ("expectile", "quantile", "exponential")
+
+
+def _iql_critic_keys(shared: dict, **own: dict) -> dict:
+    """``critic@NAME`` sections for every IQL-family critic: ``shared`` values plus each one's ``own``."""
+    return {f"critic@{name}": {**shared, **own.get(name, {})} for name in _IQL_CRITICS}
 
 register_preset(Preset(
     name="iql-locomotion",
@@ -49,12 +57,17 @@ register_preset(Preset(
         "actor@ddpg-bc": {"hidden_dims": [64, 64]},
         "actor@diffusion-resample": {"hidden": 64, "depth": 2, "dropout": 0.0},
         "actor@edp": {"hidden": 64, "depth": 2, "temperature": 0.01},
+        "actor@fql": {"hidden_dims": [64, 64], "normalize_q_loss": True, "alpha": 0.3},
+        "actor@flow-resample": {"hidden_dims": [64, 64]},
         "data": {"dataset": "offrl/bandit/multimodal-v0", "reward": "none"},
         "trainer": {"steps": 3_000, "eval_every": 1_000, "eval_episodes": 100, "log_every": 250, "save_every": 1_000},
     },
     notes="Same iterations and batch sizes for every actor, so pairings compare at equal budgets. "
           "EDP's softmax temperature is 0.01 here: its temperature 1 assumes IQL-scaled rewards (Q in the hundreds); "
-          "bandit Q values span ~1, so temperature 1 would select almost uniformly among candidates.",
+          "bandit Q values span ~1, so temperature 1 would select almost uniformly among candidates. "
+          "FQL's α must be tuned per task (its README); here the Q term is normalised by 1/mean|Q| (FQL's "
+          "recommendation for new environments) and α = 0.3 was picked from its suggested grid on seeds 0–1 "
+          "(α = 1: ≈86, α = 3: ≈75; docs/extraction.md).",
 ))
 
 _IDQL = "Hansen-Estruch et al. 2023, IDQL"
@@ -67,8 +80,8 @@ register_preset(Preset(
     description="IDQL-A on locomotion: 1.5M critic steps (batch 256), 3M actor steps (batch 1024), N=128",
     source=f"{_IDQL}, §6 and Appendix (IDQL-A, per-dataset tuned; τ=0.7 is the locomotion default)",
     values={
-        "critic": {"name": "expectile", "value_layer_norm": True, "batch_size": 256},
-        "critic@expectile": {"tau": 0.7},
+        "critic": {"name": "expectile", "batch_size": 256},
+        **_iql_critic_keys({"value_layer_norm": True}, expectile={"tau": 0.7}),
         "actor": {**_IDQL_ACTOR, "batch_size": 1024, "updates_per_step": 2, "num_samples": 128},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 1_500_000, "eval_every": 50_000, "eval_episodes": 10},
@@ -82,8 +95,8 @@ register_preset(Preset(
     description="IDQL-1 on locomotion (one setting per domain): 1M critic / 2M actor steps, N=64",
     source=f"{_IDQL}, §6 (IDQL-1)",
     values={
-        "critic": {"name": "expectile", "value_layer_norm": True, "batch_size": 256},
-        "critic@expectile": {"tau": 0.7},
+        "critic": {"name": "expectile", "batch_size": 256},
+        **_iql_critic_keys({"value_layer_norm": True}, expectile={"tau": 0.7}),
         "actor": {**_IDQL_ACTOR, "batch_size": 1024, "updates_per_step": 2, "num_samples": 64},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 1_000_000, "eval_every": 50_000, "eval_episodes": 10},
@@ -96,8 +109,8 @@ register_preset(Preset(
     description="IDQL on AntMaze: τ=0.9, rewards r − 1, 1M critic / 2M actor steps, N=32, 100 evaluation episodes",
     source=f"{_IDQL}, §6 (AntMaze: N=32)",
     values={
-        "critic": {"name": "expectile", "value_layer_norm": True, "batch_size": 256},
-        "critic@expectile": {"tau": 0.9},
+        "critic": {"name": "expectile", "batch_size": 256},
+        **_iql_critic_keys({"value_layer_norm": True}, expectile={"tau": 0.9}),
         "actor": {**_IDQL_ACTOR, "batch_size": 1024, "updates_per_step": 2, "num_samples": 32},
         "data": {"reward": "antmaze"},
         "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 100},
@@ -109,8 +122,8 @@ register_preset(Preset(
     description="IDQL's released code: 3M joint steps at batch 512, AdamW weight decay 1e-4, N=64",
     source="IDQL released code (philippe-eecs/IDQL, jaxrl5), as summarised in algorithms.md §3.2",
     values={
-        "critic": {"name": "expectile", "value_layer_norm": True, "batch_size": 512},
-        "critic@expectile": {"tau": 0.7},
+        "critic": {"name": "expectile", "batch_size": 512},
+        **_iql_critic_keys({"value_layer_norm": True}, expectile={"tau": 0.7}),
         "actor": {**_IDQL_ACTOR, "batch_size": 512, "updates_per_step": 1, "num_samples": 64, "weight_decay": 1e-4},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 10},
@@ -153,4 +166,114 @@ register_preset(Preset(
     notes="Park et al. study AntMaze, Kitchen, Adroit and ExORL with α swept per task (their α_P weights the "
           "BC term: α = 2/α_P with offrl's summed BC error); no locomotion setting of theirs is claimed here. "
           "TD3+BC also normalised observations: add --set data.normalize_obs=true to match it.",
+))
+
+# --- critics backed up through the policy (TD3+BC, ReBRAC) -----------------------------------------------------
+
+register_preset(Preset(
+    name="td3bc-locomotion",
+    description="TD3+BC on locomotion: td3 critic (σ=0.2, c=0.5, min) + ddpg-bc (α=2.5, Q1), policy delay 2, "
+                "normalised states, 1M steps",
+    source="Fujimoto & Gu 2021, TD3+BC, §5 and released code (sfujim/TD3_BC: TD3_BC.py, main.py)",
+    values={
+        "critic": {"name": "td3", "hidden_dims": [256, 256], "q_lr": 3e-4, "batch_size": 256, "discount": 0.99,
+                   "target_update_rate": 0.005},
+        "critic@td3": {"policy_noise": 0.2, "noise_clip": 0.5, "q_agg": "min"},
+        "actor": {"name": "ddpg-bc", "batch_size": 256, "update_every": 2},
+        "actor@ddpg-bc": {"alpha": 2.5, "bc_reduction": "mean", "q_agg": "q1", "hidden_dims": [256, 256],
+                          "lr": 3e-4, "target_update_rate": 0.005, "policy": "deterministic"},
+        "data": {"reward": "none", "normalize_obs": True},
+        "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10},
+    },
+    notes="TD3+BC uses raw D4RL rewards (no reward scaling) and normalises states with the dataset's mean and "
+          "std + 1e-3, as data.normalize_obs does. Its actor loss uses Q1 only (actor.q_agg=q1), its critic the "
+          "min of the twin targets. The released code scales the smoothing noise by max_action (1 here).",
+))
+
+register_preset(Preset(
+    name="rebrac-locomotion",
+    description="ReBRAC on locomotion: TD3+BC with LayerNorm in Q, batch 1024, lr 1e-3, 3×256 nets, actor and "
+                "critic BC penalties (hopper-medium's values)",
+    source="Tarasov et al. 2023, ReBRAC, released code and per-dataset configs (tinkoff-ai/ReBRAC: "
+           "src/algorithms/rebrac.py, configs/rebrac/*)",
+    values={
+        "critic": {"name": "td3", "hidden_dims": [256, 256, 256], "layer_norm": True, "q_lr": 1e-3,
+                   "batch_size": 1024, "discount": 0.99, "target_update_rate": 0.005},
+        "critic@td3": {"policy_noise": 0.2, "noise_clip": 0.5, "q_agg": "min", "alpha_critic": 0.001},
+        "actor": {"name": "ddpg-bc", "batch_size": 1024, "update_every": 2},
+        "actor@ddpg-bc": {"alpha": 100.0, "bc_reduction": "sum", "q_agg": "min", "hidden_dims": [256, 256, 256],
+                          "lr": 1e-3, "target_update_rate": 0.005, "policy": "deterministic"},
+        "data": {"reward": "none", "normalize_obs": False},
+        "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10},
+    },
+    notes="ReBRAC tunes both penalties per dataset. Its actor loss is β·‖π(s) − a‖² − Q/mean|Q| (BC summed over "
+          "action dims), which is ddpg-bc with actor.alpha = 1/β; its critic_bc_coef is critic.alpha_critic. "
+          "Defaults here are hopper-medium's (β = 0.01 → α = 100; α_critic = 0.001); e.g. halfcheetah-medium "
+          "β = 0.001 → α = 1000, α_critic = 0.5; walker2d-medium β = 0.05 → α = 20, α_critic = 0 "
+          "(configs/rebrac/<env>/<dataset>.yaml). Not reproduced: ReBRAC's LayerNorm sits after the ReLU "
+          "(offrl's before it) and its output layers start near zero (uniform ±1e-3 / ±3e-3, biases 0.1).",
+))
+
+# --- flow policies (FQL, IFQL) -----------------------------------------------------------------------------------
+
+_FQL = "Park, Li & Levine 2025, Flow Q-Learning (FQL): agents/fql.py defaults and README commands (seohongpark/fql)"
+_FQL_NETS = {"hidden_dims": [512, 512, 512, 512], "activation": "gelu"}
+_FQL_CRITIC = {"name": "td3", **_FQL_NETS, "layer_norm": True, "q_lr": 3e-4, "batch_size": 256,
+               "discount": 0.99, "target_update_rate": 0.005}
+_FQL_NOTES = ("FQL trains critic and actor with one Adam on the sum of their losses and one batch; offrl updates the "
+              "critic, then the actor, each on its own batch. FQL's MLPs put LayerNorm after the activation "
+              "(offrl: before it) and use Glorot-uniform initialisation. Its critic loss averages over the twin Q "
+              "(offrl sums, as TD3), which Adam's scale invariance makes immaterial.")
+
+
+def _fql_preset(name: str, family: str, alpha: float, discount: float = 0.99, critic_q_agg: str = "mean",
+                steps: int = 1_000_000, reward: str = "none", extra_notes: str = "") -> None:
+    register_preset(Preset(
+        name=name,
+        description=f"FQL on {family}: α={alpha:g}, 4×512 GELU nets, LayerNorm in Q, γ={discount}, "
+                    f"{steps // 1000}k steps",
+        source=_FQL,
+        values={
+            "critic": {**_FQL_CRITIC, "discount": discount},
+            "critic@td3": {"policy_noise": 0.0, "q_agg": critic_q_agg},
+            "actor": {"name": "fql", "batch_size": 256, "lr": 3e-4},
+            "actor@fql": {**_FQL_NETS, "alpha": alpha, "flow_steps": 10, "normalize_q_loss": False, "q_agg": "mean"},
+            "data": {"reward": reward},
+            "trainer": {"steps": steps, "eval_every": 100_000, "eval_episodes": 50},
+        },
+        notes=" ".join(n for n in (extra_notes, _FQL_NOTES) if n),
+    ))
+
+
+_fql_preset("fql-ogbench", "OGBench (the code's defaults)", 10.0,
+            extra_notes="α must be set per environment family: 10 antmaze/antsoccer, 30 humanoidmaze, 300 cube/scene, "
+                        "1000 puzzle (actor.alpha, or the fql-ogbench-FAMILY presets).")
+_fql_preset("fql-ogbench-antmaze", "OGBench antmaze", 10.0, critic_q_agg="min",
+            extra_notes="The README runs antmaze with q_agg=min (critic) and giant mazes with γ=0.995 "
+                        "(--set critic.discount=0.995).")
+_fql_preset("fql-ogbench-antsoccer", "OGBench antsoccer", 10.0, discount=0.995)
+_fql_preset("fql-ogbench-humanoidmaze", "OGBench humanoidmaze", 30.0, discount=0.995)
+_fql_preset("fql-ogbench-cube", "OGBench cube", 300.0)
+_fql_preset("fql-ogbench-scene", "OGBench scene", 300.0)
+_fql_preset("fql-ogbench-puzzle", "OGBench puzzle", 1000.0)
+_fql_preset("fql-d4rl", "D4RL AntMaze", 10.0, steps=500_000, reward="antmaze",
+            extra_notes="FQL's D4RL settings: 500k steps, rewards r − 1 on AntMaze, α=10 (umaze, medium) and α=3 "
+                        "(large); on Adroit it uses critic.q_agg=min and α from 3,000 to 30,000 per task (README).")
+
+register_preset(Preset(
+    name="ifql",
+    description="IFQL (IDQL with FQL's BC flow): expectile τ=0.9, N=32 flow samples re-selected by argmax Q, "
+                "4×512 GELU nets, LayerNorm in Q and V, 1M steps",
+    source="Park, Li & Levine 2025, FQL paper's IFQL baseline: agents/ifql.py defaults (seohongpark/fql)",
+    values={
+        "critic": {"name": "expectile", **_FQL_NETS, "layer_norm": True, "q_lr": 3e-4, "batch_size": 256,
+                   "discount": 0.99, "target_update_rate": 0.005},
+        **_iql_critic_keys({"v_lr": 3e-4}, expectile={"tau": 0.9}),
+        "actor": {"name": "flow-resample", "batch_size": 256, "lr": 3e-4},
+        "actor@flow-resample": {**_FQL_NETS, "flow_steps": 10, "num_samples": 32, "selection": "argmax"},
+        "data": {"reward": "none"},
+        "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 50},
+    },
+    notes="IFQL picks the candidate with the highest online min-Q; offrl's selection scores with the target "
+          "ensemble (as for diffusion-resample). " + _FQL_NOTES,
 ))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from offrl.component import NoiseSpec, NoiseTensors, Noise, draw_noise
-from offrl.diffusion.schedules import NoiseSchedule
+from offrl.generative.diffusion.schedules import NoiseSchedule
 from offrl.errors import ConfigError
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from offrl.component import Noise, NoiseSpec, draw_noise
-from offrl.diffusion.model import GaussianDiffusion
+from offrl.generative.diffusion.model import GaussianDiffusion
 from offrl.errors import ConfigError
 
 SKIP_TYPES = ("time_uniform", "logSNR")
@@ -35,7 +35,8 @@ SKIP_TYPES = ("time_uniform", "logSNR")
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     """Piecewise-linear interpolation of (xp increasing, fp) at x; end segments extrapolate."""
     i = torch.searchsorted(xp, x.contiguous()).clamp(1, xp.shape[0] - 1)
-    x0, x1, y0, y1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    # torch.take, not xp[i]: indexing with a 0-dim tensor reads it back to the host
+    x0, x1, y0, y1 = xp.take(i - 1), xp.take(i), fp.take(i - 1), fp.take(i)
     return y0 + (x - x0) * (y1 - y0) / (x1 - x0)
 
 
