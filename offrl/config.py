@@ -191,17 +191,23 @@ SECTIONS = ("critic", "actor", "data", "trainer")
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["critic.tau=0.9", ...]`` -> ``{"critic": {"tau": "0.9"}}`` (values stay strings)."""
+    """``["critic.tau=0.9", "actor@fql.alpha=300"]`` -> ``{"critic": {"tau": "0.9"}, "actor@fql": {"alpha": "300"}}``.
+
+    Values stay strings. ``actor@NAME.KEY`` / ``critic@NAME.KEY`` apply only when NAME is the chosen
+    component, as preset sections do, so one sweep can tune each actor of its grid separately.
+    """
     layer: dict[str, dict[str, Any]] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE (e.g. critic.tau=0.9), got '{item}'")
         key, value = item.split("=", 1)
         section, _, name = key.strip().partition(".")
-        if section not in SECTIONS or not name:
+        base, at, scope = section.partition("@")
+        if base not in SECTIONS or not name or (at and (base not in ("critic", "actor") or not scope)):
             raise ConfigError(
                 f"--set key '{key}' must be SECTION.NAME with SECTION one of {', '.join(SECTIONS)}"
-                f" (e.g. critic.tau=0.9).{suggest(section, SECTIONS)}"
+                f", or critic@NAME.KEY / actor@NAME.KEY for one component"
+                f" (e.g. critic.tau=0.9, actor@fql.alpha=300).{suggest(base, SECTIONS)}"
             )
         layer.setdefault(section, {})[name] = value.strip()
     return layer
@@ -269,6 +275,8 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
     from offrl.plugins import load_plugins
 
     plugins = load_plugins(plugins)  # before the names are looked up: plugins register components
+    for base, name, _ in scoped:  # a misspelt scope would otherwise apply to nothing, silently
+        (CRITICS if base == "critic" else ACTORS).get(name)
     critic_name = merged["critic"].pop("name", DEFAULT_CRITIC)
     actor_name = merged["actor"].pop("name", DEFAULT_ACTOR)
     chosen = {"critic": critic_name, "actor": actor_name}

@@ -48,6 +48,17 @@ def test_scoped_sections_apply_only_to_the_chosen_component() -> None:
         resolve([{"trainer@x": {"steps": 1}}])
 
 
+def test_scoped_set_tunes_one_component_of_a_grid() -> None:
+    sets = parse_set(["actor@fql.alpha=300", "actor@ddpg-bc.alpha=1", "critic@expectile.tau=0.9"])
+    fql = resolve([sets, {"actor": {"name": "fql"}, "critic": {"name": "td3"}}])
+    bc = resolve([sets, {"actor": {"name": "ddpg-bc"}, "critic": {"name": "expectile"}}])
+    assert fql.actor_cfg.alpha == 300 and bc.actor_cfg.alpha == 1 and bc.critic_cfg.tau == 0.9
+    with pytest.raises(ConfigError, match="actor@NAME.KEY"):
+        parse_set(["data@x.reward=none"])
+    with pytest.raises(UnknownNameError, match="fqll"):  # a misspelt scope is not silently ignored
+        resolve([parse_set(["actor@fqll.alpha=3"])])
+
+
 def test_values_are_converted_or_rejected() -> None:
     cfg = resolve([parse_set(["critic.hidden_dims=64,64", "data.normalize_obs=yes", "trainer.steps=2e3",
                               "actor.name=gaussian-awr", "actor.cosine_decay=false"])])

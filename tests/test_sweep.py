@@ -257,7 +257,7 @@ def test_toml_spec_and_flag_overrides(tmp_path: Path) -> None:
         load_spec(tmp_path / "bad.toml")
 
 
-@pytest.mark.parametrize("suite", ["bandit", "pointmaze", "locomotion"])
+@pytest.mark.parametrize("suite", ["bandit", "pointmaze", "locomotion", "ogbench", "ogbench-puzzle"])
 def test_benchmark_specs_load(suite: str) -> None:
     spec = load_spec(REPO / "benchmarks" / f"{suite}.toml")
     cells = expand_cells(spec)
@@ -344,6 +344,22 @@ def test_locomotion_benchmark_spec_passes_validation() -> None:
     from offrl.sweep.driver import validate_spec
 
     validate_spec(load_spec(REPO / "benchmarks" / "locomotion.toml"))
+
+
+def test_ogbench_suites_validate_and_tune_each_actor() -> None:
+    """Every cell resolves; the puzzle suite's scoped --set moves FQL's α only (ddpg-bc's α stays 1)."""
+    from offrl.config import parse_set, resolve
+    from offrl.presets import PRESETS
+    from offrl.sweep.driver import validate_spec
+
+    for suite in ("ogbench", "ogbench-puzzle"):
+        validate_spec(load_spec(REPO / "benchmarks" / f"{suite}.toml"))
+    spec = load_spec(REPO / "benchmarks" / "ogbench-puzzle.toml")
+    alphas = {}
+    for actor in ("fql", "ddpg-bc"):
+        layers = [PRESETS.get(spec.run.preset).layer(), {"actor": {"name": actor}, "critic": {"name": "td3"}}]
+        alphas[actor] = resolve([*layers, parse_set(list(spec.run.sets))]).actor_cfg.alpha
+    assert alphas == {"fql": 1000.0, "ddpg-bc": 1.0}
 
 
 @pytest.mark.parametrize(

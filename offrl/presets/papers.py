@@ -55,7 +55,7 @@ register_preset(Preset(
         "actor": {"batch_size": 128},
         "actor@gaussian-awr": {"hidden_dims": [64, 64]},
         "actor@ddpg-bc": {"hidden_dims": [64, 64]},
-        "actor@diffusion-resample": {"hidden": 64, "depth": 2, "dropout": 0.0},
+        "actor@diffusion-resample": {"hidden": 64, "depth": 2, "dropout": 0.0, "timesteps": 20, "schedule": "cosine"},
         "actor@edp": {"hidden": 64, "depth": 2, "temperature": 0.01},
         "actor@fql": {"hidden_dims": [64, 64], "normalize_q_loss": True, "alpha": 0.3},
         "actor@flow-resample": {"hidden_dims": [64, 64]},
@@ -67,7 +67,9 @@ register_preset(Preset(
           "bandit Q values span ~1, so temperature 1 would select almost uniformly among candidates. "
           "FQL's α must be tuned per task (its README); here the Q term is normalised by 1/mean|Q| (FQL's "
           "recommendation for new environments) and α = 0.3 was picked from its suggested grid on seeds 0–1 "
-          "(α = 1: ≈86, α = 3: ≈75; docs/extraction.md).",
+          "(α = 1: ≈86, α = 3: ≈75; docs/extraction.md). diffusion-resample uses a T = 20 cosine schedule: "
+          "with IDQL's T = 5 its samples are blurred between the bandit's modes and argmax over a sharpening Q "
+          "drifts to in-between candidates (final ≈69 against a best evaluation ≈91; docs/diffusion.md).",
 ))
 
 _IDQL = "Hansen-Estruch et al. 2023, IDQL"
@@ -152,20 +154,21 @@ register_preset(Preset(
 
 register_preset(Preset(
     name="ddpgbc-locomotion",
-    description="DDPG+BC (TD3+BC's loss) on an IQL critic for locomotion: α=2.5, 1M steps",
+    description="DDPG+BC (TD3+BC's loss) on an IQL critic for locomotion: α=2.5, policy delay 2, "
+                "normalised states, 1M steps",
     source="Loss and α=2.5: Fujimoto & Gu 2021, TD3+BC, §5 (all D4RL locomotion); pairing with in-sample "
            "value learning: Park et al. 2024, 'Is Value Learning Really the Main Bottleneck in Offline RL?'",
     values={
         "critic": {"name": "expectile"},
         "critic@expectile": {"tau": 0.7},
         "actor": {"name": "ddpg-bc", "alpha": 2.5, "bc_reduction": "mean", "hidden_dims": [256, 256],
-                  "lr": 3e-4, "batch_size": 256, "policy": "deterministic"},
-        "data": {"reward": "locomotion"},
+                  "lr": 3e-4, "batch_size": 256, "policy": "deterministic", "update_every": 2},
+        "data": {"reward": "locomotion", "normalize_obs": True},
         "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10},
     },
     notes="Park et al. study AntMaze, Kitchen, Adroit and ExORL with α swept per task (their α_P weights the "
           "BC term: α = 2/α_P with offrl's summed BC error); no locomotion setting of theirs is claimed here. "
-          "TD3+BC also normalised observations: add --set data.normalize_obs=true to match it.",
+          "As TD3+BC, states are normalised (mean, std + 1e-3) and the policy is updated every 2 critic steps.",
 ))
 
 # --- critics backed up through the policy (TD3+BC, ReBRAC) -----------------------------------------------------
@@ -259,6 +262,35 @@ _fql_preset("fql-ogbench-puzzle", "OGBench puzzle", 1000.0)
 _fql_preset("fql-d4rl", "D4RL AntMaze", 10.0, steps=500_000, reward="antmaze",
             extra_notes="FQL's D4RL settings: 500k steps, rewards r − 1 on AntMaze, α=10 (umaze, medium) and α=3 "
                         "(large); on Adroit it uses critic.q_agg=min and α from 3,000 to 30,000 per task (README).")
+
+register_preset(Preset(
+    name="ogbench-manipulation",
+    description="Every extractor on OGBench manipulation tasks at FQL's budget: 4×512 GELU nets, LayerNorm in Q, "
+                "batch 256, 1M steps, 50 evaluation episodes; each actor with the settings FQL's paper ran it with",
+    source=_FQL + "; its baselines agents/iql.py, ifql.py, rebrac.py and their README commands for cube",
+    values={
+        "critic": {**_FQL_CRITIC, "name": "expectile"},
+        **_iql_critic_keys({"v_lr": 3e-4}, expectile={"tau": 0.9}),
+        "critic@td3": {"policy_noise": 0.0, "q_agg": "mean", "alpha_critic": 0.0},
+        "actor": {"batch_size": 256, "lr": 3e-4},
+        "actor@fql": {**_FQL_NETS, "alpha": 300.0, "flow_steps": 10, "normalize_q_loss": False, "q_agg": "mean"},
+        "actor@flow-resample": {**_FQL_NETS, "flow_steps": 10, "num_samples": 32, "selection": "argmax"},
+        "actor@gaussian-awr": {**_FQL_NETS, "beta": 1.0, "cosine_decay": False},
+        "actor@ddpg-bc": {**_FQL_NETS, "alpha": 1.0, "bc_reduction": "sum", "q_agg": "min", "update_every": 2},
+        "actor@diffusion-resample": {**{k: v for k, v in _IDQL_ACTOR.items() if k != "name"}, "num_samples": 32},
+        "data": {"reward": "none"},
+        "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 50},
+    },
+    notes="For comparing extractors on OGBench's manipulation tasks (benchmarks/ogbench.toml). Critic: FQL's "
+          "(expectile τ = 0.9 for the IQL family, as its IQL and IFQL; for td3, FQL's mean-of-twins backup without "
+          "smoothing). fql: α = 300 is FQL's value for cube and scene; puzzle tasks use α = 1000 "
+          "(--set actor@fql.alpha=1000). gaussian-awr: FQL's IQL (AWR temperature α = 1 from its cube command, "
+          "constant LR; FQL's IQL keeps a constant σ, offrl learns a state-independent log σ). ddpg-bc: FQL's "
+          "ReBRAC (α_actor = 1 → actor.alpha = 1 with summed BC, min of the twins, policy delay 2; its "
+          "α_critic = 0). flow-resample: IFQL (N = 32). diffusion-resample: IDQL's network and T = 5 schedule "
+          "with N = 32 as IFQL (FQL's paper has no IDQL row). FQL tunes these per task; values for other "
+          "families are in its paper's appendix. " + _FQL_NOTES,
+))
 
 register_preset(Preset(
     name="ifql",

@@ -59,7 +59,7 @@ DEFAULT_ACTORS: tuple[str, ...] = ("gaussian-awr",)
 DEFAULT_DATASETS: tuple[str, ...] = ("offrl/bandit/multimodal-v0",)
 BACKENDS: tuple[str, ...] = ("local", "ray")
 
-_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(@[A-Za-z0-9_-]+)?(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,8 @@ class SweepSpec:
         for key, values in self.grid:
             if not _KEY_RE.match(key):
                 raise ConfigError(
-                    f"Grid key '{key}' must be a dotted config key such as 'critic.tau' or 'trainer.lr'."
+                    f"Grid key '{key}' must be a dotted config key such as 'critic.tau', 'trainer.lr' or "
+                    "'actor@fql.alpha' (one component)."
                 )
             if not values:
                 raise ConfigError(f"Grid key '{key}' has no values.")
