@@ -4,7 +4,11 @@ A long-schedule diffusion policy (T = 1000, linear schedule scaled with T,
 EDP/Diffusion-QL MLP) trained without ever running the chain: from the noised
 dataset action a_k of the same forward pass, the one-step approximation
 â⁰ = a_k/√ᾱ_k − √(1/ᾱ_k − 1)·ε_θ(a_k, k, s), clipped to the bounds, feeds the
-guide term. Policy loss = L_diffusion + guide:
+guide term. Policy loss = L_diffusion + guide, where L_diffusion is the noise
+MSE ‖ε − ε_θ‖² *averaged* over action dimensions (``bc_reduction=mean``, EDP's
+code: ``mean_flat``) while the guide's log-likelihood is *summed* over them;
+``bc_reduction=sum`` sums both, which makes the guide A× weaker (A = action
+dimension; for ``q-gradient`` an effective α of α/A):
 
 - ``weighted`` (EDP's IQL variant; default for offrl's IQL-family critics):
   −mean[min(exp(β(Q̄ − V)), 100) · log N(a; â⁰, I)] = mean[w · ½‖a − â⁰‖²] + const;
@@ -33,6 +37,8 @@ from offrl.data.transitions import Batch
 from offrl.errors import unknown
 
 GUIDES = ("weighted", "q-gradient")
+#: How the noise MSE is reduced over action dimensions: mean (EDP's ``mean_flat``) or sum.
+BC_REDUCTIONS = ("mean", "sum")
 
 
 def _h(text: str) -> dict[str, str]:
@@ -54,11 +60,17 @@ class EDPConfig(DiffusionPolicyConfig):
     beta: float = field(default=3.0, metadata=_h("β of the weighted guide: weights min(exp(β·A), max_weight)"))
     max_weight: float = field(default=100.0, metadata=_h("Clip of the weighted guide's weights"))
     alpha: float = field(default=2.0, metadata=_h("α of the q-gradient guide"))
+    bc_reduction: str = field(
+        default="mean",
+        metadata=_h("Noise MSE over action dims: mean (EDP's code, mean_flat) | sum (guide A× weaker)"),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.guide not in GUIDES:
             raise unknown("guide (actor.guide)", self.guide, GUIDES)
+        if self.bc_reduction not in BC_REDUCTIONS:
+            raise unknown("BC reduction (actor.bc_reduction)", self.bc_reduction, BC_REDUCTIONS)
 
 
 @ACTORS.register("edp", "EDP: diffusion policy trained with one-step action approximation + guide")
@@ -70,7 +82,9 @@ class EDPActor(DiffusionPolicyActor):
         """L = L_diffusion + guide(â⁰), â⁰ the one-step reconstruction of the same forward pass."""
         obs, act = batch.observations, batch.actions
         terms = self.model.loss_terms(act, obs, noise)
-        diffusion = terms.loss.mean()
+        per_dim = (terms.eps - terms.eps_hat).square()  # [B, A]
+        # L_diffusion = mean_b mean_a (ε − ε_θ)² (EDP's mean_flat) or mean_b Σ_a (ε − ε_θ)²
+        diffusion = per_dim.mean() if self.cfg.bc_reduction == "mean" else per_dim.sum(-1).mean()
         if self.cfg.guide == "weighted":
             w = awr_weights(critic.advantage(obs, act), self.cfg.beta, self.cfg.max_weight)
             guide = (w * 0.5 * (act - terms.a0_hat).square().sum(-1)).mean()
