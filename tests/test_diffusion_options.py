@@ -90,3 +90,54 @@ def test_diffusion_resample_keeps_idqls_summed_noise_loss() -> None:
         out.bias.copy_(torch.tensor([-0.5, 0.5, -0.5]))
     loss, _ = actor.loss(BATCH, {"k": torch.tensor([3]), "eps": torch.zeros(1, 3)}, _StubCritic())
     assert loss.item() == pytest.approx(0.75)
+
+
+# --------------------------------------------------------------------------- q_agg
+
+
+class _MemberCritic(_StubCritic):
+    """Q_i(s, a) = a_i (member i reads action dimension i), target and online alike."""
+
+    def _q_all(self, act: Tensor) -> Tensor:
+        return act[:, :2].T
+
+
+@pytest.mark.parametrize("q_agg, u, guide", [("min", None, 2.0), ("mean", None, 0.0), ("q1", None, -2.0),
+                                             ("random", 0.2, -2.0), ("random", 0.7, 2.0)])
+def test_edp_q_gradient_guide_reads_q_agg(q_agg: str, u: float | None, guide: float) -> None:
+    """â⁰ = (1, −1, 1): Q₁ = 1, Q₂ = −1, so −α·Q/|Q| (α = 2) is +2 (min), 0 (mean), −2 (q1), and for
+    random the member ⌊u·2⌋: u = 0.2 → Q₁, u = 0.7 → Q₂."""
+    actor = _edp(guide="q-gradient", alpha=2.0, q_agg=q_agg)
+    noise = dict(NOISE)
+    if u is not None:
+        assert actor.update_noise(1, _MemberCritic())["q_member"].shape == ()  # one member per update
+        noise["q_member"] = torch.tensor(u)
+    _, metrics = actor.loss(BATCH, noise, _MemberCritic())
+    assert metrics["actor/guide"].item() == pytest.approx(guide)
+
+
+# Four candidates (Q₁, Q₂) = (0, .9), (.5, .5), (.9, −.2), (.1, 1): min picks #1, mean #3 (0.55), q1 #2, Q₂ #3.
+CANDIDATES = torch.tensor([[0.0, 0.9], [0.5, 0.5], [0.9, -0.2], [0.1, 1.0]])
+
+
+@pytest.mark.parametrize("actor_name", ["diffusion-resample", "edp", "flow-resample"])
+@pytest.mark.parametrize("q_agg, expected", [("min", [1, 1]), ("mean", [3, 3]), ("q1", [2, 2]),
+                                             ("random", [2, 3])])
+def test_candidate_selection_reads_q_agg(actor_name: str, q_agg: str, expected: list[int]) -> None:
+    """argmax over the candidates of two states; random draws one member per state (u = 0.2 → Q₁, 0.7 → Q₂)."""
+    from offrl.actors import ACTORS
+
+    cls = ACTORS.get(actor_name)
+    extra = {"hidden_dims": (8,)} if actor_name == "flow-resample" else {"hidden": 8, "depth": 1}
+    actor = cls(cls.Config(selection="argmax", num_samples=4, q_agg=q_agg, **extra), 2, 2, 10)
+    actor.sample = lambda obs, noise: CANDIDATES.repeat(2, 1)  # [(b n), A], the same four for both states
+    spec = actor.act_noise(2)
+    assert ("q_member" in spec) == (q_agg == "random")
+    noise = {"select": torch.zeros(2), "q_member": torch.tensor([0.2, 0.7]), "x0": torch.zeros(8, 2)}
+    acts = actor.act(torch.zeros(2, 2), _MemberCritic(), noise)
+    torch.testing.assert_close(acts, CANDIDATES[expected])
+
+
+def test_q_agg_is_validated() -> None:
+    with pytest.raises(OfflineRLError, match=r"actor\.q_agg.*Valid choices: mean, min, q1, random"):
+        EDPConfig(q_agg="max")

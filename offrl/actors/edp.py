@@ -13,7 +13,9 @@ dimension; for ``q-gradient`` an effective α of α/A):
 - ``weighted`` (EDP's IQL variant; default for offrl's IQL-family critics):
   −mean[min(exp(β(Q̄ − V)), 100) · log N(a; â⁰, I)] = mean[w · ½‖a − â⁰‖²] + const;
 - ``q-gradient`` (EDP's TD3 variant / Diffusion-QL's objective without
-  back-propagating through the chain): −α · mean Q(s, â⁰) / sg(mean |Q(s, â⁰)|).
+  back-propagating through the chain): −α · mean Q(s, â⁰) / sg(mean |Q(s, â⁰)|),
+  Q = ``q_agg`` over the online ensemble (EDP's and Diffusion-QL's code: ``random``,
+  one member per update; offrl's default ``min``).
 
 EDP's headline locomotion numbers used a TD3-style critic trained on policy
 actions, which offrl does not have; ``q-gradient`` on offrl's in-sample
@@ -31,8 +33,8 @@ import torch
 from offrl.actors.diffusion_policy import DiffusionPolicyActor, DiffusionPolicyConfig
 from offrl.actors.gaussian_awr import awr_weights
 from offrl.actors.registry import ACTORS
-from offrl.component import NoiseTensors
-from offrl.critics.base import CriticView
+from offrl.component import Noise, NoiseSpec, NoiseTensors
+from offrl.critics.base import CriticView, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import unknown
 
@@ -78,6 +80,12 @@ class EDPActor(DiffusionPolicyActor):
     Config = EDPConfig
     cfg: EDPConfig
 
+    def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
+        spec = super().update_noise(batch_size, critic)
+        if self.cfg.guide == "q-gradient" and self.cfg.q_agg == "random":
+            spec["q_member"] = Noise.uniform()  # one Q member per update (EDP, Diffusion-QL)
+        return spec
+
     def loss(self, batch: Batch, noise: NoiseTensors, critic: CriticView) -> tuple[torch.Tensor, dict]:
         """L = L_diffusion + guide(â⁰), â⁰ the one-step reconstruction of the same forward pass."""
         obs, act = batch.observations, batch.actions
@@ -89,7 +97,7 @@ class EDPActor(DiffusionPolicyActor):
             w = awr_weights(critic.advantage(obs, act), self.cfg.beta, self.cfg.max_weight)
             guide = (w * 0.5 * (act - terms.a0_hat).square().sum(-1)).mean()
         else:
-            q = critic.q_for_actor(obs, terms.a0_hat)
+            q = q_for_actor(critic, obs, terms.a0_hat, self.cfg.q_agg, noise.get("q_member"))  # agg_i Q_i(s, â⁰)
             guide = -self.cfg.alpha * q.mean() / q.abs().mean().detach().clamp_min(1e-6)
         loss = diffusion + guide
         return loss, {"actor/loss": loss, "actor/diffusion_loss": diffusion, "actor/guide": guide}
