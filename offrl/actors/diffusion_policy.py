@@ -23,7 +23,7 @@ from einops import rearrange
 from offrl.actors.base import Actor, ActorConfig
 from offrl.actors.gaussian_awr import lr_schedule
 from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
-from offrl.critics.base import CriticView
+from offrl.critics.base import CriticView, check_q_agg
 from offrl.critics.selection import RULES, sample_candidates
 from offrl.generative.diffusion import (
     EMA,
@@ -60,9 +60,15 @@ class DiffusionPolicyConfig(ActorConfig):
     num_samples: int = field(default=64, metadata=_h("Candidates N sampled per state when acting"))
     selection: str = field(default="argmax", metadata=_h("Candidate selection: argmax | implicit | softmax"))
     temperature: float = field(default=1.0, metadata=_h("Softmax temperature (selection=softmax)"))
+    q_agg: str = field(
+        default="min",
+        metadata=_h("Q over the critic ensemble wherever the actor reads Q (selection; EDP's q-gradient guide): "
+                    "min | mean | q1 | random (one member per state when selecting, per update in a loss)"),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_q_agg(self.q_agg, "actor.q_agg")
         if self.selection not in RULES:
             raise unknown("selection rule (actor.selection)", self.selection, RULES)
         if self.sampler not in SAMPLERS:
@@ -138,11 +144,15 @@ class DiffusionPolicyActor(Actor):
         return self.sample(obs, noise)
 
     def act_noise(self, batch_size: int) -> NoiseSpec:
-        return {**self.sample_noise(batch_size * self.cfg.num_samples), "select": Noise.uniform(batch_size)}
+        spec = {**self.sample_noise(batch_size * self.cfg.num_samples), "select": Noise.uniform(batch_size)}
+        if self.cfg.q_agg == "random":
+            spec["q_member"] = Noise.uniform(batch_size)  # one Q member per state
+        return spec
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         n = self.cfg.num_samples
         candidates = self.sample(repeat_states(obs, n), noise)  # [(b n), A]
         return sample_candidates(critic, obs, candidates, self.cfg.selection, noise["select"],
-                                 self.cfg.temperature, num_candidates=n)
+                                 self.cfg.temperature, num_candidates=n, q_agg=self.cfg.q_agg,
+                                 q_member=noise.get("q_member"))

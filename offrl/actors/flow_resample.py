@@ -24,7 +24,7 @@ from offrl.actors.base import Actor, ActorConfig
 from offrl.actors.gaussian_awr import lr_schedule
 from offrl.actors.registry import ACTORS
 from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
-from offrl.critics.base import CriticView
+from offrl.critics.base import CriticView, check_q_agg
 from offrl.critics.selection import RULES, sample_candidates
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
@@ -48,9 +48,12 @@ class FlowResampleConfig(ActorConfig):
     num_samples: int = field(default=32, metadata=_h("Candidates N per state when acting (IFQL: 32)"))
     selection: str = field(default="argmax", metadata=_h("Candidate selection: argmax (IFQL) | implicit | softmax"))
     temperature: float = field(default=1.0, metadata=_h("Softmax temperature (selection=softmax)"))
+    q_agg: str = field(default="min", metadata=_h("Q over the critic ensemble when selecting: min | mean | q1 | "
+                                                  "random (one member per state)"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_q_agg(self.q_agg, "actor.q_agg")
         if self.selection not in RULES:
             raise unknown("selection rule (actor.selection)", self.selection, RULES)
         for key in ("flow_steps", "num_samples"):
@@ -99,12 +102,16 @@ class FlowResampleActor(Actor):
         return self.sample(obs, noise["x0"])
 
     def act_noise(self, batch_size: int) -> NoiseSpec:
-        return {"x0": Noise.normal(batch_size * self.cfg.num_samples, self.act_dim),
+        spec = {"x0": Noise.normal(batch_size * self.cfg.num_samples, self.act_dim),
                 "select": Noise.uniform(batch_size)}
+        if self.cfg.q_agg == "random":
+            spec["q_member"] = Noise.uniform(batch_size)  # one Q member per state
+        return spec
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         n = self.cfg.num_samples
         candidates = self.sample(repeat_states(obs, n), noise["x0"])  # [(b n), A]
         return sample_candidates(critic, obs, candidates, self.cfg.selection, noise["select"],
-                                 self.cfg.temperature, num_candidates=n)
+                                 self.cfg.temperature, num_candidates=n, q_agg=self.cfg.q_agg,
+                                 q_member=noise.get("q_member"))

@@ -106,8 +106,9 @@ def check_q_agg(agg: str, key: str, choices: tuple[str, ...] = Q_AGGS) -> None:
 
 
 def aggregate_q(q_all: torch.Tensor, agg: str = "min", u: torch.Tensor | None = None) -> torch.Tensor:
-    """[K, B] -> [B]: min_i Q_i, mean_i Q_i, Q_1, or Q_j with j = ⌊u·K⌋ for ``random`` (u ∈ [0, 1), a scalar
-    the caller declared as noise). No host sync: ``random`` selects with a one-hot mask."""
+    """[K, B] -> [B]: min_i Q_i, mean_i Q_i, Q_1, or Q_j with j = ⌊u·K⌋ for ``random`` (u ∈ [0, 1) declared
+    as noise by the caller: a scalar, one member for the whole batch as in EDP's and Diffusion-QL's actor
+    loss, or [B], one member per row). No host sync: ``random`` selects with a one-hot mask."""
     if agg == "min":
         return reduce(q_all, "k b -> b", "min")
     if agg == "mean":
@@ -118,9 +119,10 @@ def aggregate_q(q_all: torch.Tensor, agg: str = "min", u: torch.Tensor | None = 
         if u is None:
             raise ValueError("q_agg='random' needs a uniform u (declare Noise.uniform() and pass it)")
         k = q_all.shape[0]
-        j = torch.clamp(torch.floor(u * k), max=k - 1)
-        one_hot = (torch.arange(k, device=q_all.device, dtype=q_all.dtype) == j).to(q_all.dtype)
-        return (one_hot.unsqueeze(-1) * q_all).sum(0)
+        j = torch.clamp(torch.floor(u * k), max=k - 1)  # [] or [B]
+        members = torch.arange(k, device=q_all.device, dtype=q_all.dtype).reshape(k, *([1] * (q_all.dim() - 1)))
+        one_hot = (members == j).to(q_all.dtype)  # [K, 1] or [K, B]
+        return (one_hot * q_all).sum(0)
     raise unknown("Q aggregation", agg, Q_AGGS)
 
 
@@ -133,12 +135,21 @@ def q_for_actor(critic: "CriticView", obs: torch.Tensor, act: torch.Tensor, agg:
     return critic.q_for_actor(obs, act, agg, u)
 
 
+def q_value(critic: "CriticView", obs: torch.Tensor, act: torch.Tensor, agg: str = "min",
+             u: torch.Tensor | None = None) -> torch.Tensor:
+    """``critic.q`` with aggregation ``agg`` (the two-argument call for ``min``, as :func:`q_for_actor`)."""
+    if agg == "min":
+        return critic.q(obs, act)
+    return critic.q(obs, act, agg, u)
+
+
 class CriticView(Protocol):
     """The narrow interface actors use. Outputs are [B]; actor losses never move the critic
     (its parameters are constants of the actor's stage, see :mod:`offrl.component`)."""
 
-    def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """min over the target ensemble, min_i Q̄_i(s, a) (no gradient at all)."""
+    def q(self, obs: torch.Tensor, act: torch.Tensor, agg: str = "min",
+          u: torch.Tensor | None = None) -> torch.Tensor:
+        """agg_i Q̄_i(s, a) over the target ensemble, min by default (no gradient at all)."""
 
     def v(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s) (no gradient)."""
@@ -156,7 +167,7 @@ class CriticView(Protocol):
 
     def selection_probs(
         self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
-        num_candidates: int | None = None,
+        num_candidates: int | None = None, q_agg: str = "min", u: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """[B, N] distribution over N candidate actions per state for rule argmax | implicit | softmax
         (see :mod:`offrl.critics.selection`; candidates [B, N, A] or [(B·N), A] with num_candidates)."""
@@ -180,8 +191,9 @@ class QEnsembleCritic(Component):
 
     # --- CriticView: the Q side ------------------------------------------------------------
     @torch.no_grad()
-    def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return reduce(self._q_all(self.q_target, obs, act), "k b -> b", "min")
+    def q(self, obs: torch.Tensor, act: torch.Tensor, agg: str = "min",
+          u: torch.Tensor | None = None) -> torch.Tensor:
+        return aggregate_q(self._q_all(self.q_target, obs, act), agg, u)
 
     def q_for_actor(self, obs: torch.Tensor, act: torch.Tensor, agg: str = "min",
                     u: torch.Tensor | None = None) -> torch.Tensor:
@@ -196,11 +208,11 @@ class QEnsembleCritic(Component):
 
     def selection_probs(
         self, obs: torch.Tensor, candidates: torch.Tensor, rule: str = "argmax", temperature: float = 1.0,
-        num_candidates: int | None = None,
+        num_candidates: int | None = None, q_agg: str = "min", u: torch.Tensor | None = None,
     ) -> torch.Tensor:
         from offrl.critics.selection import selection_probs
 
-        return selection_probs(self, obs, candidates, rule, temperature, num_candidates)
+        return selection_probs(self, obs, candidates, rule, temperature, num_candidates, q_agg, u)
 
     def q_loss_of(self, batch: Batch, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(L_Q = Σ_i mean_b (Q_i(s, a) − y)², Q values [K, B]) on dataset actions."""
@@ -280,4 +292,4 @@ def safe_abs_ratio(num: torch.Tensor, u: torch.Tensor, limit: torch.Tensor) -> t
 
 
 __all__ = ["CriticConfig", "CriticView", "IQLCritic", "Q_AGGS", "QCriticConfig", "QEnsembleCritic", "aggregate_q",
-           "check_q_agg", "q_for_actor", "safe_abs_ratio"]
+           "check_q_agg", "q_for_actor", "q_value", "safe_abs_ratio"]

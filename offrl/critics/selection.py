@@ -9,6 +9,11 @@ returns a distribution [B, N] over each state's candidates for a named rule:
                (IDQL's definition; the candidates are samples of μ);
 - ``softmax``  ∝ exp(Q(s, a_i) / temperature) (EDP's energy-based selection).
 
+Q is the target ensemble's minimum by default; ``q_agg`` chooses another
+aggregation (``mean``, ``q1``, or ``random``: one member per state, drawn with
+a uniform ``u`` [B] the caller declared, so a state's candidates are all
+scored by the same member), see :func:`offrl.critics.base.aggregate_q`.
+
 :func:`sample_candidates` draws one candidate per state from that
 distribution, given one uniform per state (explicit noise, so a seed's choices
 do not depend on other seeds trained beside it), and returns the actions [B, A].
@@ -33,6 +38,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange, repeat
 
+from offrl.critics.base import q_value
 from offrl.errors import ConfigError, unknown
 
 #: The selection rules, in the order the docs list them.
@@ -80,6 +86,8 @@ def selection_logits(
     rule: str = "argmax",
     temperature: float = 1.0,
     num_candidates: int | None = None,
+    q_agg: str = "min",
+    u: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Unnormalised log-probabilities [B, N] (−inf for excluded candidates); see :func:`selection_probs`."""
     _check(rule, temperature)
@@ -87,7 +95,8 @@ def selection_logits(
     b, n, _ = cand.shape
     obs_flat = repeat(obs, "b o -> (b n) o", n=n)
     act_flat = rearrange(cand, "b n a -> (b n) a")
-    q = rearrange(critic.q(obs_flat, act_flat), "(b n) -> b n", b=b)  # min_j Q̄_j(s, a_i)
+    u_flat = None if u is None else repeat(u, "b -> (b n)", n=n)  # one member per state (q_agg=random)
+    q = rearrange(q_value(critic, obs_flat, act_flat, q_agg, u_flat), "(b n) -> b n", b=b)  # agg_j Q̄_j(s, a_i)
     if rule == "argmax":
         best = q.argmax(-1, keepdim=True) == torch.arange(n, device=q.device)  # argmax: first of ties
         return torch.where(best, 0.0, float("-inf")).to(q.dtype)
@@ -105,15 +114,19 @@ def selection_probs(
     rule: str = "argmax",
     temperature: float = 1.0,
     num_candidates: int | None = None,
+    q_agg: str = "min",
+    u: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Selection distribution [B, N] over each state's N candidates (rows ≥ 0, sum to 1).
 
     ``critic`` provides ``q`` and ``v`` (:class:`~offrl.critics.base.CriticView`);
     ``obs`` is [B, O]; ``candidates`` is [B, N, A] or [(B·N), A] with
     ``num_candidates=N`` (module docstring). ``temperature`` is used by
-    ``softmax`` only. Unknown rules raise an error listing the valid ones.
+    ``softmax`` only; ``q_agg`` and ``u`` [B] (for ``random``) choose how Q
+    aggregates the ensemble. Unknown rules raise an error listing the valid ones.
     """
-    return torch.softmax(selection_logits(critic, obs, candidates, rule, temperature, num_candidates), dim=-1)
+    logits = selection_logits(critic, obs, candidates, rule, temperature, num_candidates, q_agg, u)
+    return torch.softmax(logits, dim=-1)
 
 
 def sample_index(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -136,10 +149,13 @@ def sample_candidates(
     u: torch.Tensor,
     temperature: float = 1.0,
     num_candidates: int | None = None,
+    q_agg: str = "min",
+    q_member: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Draw one candidate per state from :func:`selection_probs` with uniforms ``u`` [B]; actions [B, A]."""
+    """Draw one candidate per state from :func:`selection_probs` with uniforms ``u`` [B]; actions [B, A]
+    (``q_member`` [B]: the uniforms that pick each state's Q member for ``q_agg=random``)."""
     cand = _as_bna(obs, candidates, num_candidates)
-    probs = selection_probs(critic, obs, cand, rule, temperature)
+    probs = selection_probs(critic, obs, cand, rule, temperature, q_agg=q_agg, u=q_member)
     idx = sample_index(probs, u)  # [B]
     return torch.gather(cand, 1, repeat(idx, "b -> b 1 a", a=cand.shape[-1])).squeeze(1)
 

@@ -1,0 +1,143 @@
+"""The diffusion actors' fidelity options, on tiny hand-built models: EDP's loss balance, Q aggregation,
+EMA cadence and which weights act. Every expected value is computed by hand in the test."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from offrl.actors.diffusion_resample import DiffusionResampleActor, DiffusionResampleConfig
+from offrl.actors.edp import EDPActor, EDPConfig
+from offrl.critics.base import aggregate_q
+from offrl.data.transitions import Batch
+from offrl.errors import OfflineRLError
+
+
+class _StubCritic:
+    """Q₁(s, a) = Σ a, Q₂(s, a) = 2 − Σ a for every state; V = 0, so A = min Q̄ = min(Σa, 2 − Σa)."""
+
+    def _q_all(self, act: Tensor) -> Tensor:
+        total = act.sum(-1)
+        return torch.stack([total, 2.0 - total])
+
+    def q(self, obs: Tensor, act: Tensor, agg: str = "min", u: Tensor | None = None) -> Tensor:
+        return aggregate_q(self._q_all(act), agg, u)
+
+    def q_for_actor(self, obs: Tensor, act: Tensor, agg: str = "min", u: Tensor | None = None) -> Tensor:
+        return aggregate_q(self._q_all(act), agg, u)
+
+    def v(self, obs: Tensor) -> Tensor:
+        return torch.zeros(obs.shape[0])
+
+    def advantage(self, obs: Tensor, act: Tensor) -> Tensor:
+        return self.q(obs, act)
+
+
+def _edp(**cfg: object) -> EDPActor:
+    """EDP actor (A = 3, T = 1000) whose ε-network outputs the constant b = (−½, ½, −½)."""
+    torch.manual_seed(0)
+    actor = EDPActor(EDPConfig(**{"hidden": 8, "depth": 1, **cfg}), 2, 3, 100)
+    out = actor.model.denoiser.net[-1]
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.copy_(torch.tensor([-0.5, 0.5, -0.5]))
+    return actor
+
+
+# One state, action a = (0.2, −0.4, 0.6) (A = Σa − 2·0 … = 0.4 ≥ 0), noised at the last step k = 999 with
+# ε = 0: a_k = √ᾱ a with ᾱ ≈ 4e-5, so â⁰ = a − √(1/ᾱ − 1)·b ≈ a − 158·b, clipped to (1, −1, 1).
+BATCH = Batch(torch.zeros(1, 2), torch.tensor([[0.2, -0.4, 0.6]]), torch.zeros(1), torch.zeros(1, 2),
+              torch.zeros(1))
+NOISE = {"k": torch.tensor([999]), "eps": torch.zeros(1, 3)}
+
+
+@pytest.mark.parametrize("reduction, diffusion", [("mean", 0.25), ("sum", 0.75)])
+def test_edp_weighted_loss_balance_by_hand(reduction: str, diffusion: float) -> None:
+    """(ε − b)² = ¼ per dim: mean over A = 3 dims ¼ (EDP's mean_flat), sum ¾. Guide: A(s, a) = min(0.4, 1.6)
+    = 0.4, w = min(e^{β·0.4}, 100) with β = 3 → e^{1.2}; ½‖a − â⁰‖² = ½(0.8² + 0.6² + 0.4²) = 0.58."""
+    actor = _edp(guide="weighted", beta=3.0, bc_reduction=reduction)
+    loss, metrics = actor.loss(BATCH, NOISE, _StubCritic())
+    guide = math.exp(1.2) * 0.58
+    assert metrics["actor/diffusion_loss"].item() == pytest.approx(diffusion, rel=1e-6)
+    assert metrics["actor/guide"].item() == pytest.approx(guide, rel=1e-5)
+    assert loss.item() == pytest.approx(diffusion + guide, rel=1e-5)
+
+
+@pytest.mark.parametrize("reduction, diffusion", [("mean", 0.25), ("sum", 0.75)])
+def test_edp_q_gradient_loss_balance_by_hand(reduction: str, diffusion: float) -> None:
+    """Q(s, â⁰) = min(Σâ⁰, 2 − Σâ⁰) = min(1, 1) = 1 > 0, so the guide −α·Q/|Q| = −α = −2 whatever the scale:
+    only the diffusion term changes with the reduction (the guide is A× weaker relative to a summed MSE)."""
+    actor = _edp(guide="q-gradient", alpha=2.0, bc_reduction=reduction)
+    loss, metrics = actor.loss(BATCH, NOISE, _StubCritic())
+    assert metrics["actor/guide"].item() == pytest.approx(-2.0)
+    assert loss.item() == pytest.approx(diffusion - 2.0, rel=1e-6)
+
+
+def test_edp_bc_reduction_is_validated() -> None:
+    with pytest.raises(OfflineRLError, match=r"actor\.bc_reduction.*Valid choices: mean, sum"):
+        EDPConfig(bc_reduction="avg")
+
+
+def test_diffusion_resample_keeps_idqls_summed_noise_loss() -> None:
+    """IDQL's code sums the squared error over action dims (then averages over the batch)."""
+    torch.manual_seed(0)
+    actor = DiffusionResampleActor(DiffusionResampleConfig(network="mlp", hidden=8, depth=1), 2, 3, 100)
+    out = actor.model.denoiser.net[-1]
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.copy_(torch.tensor([-0.5, 0.5, -0.5]))
+    loss, _ = actor.loss(BATCH, {"k": torch.tensor([3]), "eps": torch.zeros(1, 3)}, _StubCritic())
+    assert loss.item() == pytest.approx(0.75)
+
+
+# --------------------------------------------------------------------------- q_agg
+
+
+class _MemberCritic(_StubCritic):
+    """Q_i(s, a) = a_i (member i reads action dimension i), target and online alike."""
+
+    def _q_all(self, act: Tensor) -> Tensor:
+        return act[:, :2].T
+
+
+@pytest.mark.parametrize("q_agg, u, guide", [("min", None, 2.0), ("mean", None, 0.0), ("q1", None, -2.0),
+                                             ("random", 0.2, -2.0), ("random", 0.7, 2.0)])
+def test_edp_q_gradient_guide_reads_q_agg(q_agg: str, u: float | None, guide: float) -> None:
+    """â⁰ = (1, −1, 1): Q₁ = 1, Q₂ = −1, so −α·Q/|Q| (α = 2) is +2 (min), 0 (mean), −2 (q1), and for
+    random the member ⌊u·2⌋: u = 0.2 → Q₁, u = 0.7 → Q₂."""
+    actor = _edp(guide="q-gradient", alpha=2.0, q_agg=q_agg)
+    noise = dict(NOISE)
+    if u is not None:
+        assert actor.update_noise(1, _MemberCritic())["q_member"].shape == ()  # one member per update
+        noise["q_member"] = torch.tensor(u)
+    _, metrics = actor.loss(BATCH, noise, _MemberCritic())
+    assert metrics["actor/guide"].item() == pytest.approx(guide)
+
+
+# Four candidates (Q₁, Q₂) = (0, .9), (.5, .5), (.9, −.2), (.1, 1): min picks #1, mean #3 (0.55), q1 #2, Q₂ #3.
+CANDIDATES = torch.tensor([[0.0, 0.9], [0.5, 0.5], [0.9, -0.2], [0.1, 1.0]])
+
+
+@pytest.mark.parametrize("actor_name", ["diffusion-resample", "edp", "flow-resample"])
+@pytest.mark.parametrize("q_agg, expected", [("min", [1, 1]), ("mean", [3, 3]), ("q1", [2, 2]),
+                                             ("random", [2, 3])])
+def test_candidate_selection_reads_q_agg(actor_name: str, q_agg: str, expected: list[int]) -> None:
+    """argmax over the candidates of two states; random draws one member per state (u = 0.2 → Q₁, 0.7 → Q₂)."""
+    from offrl.actors import ACTORS
+
+    cls = ACTORS.get(actor_name)
+    extra = {"hidden_dims": (8,)} if actor_name == "flow-resample" else {"hidden": 8, "depth": 1}
+    actor = cls(cls.Config(selection="argmax", num_samples=4, q_agg=q_agg, **extra), 2, 2, 10)
+    actor.sample = lambda obs, noise: CANDIDATES.repeat(2, 1)  # [(b n), A], the same four for both states
+    spec = actor.act_noise(2)
+    assert ("q_member" in spec) == (q_agg == "random")
+    noise = {"select": torch.zeros(2), "q_member": torch.tensor([0.2, 0.7]), "x0": torch.zeros(8, 2)}
+    acts = actor.act(torch.zeros(2, 2), _MemberCritic(), noise)
+    torch.testing.assert_close(acts, CANDIDATES[expected])
+
+
+def test_q_agg_is_validated() -> None:
+    with pytest.raises(OfflineRLError, match=r"actor\.q_agg.*Valid choices: mean, min, q1, random"):
+        EDPConfig(q_agg="max")
