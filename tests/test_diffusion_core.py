@@ -395,3 +395,17 @@ def test_ema_update_arithmetic_and_state_dict() -> None:
     torch.testing.assert_close(target.lin.bias, torch.full((2,), expected))
     with pytest.raises(ConfigError):
         EMA(live, rate=0.0)
+
+
+def test_ema_cadence_from_the_step_count() -> None:
+    """every = 2, start = 3: copies at n ≤ 3, then θ̄ moves by the rate when 2 | n (n = 4, 6), else not."""
+    live = _WithBuffers()
+    ema = EMA(live, rate=0.5, every=2, start=3)
+    for n, value, expected in [(1, 1.0, 1.0), (3, -7.0, -7.0), (4, 1.0, -3.0), (5, 9.0, -3.0), (6, 9.0, 3.0)]:
+        _fill(live, value, n)
+        ema.step(live, torch.tensor(float(n)))
+        torch.testing.assert_close(ema.module.lin.weight, torch.full((2, 3), expected))
+        assert ema.module.count.item() == n
+    torch.testing.assert_close(ema.rate_at(torch.tensor([3.0, 4.0, 5.0, 8.0])), torch.tensor([0.0, 0.5, 0.0, 0.5]))
+    with pytest.raises(ConfigError, match="every"):
+        EMA(live, every=0)

@@ -130,7 +130,7 @@ def test_candidate_selection_reads_q_agg(actor_name: str, q_agg: str, expected: 
     cls = ACTORS.get(actor_name)
     extra = {"hidden_dims": (8,)} if actor_name == "flow-resample" else {"hidden": 8, "depth": 1}
     actor = cls(cls.Config(selection="argmax", num_samples=4, q_agg=q_agg, **extra), 2, 2, 10)
-    actor.sample = lambda obs, noise: CANDIDATES.repeat(2, 1)  # [(b n), A], the same four for both states
+    actor.sample = lambda obs, noise, **kw: CANDIDATES.repeat(2, 1)  # [(b n), A], the same four for both states
     spec = actor.act_noise(2)
     assert ("q_member" in spec) == (q_agg == "random")
     noise = {"select": torch.zeros(2), "q_member": torch.tensor([0.2, 0.7]), "x0": torch.zeros(8, 2)}
@@ -141,3 +141,67 @@ def test_candidate_selection_reads_q_agg(actor_name: str, q_agg: str, expected: 
 def test_q_agg_is_validated() -> None:
     with pytest.raises(OfflineRLError, match=r"actor\.q_agg.*Valid choices: mean, min, q1, random"):
         EDPConfig(q_agg="max")
+
+
+# --------------------------------------------------------------------------- EMA cadence, acting weights
+
+
+def _resample(**cfg: object) -> DiffusionResampleActor:
+    torch.manual_seed(0)
+    return DiffusionResampleActor(DiffusionResampleConfig(**{"network": "mlp", "hidden": 8, "depth": 1, **cfg}),
+                                  2, 2, 100)
+
+
+def _params(module: torch.nn.Module) -> list[Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_ema_copies_the_live_weights_up_to_ema_start_then_updates_every_k() -> None:
+    actor = _resample(ema_rate=0.5, ema_every=2, ema_start=3)
+    out, shadow = actor.model.denoiser.net[-1], actor.ema.module.denoiser.net[-1]
+    for step, value in [(1, 1.0), (2, -2.0), (3, 3.0)]:  # n ≤ start: an exact copy, whatever the value
+        with torch.no_grad():
+            out.bias.fill_(value)
+        actor.after_update(torch.tensor(float(step)))
+        for p, q in zip(actor.model.parameters(), actor.ema.module.parameters()):
+            assert torch.equal(p, q)
+    # n = 4: 4 > 3 and 2 | 4 → θ̄ = 3 + ½(10 − 3) = 6.5; n = 5: not due, unchanged; n = 6: 6.5 + ½(20 − 6.5)
+    for step, value, expected in [(4, 10.0, 6.5), (5, 20.0, 6.5), (6, 20.0, 13.25), (7, 0.0, 13.25)]:
+        with torch.no_grad():
+            out.bias.fill_(value)
+        actor.after_update(torch.tensor(float(step)))
+        torch.testing.assert_close(shadow.bias, torch.full_like(shadow.bias, expected))
+
+
+def test_default_ema_updates_after_every_update() -> None:
+    actor = _resample(ema_rate=0.25)
+    out, shadow = actor.model.denoiser.net[-1], actor.ema.module.denoiser.net[-1]
+    start = shadow.bias.detach().clone()
+    with torch.no_grad():
+        out.bias.fill_(4.0)
+    actor.after_update(torch.tensor(1.0))
+    torch.testing.assert_close(shadow.bias, start + 0.25 * (4.0 - start))
+
+
+@pytest.mark.parametrize("act_with", ["ema", "live"])
+def test_act_with_chooses_the_acting_weights(act_with: str) -> None:
+    """Only the live ε-network is made to output −50 everywhere, which drives every DDPM step to the bound +1:
+    acting with the live weights gives exactly +1, acting with the EMA copy (untouched) does not."""
+    actor = _resample(act_with=act_with, num_samples=3, timesteps=5)
+    out = actor.model.denoiser.net[-1]
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.fill_(-50.0)
+    noise = {k: v.draw(torch.Generator().manual_seed(0), torch.device("cpu")) for k, v in actor.act_noise(4).items()}
+    acts = actor.act(torch.zeros(4, 2), _MemberCritic(), noise)
+    assert torch.equal(acts, torch.ones(4, 2)) == (act_with == "live")
+    nxt = actor.next_actions(torch.zeros(4, 2), {k: v.draw(torch.Generator().manual_seed(0), torch.device("cpu"))
+                                                 for k, v in actor.next_action_noise(4).items()})
+    assert not torch.equal(nxt, torch.ones(4, 2)), "next actions always come from the EMA copy"
+
+
+@pytest.mark.parametrize("key, value, match", [("ema_every", 0, "ema_every"), ("ema_start", -1, "ema_start"),
+                                               ("act_with", "target", r"act_with.*Valid choices: ema, live")])
+def test_ema_options_are_validated(key: str, value: object, match: str) -> None:
+    with pytest.raises(OfflineRLError, match=match):
+        DiffusionResampleConfig(**{key: value})

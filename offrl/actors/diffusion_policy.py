@@ -2,7 +2,7 @@
 batched candidate sampling and critic-based selection among candidates.
 
 Acting: repeat each state N times (layout ``(b n)``), draw N candidates with
-the EMA model in one forward pass per denoising step (DDPM, or DPM-Solver for
+the EMA model (or the live one, ``act_with=live`` as EDP) in one forward pass per denoising step (DDPM, or DPM-Solver for
 long schedules), then pick one per state with the critic's selection rule
 (``argmax`` | ``implicit`` | ``softmax``, see :mod:`offrl.critics.selection`).
 
@@ -37,6 +37,8 @@ from offrl.generative.diffusion.solvers import dpm_solver_noise
 from offrl.errors import ConfigError, unknown
 
 SAMPLERS = ("ddpm", "dpm-solver")
+#: Which weights act in evaluation: the EMA copy (IDQL, Diffusion-QL) or the live ones (EDP).
+ACT_WITH = ("ema", "live")
 
 
 def _h(text: str) -> dict[str, str]:
@@ -56,7 +58,14 @@ class DiffusionPolicyConfig(ActorConfig):
     lr: float = field(default=3e-4, metadata=_h("Learning rate"))
     weight_decay: float = field(default=0.0, metadata=_h("AdamW weight decay (IDQL's released code: 1e-4)"))
     cosine_decay: bool = field(default=True, metadata=_h("Cosine-decay the LR to 0 over training"))
-    ema_rate: float = field(default=0.001, metadata=_h("EMA rate per update: θ̄ ← θ̄ + rate·(θ − θ̄); sampling uses θ̄"))
+    ema_rate: float = field(default=0.001, metadata=_h("EMA rate per update: θ̄ ← θ̄ + rate·(θ − θ̄)"))
+    ema_every: int = field(default=1, metadata=_h("Update the EMA on every k-th actor update only (EDP: 5)"))
+    ema_start: int = field(
+        default=0, metadata=_h("Up to this actor update the EMA copies the live weights (EDP: 1000)")
+    )
+    act_with: str = field(
+        default="ema", metadata=_h("Weights that act in evaluation: ema (IDQL) | live (EDP); next actions use the EMA")
+    )
     num_samples: int = field(default=64, metadata=_h("Candidates N sampled per state when acting"))
     selection: str = field(default="argmax", metadata=_h("Candidate selection: argmax | implicit | softmax"))
     temperature: float = field(default=1.0, metadata=_h("Softmax temperature (selection=softmax)"))
@@ -76,6 +85,12 @@ class DiffusionPolicyConfig(ActorConfig):
         for n in ("num_samples", "timesteps", "solver_steps", "hidden", "depth"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"actor.{n} must be positive, got {getattr(self, n)!r}")
+        if self.act_with not in ACT_WITH:
+            raise unknown("acting weights (actor.act_with)", self.act_with, ACT_WITH)
+        if self.ema_every <= 0:
+            raise ConfigError(f"actor.ema_every must be positive, got {self.ema_every!r}")
+        if self.ema_start < 0:
+            raise ConfigError(f"actor.ema_start must be >= 0, got {self.ema_start!r}")
         if not 0.0 < self.ema_rate <= 1.0:
             raise ConfigError(f"actor.ema_rate must be in (0, 1], got {self.ema_rate}")
         if self.temperature <= 0:
@@ -97,7 +112,7 @@ class DiffusionPolicyActor(Actor):
             kwargs.update(n_layers=cfg.depth)
         denoiser = make_denoiser(cfg.network, obs_dim, act_dim, **kwargs)
         self.model = GaussianDiffusion(denoiser, make_schedule(cfg.schedule, cfg.timesteps), act_dim=act_dim)
-        self.ema = EMA(self.model, rate=cfg.ema_rate)
+        self.ema = EMA(self.model, rate=cfg.ema_rate, every=cfg.ema_every, start=cfg.ema_start)
 
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"actor": ParamGroup(self.model.parameters(), self.cfg.lr, weight_decay=self.cfg.weight_decay,
@@ -112,7 +127,8 @@ class DiffusionPolicyActor(Actor):
 
     @torch.no_grad()
     def after_update(self, step: torch.Tensor) -> None:
-        self.ema.update(self.model)
+        """The EMA's cadenced update (``ema_every``, ``ema_start``), driven by the device update count."""
+        self.ema.step(self.model, step)
 
     # --- acting ---------------------------------------------------------------------------------
     def sample_noise(self, rows: int) -> NoiseSpec:
@@ -122,9 +138,9 @@ class DiffusionPolicyActor(Actor):
         return self.model.sample_noise(rows)
 
     @torch.no_grad()
-    def sample(self, obs: torch.Tensor, noise: NoiseTensors) -> torch.Tensor:
-        """One action per row of ``obs`` from the EMA model."""
-        model = self.ema.module
+    def sample(self, obs: torch.Tensor, noise: NoiseTensors, live: bool = False) -> torch.Tensor:
+        """One action per row of ``obs`` from the EMA model (``live``: from the live weights)."""
+        model = self.model if live else self.ema.module
         if self.cfg.sampler == "dpm-solver":
             return sample_dpm_solver(model, obs, steps=self.cfg.solver_steps, noise=noise)
         return model.sample_ddpm(obs, noise)
@@ -152,7 +168,7 @@ class DiffusionPolicyActor(Actor):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         n = self.cfg.num_samples
-        candidates = self.sample(repeat_states(obs, n), noise)  # [(b n), A]
+        candidates = self.sample(repeat_states(obs, n), noise, live=self.cfg.act_with == "live")  # [(b n), A]
         return sample_candidates(critic, obs, candidates, self.cfg.selection, noise["select"],
                                  self.cfg.temperature, num_candidates=n, q_agg=self.cfg.q_agg,
                                  q_member=noise.get("q_member"))
