@@ -205,3 +205,29 @@ def test_act_with_chooses_the_acting_weights(act_with: str) -> None:
 def test_ema_options_are_validated(key: str, value: object, match: str) -> None:
     with pytest.raises(OfflineRLError, match=match):
         DiffusionResampleConfig(**{key: value})
+
+
+# --------------------------------------------------------------------------- DPM-Solver options
+
+
+@pytest.mark.parametrize("solver, order, spacing, t_end", [("multistep", 3, "logsnr", 0.0),
+                                                           ("singlestep", 3, "time_uniform", 1e-3),
+                                                           ("singlestep", 2, "logsnr", 0.0)])
+def test_actor_samples_with_the_configured_solver(solver: str, order: int, spacing: str, t_end: float) -> None:
+    from offrl.generative.diffusion import sample_dpm_solver, sample_dpm_solver_singlestep
+
+    actor = _edp(solver=solver, solver_order=order, solver_spacing=spacing, solver_t_end=t_end, solver_steps=6)
+    obs, x_T = torch.zeros(5, 2), torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    solve = sample_dpm_solver if solver == "multistep" else sample_dpm_solver_singlestep
+    expected = solve(actor.ema.module, obs, steps=6, order=order, noise={"x_T": x_T},
+                     skip_type={"logsnr": "logSNR", "time_uniform": "time_uniform"}[spacing], t_end=t_end or None)
+    torch.testing.assert_close(actor.sample(obs, {"x_T": x_T}), expected)
+
+
+@pytest.mark.parametrize("key, value, match", [("solver", "adaptive", r"actor\.solver.*multistep, singlestep"),
+                                               ("solver_spacing", "quadratic", r"actor\.solver_spacing"),
+                                               ("solver_order", 4, r"actor\.solver_order"),
+                                               ("solver_t_end", 1.0, r"actor\.solver_t_end")])
+def test_solver_options_are_validated(key: str, value: object, match: str) -> None:
+    with pytest.raises(OfflineRLError, match=match):
+        EDPConfig(**{key: value})

@@ -2,9 +2,11 @@
 batched candidate sampling and critic-based selection among candidates.
 
 Acting: repeat each state N times (layout ``(b n)``), draw N candidates with
-the EMA model (or the live one, ``act_with=live`` as EDP) in one forward pass per denoising step (DDPM, or DPM-Solver for
-long schedules), then pick one per state with the critic's selection rule
-(``argmax`` | ``implicit`` | ``softmax``, see :mod:`offrl.critics.selection`).
+the EMA model (or the live one, ``act_with=live`` as EDP does) in one forward
+pass per denoising step (DDPM, or DPM-Solver — multistep, or EDP's singlestep
+— for long schedules), then pick one per state with the critic's selection
+rule (``argmax`` | ``implicit`` | ``softmax``, see
+:mod:`offrl.critics.selection`; Q aggregated over the ensemble by ``q_agg``).
 
 Next actions for a critic (``td3``'s backup, the V estimate of critics
 without V): one sample per state from the EMA model with the acting sampler,
@@ -32,11 +34,15 @@ from offrl.generative.diffusion import (
     make_schedule,
     repeat_states,
     sample_dpm_solver,
+    sample_dpm_solver_singlestep,
 )
 from offrl.generative.diffusion.solvers import dpm_solver_noise
 from offrl.errors import ConfigError, unknown
 
 SAMPLERS = ("ddpm", "dpm-solver")
+SOLVERS = ("multistep", "singlestep")
+#: DPM-Solver step spacings, config name -> the solver's skip_type.
+SPACINGS = {"logsnr": "logSNR", "time_uniform": "time_uniform"}
 #: Which weights act in evaluation: the EMA copy (IDQL, Diffusion-QL) or the live ones (EDP).
 ACT_WITH = ("ema", "live")
 
@@ -55,6 +61,12 @@ class DiffusionPolicyConfig(ActorConfig):
     timesteps: int = field(default=5, metadata=_h("Diffusion steps T"))
     sampler: str = field(default="ddpm", metadata=_h("ddpm (ancestral, every step) | dpm-solver (few steps)"))
     solver_steps: int = field(default=15, metadata=_h("DPM-Solver model calls (sampler=dpm-solver)"))
+    solver: str = field(default="multistep", metadata=_h("DPM-Solver variant: multistep | singlestep (EDP's code)"))
+    solver_order: int = field(default=3, metadata=_h("DPM-Solver order: 1 (DDIM) | 2 | 3"))
+    solver_spacing: str = field(default="logsnr", metadata=_h("DPM-Solver step spacing: logsnr | time_uniform (EDP)"))
+    solver_t_end: float = field(
+        default=0.0, metadata=_h("DPM-Solver end time in (0, 1); 0 = 1/T, the first step's noise level (EDP: 1e-3)")
+    )
     lr: float = field(default=3e-4, metadata=_h("Learning rate"))
     weight_decay: float = field(default=0.0, metadata=_h("AdamW weight decay (IDQL's released code: 1e-4)"))
     cosine_decay: bool = field(default=True, metadata=_h("Cosine-decay the LR to 0 over training"))
@@ -85,6 +97,14 @@ class DiffusionPolicyConfig(ActorConfig):
         for n in ("num_samples", "timesteps", "solver_steps", "hidden", "depth"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"actor.{n} must be positive, got {getattr(self, n)!r}")
+        if self.solver not in SOLVERS:
+            raise unknown("DPM-Solver variant (actor.solver)", self.solver, SOLVERS)
+        if self.solver_spacing not in SPACINGS:
+            raise unknown("DPM-Solver spacing (actor.solver_spacing)", self.solver_spacing, SPACINGS)
+        if self.solver_order not in (1, 2, 3):
+            raise ConfigError(f"actor.solver_order must be 1, 2 or 3, got {self.solver_order!r}")
+        if not 0.0 <= self.solver_t_end < 1.0:
+            raise ConfigError(f"actor.solver_t_end must be in [0, 1) (0 = 1/T), got {self.solver_t_end}")
         if self.act_with not in ACT_WITH:
             raise unknown("acting weights (actor.act_with)", self.act_with, ACT_WITH)
         if self.ema_every <= 0:
@@ -141,8 +161,11 @@ class DiffusionPolicyActor(Actor):
     def sample(self, obs: torch.Tensor, noise: NoiseTensors, live: bool = False) -> torch.Tensor:
         """One action per row of ``obs`` from the EMA model (``live``: from the live weights)."""
         model = self.model if live else self.ema.module
-        if self.cfg.sampler == "dpm-solver":
-            return sample_dpm_solver(model, obs, steps=self.cfg.solver_steps, noise=noise)
+        c = self.cfg
+        if c.sampler == "dpm-solver":
+            solve = sample_dpm_solver if c.solver == "multistep" else sample_dpm_solver_singlestep
+            return solve(model, obs, steps=c.solver_steps, order=c.solver_order, noise=noise,
+                         skip_type=SPACINGS[c.solver_spacing], t_end=c.solver_t_end or None)
         return model.sample_ddpm(obs, noise)
 
     def next_action_noise(self, batch_size: int) -> NoiseSpec:
