@@ -231,3 +231,47 @@ def test_actor_samples_with_the_configured_solver(solver: str, order: int, spaci
 def test_solver_options_are_validated(key: str, value: object, match: str) -> None:
     with pytest.raises(OfflineRLError, match=match):
         EDPConfig(**{key: value})
+
+
+# --------------------------------------------------------------------------- ε-network options
+
+
+def test_idql_released_network_shapes() -> None:
+    """IDQL's exported learner: swish, learnable Fourier features of size 128, time MLP 128 → 256 → swish → 256."""
+    import offrl
+    from offrl.generative.diffusion import LearnableFourierFeatures
+
+    cfg = offrl.make_config(preset="idql-released")
+    a = cfg.actor_cfg
+    assert (a.activation, a.time_embedding, a.time_dim, tuple(a.time_mlp)) == ("swish", "fourier", 128, (256, 256))
+    actor = DiffusionResampleActor(a, 11, 3, 100)
+    net = actor.model.denoiser
+    tm = net.time_mlp
+    assert isinstance(tm[0], LearnableFourierFeatures) and tm[0].weight.shape == (64, 1)  # 128 features = cos, sin
+    assert [type(m).__name__ for m in tm] == ["LearnableFourierFeatures", "Linear", "SiLU", "Linear"]
+    assert (tm[1].in_features, tm[1].out_features, tm[3].out_features) == (128, 256, 256)
+    assert net.inp.in_features == 3 + 11 + 256
+    assert all(type(b.body[2]).__name__ == "SiLU" for b in net.blocks) and type(net.out[0]).__name__ == "SiLU"
+    assert net(torch.zeros(4, 3), torch.tensor([0, 1, 2, 4]), torch.zeros(4, 11)).shape == (4, 3)
+
+
+def test_default_networks_keep_their_time_embeddings() -> None:
+    """auto: ln-resnet Fourier 64 → (128, 128) with Mish, mlp sinusoidal 16 → 32 → 16 (EDP)."""
+    ln = _resample(network="ln-resnet").model.denoiser.time_mlp
+    assert type(ln[0]).__name__ == "LearnableFourierFeatures" and ln[0].weight.shape == (32, 1)
+    assert (ln[1].out_features, ln[3].out_features, type(ln[2]).__name__) == (128, 128, "Mish")
+    mlp = _edp().model.denoiser.time_mlp
+    assert type(mlp[0]).__name__ == "SinusoidalEmbedding"
+    assert (mlp[1].in_features, mlp[1].out_features, mlp[3].out_features) == (16, 32, 16)
+    swapped = _edp(time_embedding="fourier", time_dim=8, time_mlp=(12,)).model.denoiser
+    assert [type(m).__name__ for m in swapped.time_mlp] == ["LearnableFourierFeatures", "Linear"]
+    assert swapped.net[0].in_features == 2 + 3 + 12
+
+
+@pytest.mark.parametrize("key, value, match", [("activation", "sigmoid", r"actor\.activation"),
+                                               ("time_embedding", "learned", r"actor\.time_embedding"),
+                                               ("time_dim", 7, r"actor\.time_dim"),
+                                               ("time_mlp", (0,), r"actor\.time_mlp")])
+def test_network_options_are_validated(key: str, value: object, match: str) -> None:
+    with pytest.raises(OfflineRLError, match=match):
+        DiffusionResampleConfig(**{key: value})

@@ -36,7 +36,9 @@ from offrl.generative.diffusion import (
     sample_dpm_solver,
     sample_dpm_solver_singlestep,
 )
+from offrl.generative.diffusion.networks import TIME_EMBEDDINGS
 from offrl.generative.diffusion.solvers import dpm_solver_noise
+from offrl.nets import ACTIVATIONS
 from offrl.errors import ConfigError, unknown
 
 SAMPLERS = ("ddpm", "dpm-solver")
@@ -57,6 +59,17 @@ class DiffusionPolicyConfig(ActorConfig):
     hidden: int = field(default=256, metadata=_h("Width of the ε-network"))
     depth: int = field(default=3, metadata=_h("Residual blocks (ln-resnet) or hidden layers (mlp)"))
     dropout: float = field(default=0.1, metadata=_h("Dropout in ln-resnet blocks"))
+    activation: str = field(default="mish", metadata=_h("Activation of the ε-network (IDQL's released code: swish)"))
+    time_embedding: str = field(
+        default="auto",
+        metadata=_h("Time features: fourier (learnable, IDQL) | sinusoidal (EDP) | auto (the network's own)"),
+    )
+    time_dim: int = field(default=0, metadata=_h("Size of the time features; 0 = the network's (ln-resnet 64, mlp 16)"))
+    time_mlp: tuple[int, ...] = field(
+        default=(),
+        metadata=_h("Widths of the time MLP after the features; () = the network's (ln-resnet (128, 128), "
+                    "mlp (2·time_dim, time_dim))"),
+    )
     schedule: str = field(default="vp", metadata=_h("Noise schedule: vp | linear | cosine"))
     timesteps: int = field(default=5, metadata=_h("Diffusion steps T"))
     sampler: str = field(default="ddpm", metadata=_h("ddpm (ancestral, every step) | dpm-solver (few steps)"))
@@ -97,6 +110,14 @@ class DiffusionPolicyConfig(ActorConfig):
         for n in ("num_samples", "timesteps", "solver_steps", "hidden", "depth"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"actor.{n} must be positive, got {getattr(self, n)!r}")
+        if self.activation not in ACTIVATIONS:
+            raise unknown("activation (actor.activation)", self.activation, ACTIVATIONS)
+        if self.time_embedding not in ("auto", *TIME_EMBEDDINGS):
+            raise unknown("time embedding (actor.time_embedding)", self.time_embedding, ("auto", *TIME_EMBEDDINGS))
+        if self.time_dim < 0 or self.time_dim % 2:
+            raise ConfigError(f"actor.time_dim must be even and >= 0 (0 = the network's), got {self.time_dim!r}")
+        if any(int(w) < 1 for w in self.time_mlp):
+            raise ConfigError(f"actor.time_mlp widths must be positive, got {list(self.time_mlp)}")
         if self.solver not in SOLVERS:
             raise unknown("DPM-Solver variant (actor.solver)", self.solver, SOLVERS)
         if self.solver_spacing not in SPACINGS:
@@ -125,7 +146,13 @@ class DiffusionPolicyActor(Actor):
 
     def __init__(self, cfg: DiffusionPolicyConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)
-        kwargs: dict[str, Any] = {"hidden": cfg.hidden}
+        kwargs: dict[str, Any] = {"hidden": cfg.hidden, "act": ACTIVATIONS[cfg.activation]}
+        if cfg.time_embedding != "auto":
+            kwargs["time_embedding"] = cfg.time_embedding
+        if cfg.time_dim:
+            kwargs["time_dim"] = cfg.time_dim
+        if cfg.time_mlp:
+            kwargs["time_mlp"] = tuple(cfg.time_mlp)
         if cfg.network == "ln-resnet":
             kwargs.update(n_blocks=cfg.depth, dropout=cfg.dropout)
         elif cfg.network == "mlp":

@@ -1,4 +1,5 @@
-"""The papers' hyperparameter sets (values from algorithms.md and the papers cited)."""
+"""The papers' hyperparameter sets (values from the papers and released code cited in each ``source``;
+docs/algorithms.md summarises them)."""
 from __future__ import annotations
 
 from offrl.presets.registry import Preset, register_preset
@@ -120,17 +121,20 @@ register_preset(Preset(
 register_preset(Preset(
     name="idql-released",
     description="IDQL's released code: 3M joint steps at batch 512, AdamW weight decay 1e-4, N=64",
-    source="IDQL released code (philippe-eecs/IDQL, jaxrl5), as summarised in algorithms.md §3.2",
+    source="IDQL released code (philippe-eecs/IDQL: launcher/examples/train_ddpm_iql_offline.py, "
+           "jaxrl5/agents/ddpm_iql_simple/ddpm_iql_learner.py)",
     values={
         "critic": {"name": "expectile", "batch_size": 512},
         **_iql_critic_keys({"value_layer_norm": True}, expectile={"tau": 0.7}),
-        "actor": {**_IDQL_ACTOR, "batch_size": 512, "updates_per_step": 1, "num_samples": 64, "weight_decay": 1e-4},
+        "actor": {**_IDQL_ACTOR, "batch_size": 512, "updates_per_step": 1, "num_samples": 64, "weight_decay": 1e-4,
+                  "activation": "swish", "time_embedding": "fourier", "time_dim": 128, "time_mlp": [256, 256]},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 10},
     },
     notes="The code evaluates N in {16, 64, 256} and holds out 5% of the data; offrl uses all data and N=64 "
           "(override actor.num_samples). The code updates actor, V and Q on the same batch; offrl samples "
-          "each component's batch separately.",
+          "each component's batch separately. Its exported learner's ε-network uses swish, learnable Fourier "
+          "time features of size 128 and a (256, 256) time MLP (the paper's other presets keep Mish, 64, (128, 128)).",
 ))
 
 register_preset(Preset(
