@@ -38,7 +38,7 @@ from offrl.generative.diffusion import (
 )
 from offrl.generative.diffusion.networks import TIME_EMBEDDINGS
 from offrl.generative.diffusion.solvers import dpm_solver_noise
-from offrl.nets import ACTIVATIONS
+from offrl.nets import ACTIVATIONS, init_weights_
 from offrl.errors import ConfigError, unknown
 
 SAMPLERS = ("ddpm", "dpm-solver")
@@ -159,6 +159,7 @@ class DiffusionPolicyActor(Actor):
             kwargs.update(n_layers=cfg.depth)
         denoiser = make_denoiser(cfg.network, obs_dim, act_dim, **kwargs)
         self.model = GaussianDiffusion(denoiser, make_schedule(cfg.schedule, cfg.timesteps), act_dim=act_dim)
+        init_weights_(self.model, cfg.init)
         self.ema = EMA(self.model, rate=cfg.ema_rate, every=cfg.ema_every, start=cfg.ema_start)
 
     def param_groups(self) -> dict[str, ParamGroup]:

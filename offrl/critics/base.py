@@ -38,7 +38,8 @@ from einops import reduce
 from offrl.component import Component, NoiseTensors, ParamGroup, Stage, polyak_
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
-from offrl.nets import EnsembleMLP, MLP
+from offrl.nets import EnsembleMLP, MLP, init_weights_
+from offrl.nets.init import check_init
 
 
 def _help(text: str) -> dict[str, str]:
@@ -69,9 +70,14 @@ class QCriticConfig:
     max_grad_norm: float = field(
         default=0.0, metadata=_help("Clip each critic group's global gradient norm per seed; 0 = off")
     )
+    init: str = field(
+        default="default",
+        metadata=_help("Weight initialisation: default (PyTorch's) | orthogonal (IQL's code: gain √2, zero biases)"),
+    )
 
     def __post_init__(self) -> None:
         _check_positive(self, "batch_size", "updates_per_step", "num_q", "q_lr")
+        check_init(self.init, "critic.init")
         if not self.max_grad_norm >= 0:
             raise ConfigError(f"critic.max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
         if not 0.0 <= self.discount <= 1.0:
@@ -184,6 +190,7 @@ class QEnsembleCritic(Component):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.q_net = EnsembleMLP(cfg.num_q, obs_dim + act_dim, cfg.hidden_dims, 1, cfg.activation,
                                  layer_norm=cfg.layer_norm)
+        init_weights_(self.q_net, cfg.init)
         self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
 
     def _q_all(self, net: EnsembleMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -236,6 +243,7 @@ class IQLCritic(QEnsembleCritic):
         super().__init__(cfg, obs_dim, act_dim)
         self.v_net = MLP(obs_dim, cfg.hidden_dims, 1, cfg.activation, layer_norm=cfg.layer_norm,
                          input_layer_norm=cfg.value_layer_norm)
+        init_weights_(self.v_net, cfg.init)
 
     # --- the value loss: the only thing a concrete critic defines -------------------------
     def value_loss(self, u: torch.Tensor) -> torch.Tensor:
