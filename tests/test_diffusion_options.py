@@ -275,3 +275,18 @@ def test_default_networks_keep_their_time_embeddings() -> None:
 def test_network_options_are_validated(key: str, value: object, match: str) -> None:
     with pytest.raises(OfflineRLError, match=match):
         DiffusionResampleConfig(**{key: value})
+
+
+def test_edp_preset_follows_edps_code() -> None:
+    import offrl
+
+    cfg = offrl.make_config(preset="edp-iql-locomotion")
+    c, a = cfg.critic_cfg, cfg.actor_cfg
+    assert (tuple(c.hidden_dims), c.activation, c.max_grad_norm) == ((256, 256, 256), "mish", 9.0)
+    assert (a.solver, a.solver_order, a.solver_spacing, a.solver_t_end, a.solver_steps) == (
+        "singlestep", 3, "time_uniform", 1e-3, 15)
+    assert (a.ema_rate, a.ema_every, a.ema_start, a.act_with) == (0.005, 5, 1000, "live")
+    assert (a.bc_reduction, a.max_grad_norm, a.q_agg) == ("mean", 9.0, "min")
+    critic = offrl.critics.CRITICS.get(cfg.critic)(c, 4, 2)
+    assert [type(m).__name__ for m in critic.v_net.modules()].count("Linear") == 4  # 3 hidden + output
+    assert type(critic.v_net.act).__name__ == "Mish"
