@@ -10,7 +10,8 @@ Two kinds of critic learn Q in offrl (docs/critics.md):
 Both are a :class:`QEnsembleCritic`: K Q networks Q_1..Q_K (K = 2: the twin Q)
 with Polyak targets Q̄_i, and the view actors see (:class:`CriticView`).
 
-Notation of the IQL family (``algorithms.md`` §1–2): with
+Notation of the IQL family (Kostrikov et al. 2022, IQL; the value losses of
+Hansen-Estruch et al. 2023, IDQL §4.1; docs/algorithms.md): with
 u = min(Q̄1, Q̄2)(s, a) − V(s) on *dataset* actions,
 
 - V loss: mean f(u), with f the critic's value loss;

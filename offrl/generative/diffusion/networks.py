@@ -1,4 +1,4 @@
-"""ε-prediction networks ε_θ(x_t, t, s) for diffusion actors (IDQL's LN-ResNet, EDP's MLP; docs/algorithms.md).
+"""ε-prediction networks ε_θ(x_t, t, s): IDQL's LN-ResNet and EDP's MLP (docs/algorithms.md).
 
 Every denoiser has the signature ``forward(x_t [B, A], t [B], obs [B, O], noise=None) -> [B, A]``
 where ``t`` is the 0-based step index (step t + 1 of the schedule) and ``noise``

@@ -1,4 +1,4 @@
-"""DPM-Solver (Lu et al. 2022): few-step sampling of a long discrete VP diffusion (EDP, §3.3).
+"""DPM-Solver (Lu et al. 2022): few-step sampling of a long discrete VP diffusion (EDP, Kang et al. 2023).
 
 EDP trains with T = 1000 steps but samples with 15 model calls. The sampler
 solves the probability-flow ODE in the half-log-SNR λ_t = log(α_t/σ_t), where
