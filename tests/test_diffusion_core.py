@@ -325,7 +325,8 @@ def test_singlestep_order3_beats_ddim_on_an_exact_gaussian_model(skip_type: str)
 
 
 class _MixtureOracle(nn.Module):
-    """Exact ε of the four-mode mixture Σ w_m N(μ_m, s²I): ε* = −σ_t ∇log p_t, p_t = Σ w_m N(α_t μ_m, (α_t²s² + σ_t²)I)."""
+    """Exact ε of the four-mode mixture Σ w_m N(μ_m, s²I): ε* = −σ_t ∇log p_t,
+    p_t = Σ w_m N(α_t μ_m, (α_t²s² + σ_t²)I)."""
 
     def __init__(self, ns: DiscreteVPTime) -> None:
         super().__init__()

@@ -46,8 +46,8 @@ def _edp(**cfg: object) -> EDPActor:
     return actor
 
 
-# One state, action a = (0.2, −0.4, 0.6) (A = Σa − 2·0 … = 0.4 ≥ 0), noised at the last step k = 999 with
-# ε = 0: a_k = √ᾱ a with ᾱ ≈ 4e-5, so â⁰ = a − √(1/ᾱ − 1)·b ≈ a − 158·b, clipped to (1, −1, 1).
+# One state, action a = (0.2, −0.4, 0.6), noised at the last step k = 999 with ε = 0: a_k = √ᾱ a with
+# ᾱ ≈ 4e-5, so â⁰ = a − √(1/ᾱ − 1)·b ≈ a − 158·b, clipped to (1, −1, 1).
 BATCH = Batch(torch.zeros(1, 2), torch.tensor([[0.2, -0.4, 0.6]]), torch.zeros(1), torch.zeros(1, 2),
               torch.zeros(1))
 NOISE = {"k": torch.tensor([999]), "eps": torch.zeros(1, 3)}

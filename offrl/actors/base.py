@@ -42,7 +42,8 @@ class ActorConfig:
     )
     init: str = field(
         default="default",
-        metadata={"help": "Weight initialisation: default (PyTorch's) | orthogonal (IQL's code: gain √2, zero biases)"},
+        metadata={"help": "Weight initialisation: default (PyTorch's) | orthogonal (IQL's code: gain √2, "
+                          "zero biases)"},
     )
 
     def __post_init__(self) -> None:

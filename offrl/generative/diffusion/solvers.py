@@ -220,8 +220,9 @@ def sample_dpm_solver_singlestep(
         order 2:  u   = (α_{s1}/α_s) x_s − σ_{s1} (e^{r₁h} − 1) ε_s,  ε_{s1} = ε_θ(u, s1)
                   x_t = (α_t/α_s) x_s − σ_t (e^h − 1) ε_s − σ_t (e^h − 1)/(2r₁) · (ε_{s1} − ε_s)
         order 3:  u₁  = (α_{s1}/α_s) x_s − σ_{s1} (e^{r₁h} − 1) ε_s,  ε_{s1} = ε_θ(u₁, s1)
-                  u₂  = (α_{s2}/α_s) x_s − σ_{s2} (e^{r₂h} − 1) ε_s − (r₂/r₁) σ_{s2} φ₂(r₂h) (ε_{s1} − ε_s)
-                  x_t = (α_t/α_s) x_s − σ_t (e^h − 1) ε_s − (1/r₂) σ_t φ₂(h) (ε_{s2} − ε_s),  ε_{s2} = ε_θ(u₂, s2)
+                  u₂  = (α_{s2}/α_s) x_s − σ_{s2} (e^{r₂h} − 1) ε_s
+                        − (r₂/r₁) σ_{s2} φ₂(r₂h) (ε_{s1} − ε_s),  ε_{s2} = ε_θ(u₂, s2)
+                  x_t = (α_t/α_s) x_s − σ_t (e^h − 1) ε_s − (1/r₂) σ_t φ₂(h) (ε_{s2} − ε_s)
 
     with φ₂(z) = (e^z − 1)/z − 1. ``noise``, ``clip_denoised``,
     ``denoise_to_zero`` and ``t_end`` (default 1/N; EDP: 10⁻³, which is 1/N for
