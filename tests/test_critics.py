@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import brentq
+from scipy.stats import norm
 
 from offrl.critics import CRITICS
 from offrl.critics.base import IQLCritic
@@ -66,8 +67,12 @@ def test_exponential_loss_fixed_points_with_and_without_the_clip() -> None:
     alpha = 1.0
     unclipped = float(np.log(np.mean(np.exp(alpha * GAUSS))) / alpha)  # (1/α) log E[exp(αQ)]
     clipped = brentq(lambda v: np.mean(np.minimum(np.exp(alpha * (GAUSS - v)), 6.0)) - 1.0, -10, 10, xtol=1e-12)
-    # the issue's ≈1.9 vs ≈1.34 (the exact unclipped value for N(0, 2²) is 2)
-    assert unclipped == pytest.approx(1.95, abs=0.1) and clipped == pytest.approx(1.33, abs=0.05)
+    # population values for Q ~ N(0, 2²): unclipped ασ²/2 = 2.0 (≈1.95 on this 20,000-sample draw); clipped at
+    # c = 6 the root of e^{σ²/2 − v}Φ((v + log 6 − σ²)/σ) + 6(1 − Φ((v + log 6)/σ)) = 1, v ≈ 1.332
+    assert unclipped == pytest.approx(2.0, abs=0.1) and clipped == pytest.approx(1.332, abs=0.05)
+    pop = brentq(lambda v: math.exp(2.0 - v) * norm.cdf((v + math.log(6) - 4.0) / 2)
+                 + 6 * norm.sf((v + math.log(6)) / 2) - 1.0, -10, 10)
+    assert pop == pytest.approx(1.3317, abs=1e-4)
 
     v_inf = minimise_v(make_critic("exponential", alpha=alpha, clip=math.inf), GAUSS)
     v_6 = minimise_v(make_critic("exponential", alpha=alpha, clip=6.0), GAUSS)

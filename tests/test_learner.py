@@ -161,6 +161,34 @@ def test_an_iteration_never_synchronises_with_the_host(critic: str, actor: str) 
         lrn.act(torch.randn(2, 5, 3), gens)
 
 
+FIDELITY_OPTIONS = {
+    "edp": {"guide": "q-gradient", "q_agg": "random", "ema_every": 2, "ema_start": 1, "act_with": "live",
+            "sampler": "dpm-solver", "solver": "singlestep", "solver_spacing": "time_uniform", "solver_t_end": 0.06},
+    "diffusion-resample": {"q_agg": "random", "ema_every": 3, "ema_start": 2, "init": "orthogonal",
+                           "activation": "swish", "time_dim": 8, "time_mlp": (16, 16)},
+    "flow-resample": {"q_agg": "random", "init": "orthogonal"},
+}
+
+
+@pytest.mark.parametrize("actor", sorted(FIDELITY_OPTIONS))
+def test_fidelity_options_never_synchronise_and_seeds_match_alone(actor: str) -> None:
+    """Random Q members, the EMA cadence, the singlestep solver and live acting: no read-back in an
+    iteration or when acting, and seed 1 beside seed 0 gets the weights (and EMA) it gets alone."""
+    opts = FIDELITY_OPTIONS[actor]
+    lrn = learner("expectile", actor, [0, 1], **opts)
+    lrn.train(1)
+    rand = lrn.rng.draw(lrn._plan(True))
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    with _NoHostSync(), torch.no_grad():
+        lrn._iteration(rand, True)
+        lrn.act(torch.randn(2, 5, 3), gens)
+    group, solo = learner("expectile", actor, [0, 1], **opts), learner("expectile", actor, [1], **opts)
+    group.train(5)
+    solo.train(5)
+    for name, value in solo.stack.state.items():
+        torch.testing.assert_close(group.stack.state[name][1], value[0], rtol=1e-4, atol=1e-5, msg=name)
+
+
 @pytest.mark.parametrize("critic, actor", [("td3", "ddpg-bc"), ("sarsa", "fql"), ("td3", "diffusion-resample"),
                                            ("td3", "gaussian-awr")])
 def test_seeds_together_match_seeds_alone_on_bootstrapped_data(critic: str, actor: str) -> None:

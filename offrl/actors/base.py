@@ -25,6 +25,7 @@ import torch
 from offrl.component import Component, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView
 from offrl.errors import ConfigError
+from offrl.nets.init import check_init
 
 
 @dataclass
@@ -39,8 +40,14 @@ class ActorConfig:
     max_grad_norm: float = field(
         default=0.0, metadata={"help": "Clip the actor's global gradient norm per seed; 0 = off"}
     )
+    init: str = field(
+        default="default",
+        metadata={"help": "Weight initialisation: default (PyTorch's) | orthogonal (IQL's code: gain √2, "
+                          "zero biases)"},
+    )
 
     def __post_init__(self) -> None:
+        check_init(self.init, "actor.init")
         for n in ("batch_size", "updates_per_step", "update_every"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"actor.{n} must be positive, got {getattr(self, n)!r}")

@@ -51,7 +51,7 @@ from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage, p
 from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
-from offrl.nets import MLP
+from offrl.nets import MLP, init_weights_
 
 POLICIES = ("deterministic", "gaussian")
 BC_REDUCTIONS = ("sum", "mean")
@@ -117,6 +117,7 @@ class DDPGBCActor(Actor):
     def __init__(self, cfg: DDPGBCConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)
         self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation)
+        init_weights_(self.mean_net, cfg.init)
         if cfg.policy == "gaussian":
             self.log_std = nn.Parameter(torch.zeros(act_dim))
         self.mean_target = copy.deepcopy(self.mean_net).requires_grad_(False)  # μ̄, TD3's target policy

@@ -2,9 +2,11 @@
 batched candidate sampling and critic-based selection among candidates.
 
 Acting: repeat each state N times (layout ``(b n)``), draw N candidates with
-the EMA model in one forward pass per denoising step (DDPM, or DPM-Solver for
-long schedules), then pick one per state with the critic's selection rule
-(``argmax`` | ``implicit`` | ``softmax``, see :mod:`offrl.critics.selection`).
+the EMA model (or the live one, ``act_with=live`` as EDP does) in one forward
+pass per denoising step (DDPM, or DPM-Solver — multistep, or EDP's singlestep
+— for long schedules), then pick one per state with the critic's selection
+rule (``argmax`` | ``implicit`` | ``softmax``, see
+:mod:`offrl.critics.selection`; Q aggregated over the ensemble by ``q_agg``).
 
 Next actions for a critic (``td3``'s backup, the V estimate of critics
 without V): one sample per state from the EMA model with the acting sampler,
@@ -32,11 +34,19 @@ from offrl.generative.diffusion import (
     make_schedule,
     repeat_states,
     sample_dpm_solver,
+    sample_dpm_solver_singlestep,
 )
+from offrl.generative.diffusion.networks import TIME_EMBEDDINGS
 from offrl.generative.diffusion.solvers import dpm_solver_noise
+from offrl.nets import ACTIVATIONS, init_weights_
 from offrl.errors import ConfigError, unknown
 
 SAMPLERS = ("ddpm", "dpm-solver")
+SOLVERS = ("multistep", "singlestep")
+#: DPM-Solver step spacings, config name -> the solver's skip_type.
+SPACINGS = {"logsnr": "logSNR", "time_uniform": "time_uniform"}
+#: Which weights act in evaluation: the EMA copy (IDQL, Diffusion-QL) or the live ones (EDP).
+ACT_WITH = ("ema", "live")
 
 
 def _h(text: str) -> dict[str, str]:
@@ -49,14 +59,38 @@ class DiffusionPolicyConfig(ActorConfig):
     hidden: int = field(default=256, metadata=_h("Width of the ε-network"))
     depth: int = field(default=3, metadata=_h("Residual blocks (ln-resnet) or hidden layers (mlp)"))
     dropout: float = field(default=0.1, metadata=_h("Dropout in ln-resnet blocks"))
+    activation: str = field(default="mish", metadata=_h("Activation of the ε-network (IDQL's released code: swish)"))
+    time_embedding: str = field(
+        default="auto",
+        metadata=_h("Time features: fourier (learnable, IDQL) | sinusoidal (EDP) | auto (the network's own)"),
+    )
+    time_dim: int = field(default=0, metadata=_h("Size of the time features; 0 = the network's (ln-resnet 64, mlp 16)"))
+    time_mlp: tuple[int, ...] = field(
+        default=(),
+        metadata=_h("Widths of the time MLP after the features; () = the network's (ln-resnet (128, 128), "
+                    "mlp (2·time_dim, time_dim))"),
+    )
     schedule: str = field(default="vp", metadata=_h("Noise schedule: vp | linear | cosine"))
     timesteps: int = field(default=5, metadata=_h("Diffusion steps T"))
     sampler: str = field(default="ddpm", metadata=_h("ddpm (ancestral, every step) | dpm-solver (few steps)"))
     solver_steps: int = field(default=15, metadata=_h("DPM-Solver model calls (sampler=dpm-solver)"))
+    solver: str = field(default="multistep", metadata=_h("DPM-Solver variant: multistep | singlestep (EDP's code)"))
+    solver_order: int = field(default=3, metadata=_h("DPM-Solver order: 1 (DDIM) | 2 | 3"))
+    solver_spacing: str = field(default="logsnr", metadata=_h("DPM-Solver step spacing: logsnr | time_uniform (EDP)"))
+    solver_t_end: float = field(
+        default=0.0, metadata=_h("DPM-Solver end time in (0, 1); 0 = 1/T, the first step's noise level (EDP: 1e-3)")
+    )
     lr: float = field(default=3e-4, metadata=_h("Learning rate"))
     weight_decay: float = field(default=0.0, metadata=_h("AdamW weight decay (IDQL's released code: 1e-4)"))
     cosine_decay: bool = field(default=True, metadata=_h("Cosine-decay the LR to 0 over training"))
-    ema_rate: float = field(default=0.001, metadata=_h("EMA rate per update: θ̄ ← θ̄ + rate·(θ − θ̄); sampling uses θ̄"))
+    ema_rate: float = field(default=0.001, metadata=_h("EMA rate per update: θ̄ ← θ̄ + rate·(θ − θ̄)"))
+    ema_every: int = field(default=1, metadata=_h("Update the EMA on every k-th actor update only (EDP: 5)"))
+    ema_start: int = field(
+        default=0, metadata=_h("Up to this actor update the EMA copies the live weights (EDP: 1000)")
+    )
+    act_with: str = field(
+        default="ema", metadata=_h("Weights that act in evaluation: ema (IDQL) | live (EDP); next actions use the EMA")
+    )
     num_samples: int = field(default=64, metadata=_h("Candidates N sampled per state when acting"))
     selection: str = field(default="argmax", metadata=_h("Candidate selection: argmax | implicit | softmax"))
     temperature: float = field(default=1.0, metadata=_h("Softmax temperature (selection=softmax)"))
@@ -76,6 +110,28 @@ class DiffusionPolicyConfig(ActorConfig):
         for n in ("num_samples", "timesteps", "solver_steps", "hidden", "depth"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"actor.{n} must be positive, got {getattr(self, n)!r}")
+        if self.activation not in ACTIVATIONS:
+            raise unknown("activation (actor.activation)", self.activation, ACTIVATIONS)
+        if self.time_embedding not in ("auto", *TIME_EMBEDDINGS):
+            raise unknown("time embedding (actor.time_embedding)", self.time_embedding, ("auto", *TIME_EMBEDDINGS))
+        if self.time_dim < 0 or self.time_dim % 2:
+            raise ConfigError(f"actor.time_dim must be even and >= 0 (0 = the network's), got {self.time_dim!r}")
+        if any(int(w) < 1 for w in self.time_mlp):
+            raise ConfigError(f"actor.time_mlp widths must be positive, got {list(self.time_mlp)}")
+        if self.solver not in SOLVERS:
+            raise unknown("DPM-Solver variant (actor.solver)", self.solver, SOLVERS)
+        if self.solver_spacing not in SPACINGS:
+            raise unknown("DPM-Solver spacing (actor.solver_spacing)", self.solver_spacing, SPACINGS)
+        if self.solver_order not in (1, 2, 3):
+            raise ConfigError(f"actor.solver_order must be 1, 2 or 3, got {self.solver_order!r}")
+        if not 0.0 <= self.solver_t_end < 1.0:
+            raise ConfigError(f"actor.solver_t_end must be in [0, 1) (0 = 1/T), got {self.solver_t_end}")
+        if self.act_with not in ACT_WITH:
+            raise unknown("acting weights (actor.act_with)", self.act_with, ACT_WITH)
+        if self.ema_every <= 0:
+            raise ConfigError(f"actor.ema_every must be positive, got {self.ema_every!r}")
+        if self.ema_start < 0:
+            raise ConfigError(f"actor.ema_start must be >= 0, got {self.ema_start!r}")
         if not 0.0 < self.ema_rate <= 1.0:
             raise ConfigError(f"actor.ema_rate must be in (0, 1], got {self.ema_rate}")
         if self.temperature <= 0:
@@ -90,14 +146,21 @@ class DiffusionPolicyActor(Actor):
 
     def __init__(self, cfg: DiffusionPolicyConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)
-        kwargs: dict[str, Any] = {"hidden": cfg.hidden}
+        kwargs: dict[str, Any] = {"hidden": cfg.hidden, "act": ACTIVATIONS[cfg.activation]}
+        if cfg.time_embedding != "auto":
+            kwargs["time_embedding"] = cfg.time_embedding
+        if cfg.time_dim:
+            kwargs["time_dim"] = cfg.time_dim
+        if cfg.time_mlp:
+            kwargs["time_mlp"] = tuple(cfg.time_mlp)
         if cfg.network == "ln-resnet":
             kwargs.update(n_blocks=cfg.depth, dropout=cfg.dropout)
         elif cfg.network == "mlp":
             kwargs.update(n_layers=cfg.depth)
         denoiser = make_denoiser(cfg.network, obs_dim, act_dim, **kwargs)
         self.model = GaussianDiffusion(denoiser, make_schedule(cfg.schedule, cfg.timesteps), act_dim=act_dim)
-        self.ema = EMA(self.model, rate=cfg.ema_rate)
+        init_weights_(self.model, cfg.init)
+        self.ema = EMA(self.model, rate=cfg.ema_rate, every=cfg.ema_every, start=cfg.ema_start)
 
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"actor": ParamGroup(self.model.parameters(), self.cfg.lr, weight_decay=self.cfg.weight_decay,
@@ -112,7 +175,8 @@ class DiffusionPolicyActor(Actor):
 
     @torch.no_grad()
     def after_update(self, step: torch.Tensor) -> None:
-        self.ema.update(self.model)
+        """The EMA's cadenced update (``ema_every``, ``ema_start``), driven by the device update count."""
+        self.ema.step(self.model, step)
 
     # --- acting ---------------------------------------------------------------------------------
     def sample_noise(self, rows: int) -> NoiseSpec:
@@ -122,11 +186,14 @@ class DiffusionPolicyActor(Actor):
         return self.model.sample_noise(rows)
 
     @torch.no_grad()
-    def sample(self, obs: torch.Tensor, noise: NoiseTensors) -> torch.Tensor:
-        """One action per row of ``obs`` from the EMA model."""
-        model = self.ema.module
-        if self.cfg.sampler == "dpm-solver":
-            return sample_dpm_solver(model, obs, steps=self.cfg.solver_steps, noise=noise)
+    def sample(self, obs: torch.Tensor, noise: NoiseTensors, live: bool = False) -> torch.Tensor:
+        """One action per row of ``obs`` from the EMA model (``live``: from the live weights)."""
+        model = self.model if live else self.ema.module
+        c = self.cfg
+        if c.sampler == "dpm-solver":
+            solve = sample_dpm_solver if c.solver == "multistep" else sample_dpm_solver_singlestep
+            return solve(model, obs, steps=c.solver_steps, order=c.solver_order, noise=noise,
+                         skip_type=SPACINGS[c.solver_spacing], t_end=c.solver_t_end or None)
         return model.sample_ddpm(obs, noise)
 
     def next_action_noise(self, batch_size: int) -> NoiseSpec:
@@ -152,7 +219,7 @@ class DiffusionPolicyActor(Actor):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         n = self.cfg.num_samples
-        candidates = self.sample(repeat_states(obs, n), noise)  # [(b n), A]
+        candidates = self.sample(repeat_states(obs, n), noise, live=self.cfg.act_with == "live")  # [(b n), A]
         return sample_candidates(critic, obs, candidates, self.cfg.selection, noise["select"],
                                  self.cfg.temperature, num_candidates=n, q_agg=self.cfg.q_agg,
                                  q_member=noise.get("q_member"))

@@ -29,6 +29,7 @@ from offrl.critics.selection import RULES, sample_candidates
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
 from offrl.generative.diffusion import repeat_states
+from offrl.nets import init_weights_
 from offrl.generative.flow import VelocityField, euler_sample, flow_matching_loss, flow_noise
 
 
@@ -73,6 +74,7 @@ class FlowResampleActor(Actor):
     def __init__(self, cfg: FlowResampleConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)
         self.flow = VelocityField(obs_dim, act_dim, cfg.hidden_dims, cfg.activation, cfg.layer_norm)  # v_θ
+        init_weights_(self.flow, cfg.init)
 
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"actor": ParamGroup(self.parameters(), self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),

@@ -41,7 +41,7 @@ from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError
 from offrl.generative.flow import VelocityField, euler_sample, flow_matching_loss, flow_noise
-from offrl.nets import MLP
+from offrl.nets import MLP, init_weights_
 
 #: Floor of sg(mean|Q|) in λ = 1 / sg(mean|Q|).
 Q_SCALE_EPS = 1e-6
@@ -86,6 +86,7 @@ class FQLActor(Actor):
         self.flow = VelocityField(obs_dim, act_dim, cfg.hidden_dims, cfg.activation, cfg.layer_norm)  # v_θ
         self.onestep = MLP(obs_dim + act_dim, cfg.hidden_dims, act_dim, cfg.activation,
                            layer_norm=cfg.layer_norm)  # μ_ω
+        init_weights_(self, cfg.init)
 
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"actor": ParamGroup(self.parameters(), self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),

@@ -22,7 +22,7 @@ from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
 from offrl.data.transitions import Batch
 from offrl.errors import unknown
-from offrl.nets import MLP
+from offrl.nets import MLP, init_weights_
 
 NEXT_ACTIONS = ("mean", "sample")
 
@@ -71,6 +71,7 @@ class GaussianAWRActor(Actor):
     def __init__(self, cfg: GaussianAWRConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)
         self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation, dropout=cfg.dropout)
+        init_weights_(self.mean_net, cfg.init)
         self.log_std = nn.Parameter(torch.zeros(act_dim))
 
     def param_groups(self) -> dict[str, ParamGroup]:

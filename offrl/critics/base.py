@@ -10,7 +10,8 @@ Two kinds of critic learn Q in offrl (docs/critics.md):
 Both are a :class:`QEnsembleCritic`: K Q networks Q_1..Q_K (K = 2: the twin Q)
 with Polyak targets Q̄_i, and the view actors see (:class:`CriticView`).
 
-Notation of the IQL family (``algorithms.md`` §1–2): with
+Notation of the IQL family (Kostrikov et al. 2022, IQL; the value losses of
+Hansen-Estruch et al. 2023, IDQL §4.1; docs/algorithms.md): with
 u = min(Q̄1, Q̄2)(s, a) − V(s) on *dataset* actions,
 
 - V loss: mean f(u), with f the critic's value loss;
@@ -38,7 +39,8 @@ from einops import reduce
 from offrl.component import Component, NoiseTensors, ParamGroup, Stage, polyak_
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
-from offrl.nets import EnsembleMLP, MLP
+from offrl.nets import EnsembleMLP, MLP, init_weights_
+from offrl.nets.init import check_init
 
 
 def _help(text: str) -> dict[str, str]:
@@ -69,9 +71,14 @@ class QCriticConfig:
     max_grad_norm: float = field(
         default=0.0, metadata=_help("Clip each critic group's global gradient norm per seed; 0 = off")
     )
+    init: str = field(
+        default="default",
+        metadata=_help("Weight initialisation: default (PyTorch's) | orthogonal (IQL's code: gain √2, zero biases)"),
+    )
 
     def __post_init__(self) -> None:
         _check_positive(self, "batch_size", "updates_per_step", "num_q", "q_lr")
+        check_init(self.init, "critic.init")
         if not self.max_grad_norm >= 0:
             raise ConfigError(f"critic.max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
         if not 0.0 <= self.discount <= 1.0:
@@ -184,6 +191,7 @@ class QEnsembleCritic(Component):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.q_net = EnsembleMLP(cfg.num_q, obs_dim + act_dim, cfg.hidden_dims, 1, cfg.activation,
                                  layer_norm=cfg.layer_norm)
+        init_weights_(self.q_net, cfg.init)
         self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
 
     def _q_all(self, net: EnsembleMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -236,6 +244,7 @@ class IQLCritic(QEnsembleCritic):
         super().__init__(cfg, obs_dim, act_dim)
         self.v_net = MLP(obs_dim, cfg.hidden_dims, 1, cfg.activation, layer_norm=cfg.layer_norm,
                          input_layer_norm=cfg.value_layer_norm)
+        init_weights_(self.v_net, cfg.init)
 
     # --- the value loss: the only thing a concrete critic defines -------------------------
     def value_loss(self, u: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ IDQL's code omits the leading α; that only rescales V's gradient by a
 constant (same fixed point; at the default α = 1 the two are identical).
 Fixed point: without the clip (c = inf) V = (1/α) log E[exp(αQ)]; with it, V is
 the root of E[min(exp(α(Q − V)), c)] = 1, which sits lower (for Q ~ N(0, 2²),
-α = 1, c = 6: ≈1.34 instead of ≈1.9). The exponent is in any case capped at
+α = 1, c = 6: ≈1.33 instead of the unclipped ασ²/2 = 2.0). The exponent is in any case capped at
 ``MAX_LOSS_EXPONENT`` so that c = inf cannot produce inf/NaN.
 
 α is reward-scale dependent: u is in Q units, so α = 1 assumes advantages of

@@ -1,4 +1,5 @@
-"""The papers' hyperparameter sets (values from algorithms.md and the papers cited)."""
+"""The papers' hyperparameter sets (values from the papers and released code cited in each ``source``;
+docs/algorithms.md summarises them)."""
 from __future__ import annotations
 
 from offrl.presets.registry import Preset, register_preset
@@ -122,34 +123,49 @@ register_preset(Preset(
 register_preset(Preset(
     name="idql-released",
     description="IDQL's released code: 3M joint steps at batch 512, AdamW weight decay 1e-4, N=64",
-    source="IDQL released code (philippe-eecs/IDQL, jaxrl5), as summarised in algorithms.md §3.2",
+    source="IDQL released code (philippe-eecs/IDQL: launcher/examples/train_ddpm_iql_offline.py, "
+           "jaxrl5/agents/ddpm_iql_simple/ddpm_iql_learner.py)",
     values={
         "critic": {"name": "expectile", "batch_size": 512},
         **_iql_critic_keys({"value_layer_norm": True}, expectile={"tau": 0.7}),
-        "actor": {**_IDQL_ACTOR, "batch_size": 512, "updates_per_step": 1, "num_samples": 64, "weight_decay": 1e-4},
+        "actor": {**_IDQL_ACTOR, "batch_size": 512, "updates_per_step": 1, "num_samples": 64, "weight_decay": 1e-4,
+                  "activation": "swish", "time_embedding": "fourier", "time_dim": 128, "time_mlp": [256, 256]},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 10},
     },
     notes="The code evaluates N in {16, 64, 256} and holds out 5% of the data; offrl uses all data and N=64 "
           "(override actor.num_samples). The code updates actor, V and Q on the same batch; offrl samples "
-          "each component's batch separately.",
+          "each component's batch separately. Its exported learner's ε-network uses swish, learnable Fourier "
+          "time features of size 128 and a (256, 256) time MLP (the paper's other presets keep Mish, 64, (128, 128)).",
 ))
 
 register_preset(Preset(
     name="edp-iql-locomotion",
-    description="EDP's IQL variant on locomotion: T=1000 linear schedule, weighted guide, DPM-Solver 15 steps, N=50 softmax",
-    source="Kang et al. 2023, EDP, §4–5 and released code (sail-sg/edp)",
+    description="EDP's IQL variant on locomotion: T=1000 linear schedule, weighted guide, singlestep DPM-Solver "
+                "15 calls, N=50 softmax, 3×256 Mish Q and V, gradient clipping",
+    source="Kang et al. 2023, EDP, §4–5 and released code (sail-sg/edp: diffusion/dql.py, diffusion/trainer.py, "
+           "diffusion/nets.py, diffusion/hps.py)",
     values={
-        "critic": {"name": "expectile"},
+        "critic": {"name": "expectile", "hidden_dims": [256, 256, 256], "activation": "mish", "max_grad_norm": 9.0},
         "critic@expectile": {"tau": 0.7},
         "actor": {"name": "edp", "network": "mlp", "hidden": 256, "depth": 3, "schedule": "linear",
-                  "timesteps": 1000, "sampler": "dpm-solver", "solver_steps": 15, "guide": "weighted",
-                  "beta": 3.0, "num_samples": 50, "selection": "softmax", "temperature": 1.0},
+                  "timesteps": 1000, "sampler": "dpm-solver", "solver": "singlestep", "solver_order": 3,
+                  "solver_spacing": "time_uniform", "solver_t_end": 1e-3, "solver_steps": 15, "guide": "weighted",
+                  "beta": 3.0, "bc_reduction": "mean", "num_samples": 50, "selection": "softmax",
+                  "temperature": 1.0, "q_agg": "min", "ema_rate": 0.005, "ema_every": 5, "ema_start": 1000,
+                  "act_with": "live", "max_grad_norm": 9.0},
         "data": {"reward": "locomotion"},
         "trainer": {"steps": 2_000_000, "eval_every": 50_000, "eval_episodes": 10},
     },
     notes="EDP's headline locomotion numbers used a TD3-style critic trained on policy actions, which offrl does "
-          "not have; this preset is EDP's IQL variant (the one the paper reports for AntMaze, Kitchen, Adroit).",
+          "not have; this preset is EDP's IQL variant (the one the paper reports for AntMaze, Kitchen, Adroit). "
+          "Gradient clipping is per dataset in EDP's code (diffusion/hps.py 'gn'); 9 is hopper-medium's "
+          "(halfcheetah-medium 9, walker2d-medium 1, halfcheetah/hopper/walker2d-medium-replay 2/4/4, "
+          "-medium-expert 7/5/5): set critic.max_grad_norm and actor.max_grad_norm together. EDP clips Q1 and Q2 "
+          "separately; offrl clips the Q ensemble's group as one. EDP acts with the live policy and min over the "
+          "online Q; offrl's selection reads the target Q. The EMA (rate 0.005 every 5 updates after update "
+          "1000) feeds only next actions here, as EDP's policy target feeds only its TD3 backup; before update "
+          "1000 offrl's copy follows the live weights, where EDP's stays at its initial weights.",
 ))
 
 register_preset(Preset(

@@ -3,7 +3,7 @@
 - :mod:`schedules`: β/ᾱ schedules ('vp', 'linear', 'cosine').
 - :mod:`networks`: ε-prediction networks ('ln-resnet', 'mlp').
 - :mod:`model`: :class:`GaussianDiffusion` (noise loss, EDP's one-step â⁰, DDPM sampling).
-- :mod:`solvers`: DPM-Solver for few-step sampling of long schedules.
+- :mod:`solvers`: DPM-Solver (multistep, and EDP's singlestep) for few-step sampling of long schedules.
 - :mod:`ema`: the EMA copy the actors sample with.
 """
 from offrl.generative.diffusion.ema import EMA
@@ -24,7 +24,7 @@ from offrl.generative.diffusion.schedules import (
     make_schedule,
     vp_schedule,
 )
-from offrl.generative.diffusion.solvers import DiscreteVPTime, sample_dpm_solver
+from offrl.generative.diffusion.solvers import DiscreteVPTime, sample_dpm_solver, sample_dpm_solver_singlestep
 
 __all__ = [
     "DENOISERS",
@@ -45,5 +45,6 @@ __all__ = [
     "one_step_x0",
     "repeat_states",
     "sample_dpm_solver",
+    "sample_dpm_solver_singlestep",
     "vp_schedule",
 ]

@@ -1,9 +1,9 @@
 """A conditional Gaussian diffusion model over actions: DDPM loss, one-step â⁰, DDPM sampling.
 
-Shared by IDQL (pure behaviour cloning, ancestral sampling, algorithms.md §3.2)
-and EDP (the noise loss plus a guide term on the one-step reconstruction â⁰,
-§3.3). Steps are 0-based: index k holds step k + 1 of the schedule, so ᾱ_k is
-``alpha_bars[k]``.
+Shared by IDQL (Hansen-Estruch et al. 2023: pure behaviour cloning, ancestral
+sampling) and EDP (Kang et al. 2023: the noise loss plus a guide term on the
+one-step reconstruction â⁰); docs/algorithms.md summarises both. Steps are
+0-based: index k holds step k + 1 of the schedule, so ᾱ_k is ``alpha_bars[k]``.
 
 Capture-friendly: no host syncs, static shapes, and randomness passed in
 explicitly (a dict of noise tensors declared by :meth:`GaussianDiffusion.train_noise`
@@ -27,7 +27,7 @@ from offrl.errors import ConfigError
 class DiffusionTerms(NamedTuple):
     """One forward pass of the noise loss, with the pieces EDP's guide term needs."""
 
-    loss: Tensor  # [B] ‖ε − ε̂‖² summed over action dims
+    loss: Tensor  # [B] ‖ε − ε̂‖² summed over action dims (EDP's actor averages eps/eps_hat itself)
     a_k: Tensor  # [B, A] noised dataset action √ᾱ_k a + √(1 − ᾱ_k) ε
     k: Tensor  # [B] long, 0-based step
     eps: Tensor  # [B, A] true noise ε

@@ -1,4 +1,4 @@
-"""ε-prediction networks ε_θ(x_t, t, s) for diffusion actors (algorithms.md §3.2, §3.3).
+"""ε-prediction networks ε_θ(x_t, t, s): IDQL's LN-ResNet and EDP's MLP (docs/algorithms.md).
 
 Every denoiser has the signature ``forward(x_t [B, A], t [B], obs [B, O], noise=None) -> [B, A]``
 where ``t`` is the 0-based step index (step t + 1 of the schedule) and ``noise``
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +57,26 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
+#: Time features: IDQL's learnable Fourier features, or EDP's fixed sinusoidal embedding.
+TIME_EMBEDDINGS = ("fourier", "sinusoidal")
+
+
+def make_time_mlp(kind: str, time_dim: int, dims: Sequence[int], act: Callable[[], nn.Module]) -> nn.Sequential:
+    """features(t) of size ``time_dim`` → Linear(dims[0]) → act → … → Linear(dims[-1]), no final activation
+    (jaxrl5's ``cond_model``; EDP's 16 → 32 → 16). Output size ``dims[-1]``."""
+    if kind not in TIME_EMBEDDINGS:
+        raise ConfigError(f"Unknown time embedding '{kind}'. Valid choices: {', '.join(TIME_EMBEDDINGS)}.")
+    if not dims or any(int(d) < 1 for d in dims):
+        raise ConfigError(f"The time MLP needs at least one positive width, got {list(dims)}.")
+    features = LearnableFourierFeatures(time_dim) if kind == "fourier" else SinusoidalEmbedding(time_dim)
+    layers: list[nn.Module] = [features]
+    width = time_dim
+    for i, d in enumerate(dims):
+        layers += ([act()] if i else []) + [nn.Linear(width, int(d))]
+        width = int(d)
+    return nn.Sequential(*layers)
+
+
 class ResidualBlock(nn.Module):
     """x + Linear(act(Linear(LayerNorm(Dropout(x))))): jaxrl5's MLPResNetBlock, pre-norm.
 
@@ -83,11 +103,12 @@ class LNResNetDenoiser(nn.Module):
     """IDQL's "LN_Resnet" score network.
 
     concat[x_t, s, time-emb] → Linear(hidden) → n_blocks × ResidualBlock →
-    act → Linear(A). Time embedding: learnable Fourier features (``time_dim``)
-    → Linear(time_hidden) → act → Linear(time_hidden), as jaxrl5's
-    ``cond_model`` (an MLP with hidden dims (128, 128), no final activation).
-    The activation defaults to Mish (IDQL's unused learner); the learner its
-    released code exports uses swish with ``time_dim`` 128 and a (256, 256)
+    act → Linear(A). Time embedding (:func:`make_time_mlp`): learnable Fourier
+    features (``time_dim``) → Linear → act → Linear, as jaxrl5's
+    ``cond_model`` (an MLP with hidden dims ``time_mlp``, no final activation).
+    The defaults — Mish, ``time_dim`` 64, ``time_mlp`` (128, 128) — are those of
+    a learner in IDQL's code that its training script does not use; the one it
+    exports (``ddpm_iql_simple``) uses swish, ``time_dim`` 128 and a (256, 256)
     time MLP (the ``idql-released`` preset).
     """
 
@@ -99,21 +120,17 @@ class LNResNetDenoiser(nn.Module):
         n_blocks: int = 3,
         expansion: int = 4,
         dropout: float = 0.1,
+        time_embedding: str = "fourier",
         time_dim: int = 64,
-        time_hidden: int = 128,
+        time_mlp: Sequence[int] = (128, 128),
         act: Callable[[], nn.Module] = nn.Mish,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         self.obs_dim, self.act_dim, self.hidden, self.p = obs_dim, act_dim, hidden, dropout
-        self.time_mlp = nn.Sequential(
-            LearnableFourierFeatures(time_dim),
-            nn.Linear(time_dim, time_hidden),
-            act(),
-            nn.Linear(time_hidden, time_hidden),
-        )
-        self.inp = nn.Linear(act_dim + obs_dim + time_hidden, hidden)
+        self.time_mlp = make_time_mlp(time_embedding, time_dim, time_mlp, act)
+        self.inp = nn.Linear(act_dim + obs_dim + int(time_mlp[-1]), hidden)
         self.blocks = nn.ModuleList(ResidualBlock(hidden, expansion, dropout, act) for _ in range(n_blocks))
         self.out = nn.Sequential(act(), nn.Linear(hidden, act_dim))
 
@@ -131,10 +148,10 @@ class LNResNetDenoiser(nn.Module):
 
 
 class MLPDenoiser(nn.Module):
-    """EDP / Diffusion-QL's denoiser: concat[s, x_t, t-emb] → n_layers × (Linear, Mish) → Linear(A).
+    """EDP / Diffusion-QL's denoiser: concat[s, x_t, t-emb] → n_layers × (Linear, act) → Linear(A), act = Mish.
 
-    Time embedding: sinusoidal(time_dim) → Linear(2·time_dim) → Mish → Linear(time_dim),
-    i.e. 16 → 32 → 16 by default.
+    Time embedding (:func:`make_time_mlp`): sinusoidal(time_dim) → Linear(2·time_dim) → act → Linear(time_dim),
+    i.e. 16 → 32 → 16 by default (``time_mlp`` = (2·time_dim, time_dim)).
     """
 
     def __init__(
@@ -143,19 +160,17 @@ class MLPDenoiser(nn.Module):
         act_dim: int,
         hidden: int = 256,
         n_layers: int = 3,
+        time_embedding: str = "sinusoidal",
         time_dim: int = 16,
+        time_mlp: Sequence[int] | None = None,
         act: Callable[[], nn.Module] = nn.Mish,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.time_mlp = nn.Sequential(
-            SinusoidalEmbedding(time_dim),
-            nn.Linear(time_dim, 2 * time_dim),
-            act(),
-            nn.Linear(2 * time_dim, time_dim),
-        )
+        time_mlp = (2 * time_dim, time_dim) if time_mlp is None else time_mlp
+        self.time_mlp = make_time_mlp(time_embedding, time_dim, time_mlp, act)
         layers: list[nn.Module] = []
-        width = obs_dim + act_dim + time_dim
+        width = obs_dim + act_dim + int(time_mlp[-1])
         for _ in range(n_layers):
             layers += [nn.Linear(width, hidden), act()]
             width = hidden

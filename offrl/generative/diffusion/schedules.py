@@ -1,4 +1,4 @@
-"""Discrete noise schedules β_1..β_T for the DDPM forward process (algorithms.md §3).
+"""Discrete noise schedules β_1..β_T for the DDPM forward process (IDQL's VP, EDP's scaled linear, cosine).
 
 Index convention: the tensors hold step t = 1..T at index t − 1, so index 0 is
 the least noisy step. ``ᾱ_t = ∏_{s≤t} (1 − β_s)`` and a noised action is
