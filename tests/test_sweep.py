@@ -620,6 +620,14 @@ def _runner_pids(path: Path) -> dict[str, int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def _lock_free(path: Path) -> bool:
+    try:
+        with FileLock(str(path), timeout=0):
+            return True
+    except TimeoutError:
+        return False
+
+
 def test_runners_die_with_a_driver_killed_alone(
     tmp_path: Path, fake: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -656,6 +664,10 @@ def test_runners_die_with_a_driver_killed_alone(
             log = (out / "logs" / f"{key}.log").read_text()
             assert "interrupted at step" in log  # stopped the way Ctrl-C stops a run: checkpoint saved
 
+        # the runners' guards hold the cell locks until they see their runner gone: on a loaded machine
+        # that can take a moment after the runner's own exit
+        while not all(_lock_free(out / "locks" / f"{key}.lock") for key in orphans) and time.monotonic() < deadline:
+            time.sleep(0.1)
         final = run_sweep(spec, out, runner=fake, live=False)
         assert final.exit_code == 0
         for key in orphans:
