@@ -111,6 +111,29 @@ def test_parameters_must_be_in_exactly_one_group() -> None:
         Learner([b], [0], table(), UpdateSchedule(critic_batch=8, actor_batch=8), CPU)
 
 
+@pytest.mark.parametrize("actor", ACTOR_NAMES)
+def test_actors_inherit_one_group_of_their_trainable_parameters(actor: str) -> None:
+    """The base Actor's group: every parameter with requires_grad (not ddpg-bc's target or an EMA copy), with
+    the config's lr, schedule, clipping and weight decay; one stage on ``loss``."""
+    cls = ACTORS.get(actor)
+    a = cls(cls.Config(**{**TINY_ACTOR[actor], "lr": 1e-3, "cosine_decay": True, "max_grad_norm": 2.0}), 3, 2, 77)
+    (name, group), = a.param_groups().items()
+    assert name == "actor" and (group.lr, group.schedule, group.max_grad_norm, group.total_updates) == (
+        1e-3, "cosine", 2.0, 77)
+    assert group.weight_decay == getattr(a.cfg, "weight_decay", 0.0)
+    trainable = {id(p) for p in a.parameters() if p.requires_grad}
+    assert {id(p) for p in group.params} == trainable and len(group.params) == len(trainable)
+    assert [(s.group, s.loss) for s in a.stages()] == [("actor", a.loss)]
+
+
+def test_an_actor_without_lr_is_told_what_to_define() -> None:
+    from offrl.actors.base import Actor, ActorConfig
+
+    a = Actor(ActorConfig(), 3, 2, 10)
+    with pytest.raises(NotImplementedError, match="lr.*cosine_decay.*param_groups"):
+        a.param_groups()
+
+
 def test_an_actor_stage_never_moves_the_critic() -> None:
     lrn = learner("expectile", "ddpg-bc", [0, 1])
     critic_keys = [k for k in lrn.stack.state if k.startswith("critic.")]

@@ -22,10 +22,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from offrl.component import Component, NoiseSpec, NoiseTensors
+from offrl.component import Component, NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
 from offrl.errors import ConfigError
 from offrl.nets.init import check_init
+
+
+def lr_schedule(cosine_decay: bool) -> str:
+    """The learner's schedule name for an actor's ``cosine_decay`` flag."""
+    return "cosine" if cosine_decay else "constant"
 
 
 @dataclass
@@ -64,6 +69,26 @@ class Actor(Component):
         super().__init__()
         self.cfg = cfg
         self.obs_dim, self.act_dim, self.total_updates = obs_dim, act_dim, max(1, int(total_updates))
+
+    def param_groups(self) -> dict[str, ParamGroup]:
+        """One group, ``actor``: every trainable parameter (frozen copies such as target or EMA weights have
+        ``requires_grad`` off), with the config's ``lr``, ``cosine_decay``, ``max_grad_norm`` and, where it has
+        one, ``weight_decay``. Every built-in actor trains this way; one with several groups overrides it."""
+        if not hasattr(self.cfg, "lr") or not hasattr(self.cfg, "cosine_decay"):
+            raise NotImplementedError(
+                f"{type(self).__name__}: give its config `lr` and `cosine_decay` or override param_groups()")
+        return {"actor": ParamGroup([p for p in self.parameters() if p.requires_grad], self.cfg.lr,
+                                    weight_decay=getattr(self.cfg, "weight_decay", 0.0),
+                                    schedule=lr_schedule(self.cfg.cosine_decay), total_updates=self.total_updates,
+                                    max_grad_norm=self.cfg.max_grad_norm)}
+
+    def stages(self) -> list[Stage]:
+        """One stage, ``actor``, minimising :meth:`loss`; an actor with several losses overrides it."""
+        return [Stage("actor", self.loss)]
+
+    def loss(self, batch: object, noise: NoiseTensors, critic: CriticView) -> tuple[torch.Tensor, dict]:
+        """The actor's loss on one batch and its metrics (tensors), for the default single stage."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement loss (or override stages())")
 
     def next_action_noise(self, batch_size: int) -> NoiseSpec:
         """Random tensors :meth:`next_actions` needs for ``batch_size`` states, each with the batch on dim 0

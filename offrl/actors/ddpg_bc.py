@@ -45,9 +45,8 @@ import torch
 from torch import nn
 
 from offrl.actors.base import Actor, ActorConfig
-from offrl.actors.gaussian_awr import lr_schedule
 from offrl.actors.registry import ACTORS
-from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage, polyak_
+from offrl.component import Noise, NoiseSpec, NoiseTensors, polyak_
 from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
@@ -122,16 +121,8 @@ class DDPGBCActor(Actor):
             self.log_std = nn.Parameter(torch.zeros(act_dim))
         self.mean_target = copy.deepcopy(self.mean_net).requires_grad_(False)  # μ̄, TD3's target policy
 
-    def param_groups(self) -> dict[str, ParamGroup]:
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        return {"actor": ParamGroup(trainable, self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
-                                    total_updates=self.total_updates, max_grad_norm=self.cfg.max_grad_norm)}
-
     def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
         return {"q_member": Noise.uniform()} if self.cfg.q_agg == "random" else {}
-
-    def stages(self) -> list[Stage]:
-        return [Stage("actor", self.loss)]
 
     def mu(self, obs: torch.Tensor) -> torch.Tensor:
         """μ(s) = tanh(MLP(s)) ∈ (−1, 1)^A."""

@@ -23,10 +23,9 @@ import torch
 from einops import rearrange
 
 from offrl.actors.base import Actor, ActorConfig
-from offrl.actors.gaussian_awr import lr_schedule
-from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
+from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView, check_q_agg
-from offrl.critics.selection import RULES, sample_candidates
+from offrl.critics.selection import RULES, sample_candidates, selection_noise
 from offrl.generative.diffusion import (
     EMA,
     GaussianDiffusion,
@@ -162,14 +161,6 @@ class DiffusionPolicyActor(Actor):
         init_weights_(self.model, cfg.init)
         self.ema = EMA(self.model, rate=cfg.ema_rate, every=cfg.ema_every, start=cfg.ema_start)
 
-    def param_groups(self) -> dict[str, ParamGroup]:
-        return {"actor": ParamGroup(self.model.parameters(), self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                                    schedule=lr_schedule(self.cfg.cosine_decay), total_updates=self.total_updates,
-                                    max_grad_norm=self.cfg.max_grad_norm)}
-
-    def stages(self) -> list[Stage]:
-        return [Stage("actor", self.loss)]
-
     def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
         return self.model.train_noise(batch_size)
 
@@ -211,10 +202,7 @@ class DiffusionPolicyActor(Actor):
         return self.sample(obs, noise)
 
     def act_noise(self, batch_size: int) -> NoiseSpec:
-        spec = {**self.sample_noise(batch_size * self.cfg.num_samples), "select": Noise.uniform(batch_size)}
-        if self.cfg.q_agg == "random":
-            spec["q_member"] = Noise.uniform(batch_size)  # one Q member per state
-        return spec
+        return {**self.sample_noise(batch_size * self.cfg.num_samples), **selection_noise(batch_size, self.cfg.q_agg)}
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:

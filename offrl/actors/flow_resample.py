@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 import torch
 
 from offrl.actors.base import Actor, ActorConfig
-from offrl.actors.gaussian_awr import lr_schedule
 from offrl.actors.registry import ACTORS
-from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
+from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView, check_q_agg
-from offrl.critics.selection import RULES, sample_candidates
+from offrl.critics.selection import RULES, sample_candidates, selection_noise
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
 from offrl.generative.diffusion import repeat_states
@@ -76,13 +75,6 @@ class FlowResampleActor(Actor):
         self.flow = VelocityField(obs_dim, act_dim, cfg.hidden_dims, cfg.activation, cfg.layer_norm)  # v_θ
         init_weights_(self.flow, cfg.init)
 
-    def param_groups(self) -> dict[str, ParamGroup]:
-        return {"actor": ParamGroup(self.parameters(), self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
-                                    total_updates=self.total_updates, max_grad_norm=self.cfg.max_grad_norm)}
-
-    def stages(self) -> list[Stage]:
-        return [Stage("actor", self.loss)]
-
     def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
         return flow_noise(batch_size, self.act_dim)
 
@@ -104,11 +96,8 @@ class FlowResampleActor(Actor):
         return self.sample(obs, noise["x0"])
 
     def act_noise(self, batch_size: int) -> NoiseSpec:
-        spec = {"x0": Noise.normal(batch_size * self.cfg.num_samples, self.act_dim),
-                "select": Noise.uniform(batch_size)}
-        if self.cfg.q_agg == "random":
-            spec["q_member"] = Noise.uniform(batch_size)  # one Q member per state
-        return spec
+        return {"x0": Noise.normal(batch_size * self.cfg.num_samples, self.act_dim),
+                **selection_noise(batch_size, self.cfg.q_agg)}
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:

@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 import torch
 
 from offrl.actors.base import Actor, ActorConfig
-from offrl.actors.gaussian_awr import lr_schedule
 from offrl.actors.registry import ACTORS
-from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
+from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError
@@ -87,13 +86,6 @@ class FQLActor(Actor):
         self.onestep = MLP(obs_dim + act_dim, cfg.hidden_dims, act_dim, cfg.activation,
                            layer_norm=cfg.layer_norm)  # μ_ω
         init_weights_(self, cfg.init)
-
-    def param_groups(self) -> dict[str, ParamGroup]:
-        return {"actor": ParamGroup(self.parameters(), self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
-                                    total_updates=self.total_updates, max_grad_norm=self.cfg.max_grad_norm)}
-
-    def stages(self) -> list[Stage]:
-        return [Stage("actor", self.loss)]
 
     def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
         spec = {**flow_noise(batch_size, self.act_dim), "z": Noise.normal(batch_size, self.act_dim)}

@@ -18,7 +18,7 @@ from torch import nn
 
 from offrl.actors.base import Actor, ActorConfig
 from offrl.actors.registry import ACTORS
-from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
+from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView
 from offrl.data.transitions import Batch
 from offrl.errors import unknown
@@ -59,10 +59,6 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
     return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
-def lr_schedule(cosine_decay: bool) -> str:
-    return "cosine" if cosine_decay else "constant"
-
-
 @ACTORS.register("gaussian-awr", "IQL's advantage-weighted Gaussian (weighted behaviour cloning)")
 class GaussianAWRActor(Actor):
     Config = GaussianAWRConfig
@@ -73,13 +69,6 @@ class GaussianAWRActor(Actor):
         self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation, dropout=cfg.dropout)
         init_weights_(self.mean_net, cfg.init)
         self.log_std = nn.Parameter(torch.zeros(act_dim))
-
-    def param_groups(self) -> dict[str, ParamGroup]:
-        return {"actor": ParamGroup(self.parameters(), self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
-                                    total_updates=self.total_updates, max_grad_norm=self.cfg.max_grad_norm)}
-
-    def stages(self) -> list[Stage]:
-        return [Stage("actor", self.loss)]
 
     def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
         return self.mean_net.noise(batch_size)  # dropout masks, when dropout > 0

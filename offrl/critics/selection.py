@@ -38,6 +38,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange, repeat
 
+from offrl.component import Noise, NoiseSpec
 from offrl.critics.base import q_value
 from offrl.errors import ConfigError, unknown
 
@@ -160,4 +161,14 @@ def sample_candidates(
     return torch.gather(cand, 1, repeat(idx, "b -> b 1 a", a=cand.shape[-1])).squeeze(1)
 
 
-__all__ = ["RULES", "sample_candidates", "sample_index", "selection_logits", "selection_probs"]
+def selection_noise(batch_size: int, q_agg: str = "min") -> NoiseSpec:
+    """The randomness :func:`sample_candidates` reads for ``batch_size`` states: ``select`` (one uniform per
+    state) and, for ``q_agg=random``, ``q_member`` (one Q member per state) — declared by every actor that
+    selects among candidates, so each seed's draws come from its own generator."""
+    spec = {"select": Noise.uniform(batch_size)}
+    if q_agg == "random":
+        spec["q_member"] = Noise.uniform(batch_size)
+    return spec
+
+
+__all__ = ["RULES", "sample_candidates", "selection_noise", "sample_index", "selection_logits", "selection_probs"]
