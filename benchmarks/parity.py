@@ -44,10 +44,13 @@ OFFRL_RUNS = {
 }
 #: The extraction families on the IQL critic, sized to fit a CPU budget (the papers' networks do not:
 #: docs/performance.md). Locomotion reward scaling and τ = 0.7 as IQL; 64 candidates as IDQL-1.
+#: IDQL: its LN-ResNet at half width (128 → 512 → 128) with 2 blocks instead of 3, T = 5, 32 candidates
+#: (IDQL's AntMaze N); EDP: its 3×256 Mish MLP denoiser, T = 1000 with 15 DPM-Solver calls, 10 candidates
+#: (EDP's paper; its code: 50). Candidates × solver calls × 10 environments × 3 seeds is what evaluation costs.
 ACTOR_RUNS = {
     "idql": ("expectile", "diffusion-resample", "iql-locomotion",
-             ["actor.hidden=256", "actor.depth=2", "actor.dropout=0.0", "actor.num_samples=64"]),
-    "edp": ("expectile", "edp", "iql-locomotion", ["actor.hidden=256", "actor.depth=3", "actor.num_samples=50"]),
+             ["actor.hidden=128", "actor.depth=2", "actor.num_samples=32"]),
+    "edp": ("expectile", "edp", "iql-locomotion", ["actor.hidden=256", "actor.depth=3", "actor.num_samples=10"]),
 }
 PEER_RUNS = {"iql": "iql", "td3+bc": "td3+bc"}
 
@@ -94,6 +97,25 @@ def run_all(commands: list[tuple[str, list[str]]], jobs: int, log_dir: Path) -> 
         raise SystemExit(f"failed: {failed} (logs in {log_dir})")
 
 
+def record_commands(args: argparse.Namespace, commands: list[tuple[str, list[str]]]) -> None:
+    """Add this invocation's commands to ``OUT/parity.json`` (runs of one study may be started in parts,
+    e.g. ``--only``; the file keeps every command that made a run in OUT). A different protocol is refused."""
+    path = args.out / "parity.json"
+    protocol = {"dataset": args.dataset, "updates": args.updates, "eval_every": args.eval_every,
+                "eval_episodes": args.eval_episodes}
+    record = {**protocol, "seeds": [], "commands": {}}
+    if path.exists():
+        record = json.loads(path.read_text())
+        differs = {k: (record.get(k), v) for k, v in protocol.items() if record.get(k) != v}
+        if differs:
+            raise SystemExit(f"{args.out} holds a parity study with another protocol "
+                             f"({', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in differs.items())}); "
+                             "choose another --out")
+    record["seeds"] = sorted(set(record["seeds"]) | set(args.seeds))
+    record["commands"].update(dict(commands))
+    path.write_text(json.dumps(record, indent=2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="offrl/hopper/medium-expert-v0")
@@ -129,10 +151,7 @@ def main() -> None:
             commands += [(f"d3rlpy-{algo}-seed{s}", peer_command(algo, s, args, npz, ref, env_id)) for s in args.seeds]
     # the longest first, so two workers stay busy to the end
     commands.sort(key=lambda c: ("idql" not in c[0], "edp" not in c[0], not c[0].startswith("offrl")))
-    (args.out / "parity.json").write_text(json.dumps({"dataset": args.dataset, "updates": args.updates,
-                                                      "seeds": args.seeds, "eval_every": args.eval_every,
-                                                      "eval_episodes": args.eval_episodes,
-                                                      "commands": dict(commands)}, indent=2))
+    record_commands(args, commands)
     t0 = time.time()
     run_all(commands, args.jobs, args.out / "logs")
     print(f"all runs done in {time.time() - t0:.0f} s", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The throughput benchmark runs and prints its table and JSON rows (no timing thresholds)."""
+"""The benchmark scripts: throughput prints its table and JSON rows (no timing thresholds); parity records
+its study."""
 from __future__ import annotations
 
 import json
@@ -34,3 +35,26 @@ def test_throughput_json_rows(session_store: Path) -> None:
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"impl", "mode", "seeds", "updates_per_s", "seed_updates_per_s"} <= row.keys()
     assert row["seeds"] == 2 and row["seed_updates_per_s"] == 2 * row["updates_per_s"] > 0
+
+
+def test_parity_study_records_every_part_and_refuses_another_protocol(tmp_path: Path) -> None:
+    """benchmarks/parity.py may be started in parts (--only, --seeds): parity.json keeps every command and
+    the union of seeds; a part with another budget or evaluation is refused instead of mixing studies."""
+    import argparse
+
+    import pytest
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.parity import record_commands
+
+    def args(**kw: object) -> argparse.Namespace:
+        base = {"dataset": "d", "updates": 100, "eval_every": 10, "eval_episodes": 5, "seeds": [0, 1], "out": tmp_path}
+        return argparse.Namespace(**{**base, **kw})
+
+    record_commands(args(), [("offrl-iql", ["offrl", "run"])])
+    record_commands(args(seeds=[2]), [("d3rlpy-iql-seed2", ["peer", "train"])])
+    record = json.loads((tmp_path / "parity.json").read_text())
+    assert record["seeds"] == [0, 1, 2] and set(record["commands"]) == {"offrl-iql", "d3rlpy-iql-seed2"}
+    with pytest.raises(SystemExit, match="updates: 100 there, 200 now"):
+        record_commands(args(updates=200), [("offrl-edp", ["offrl", "run"])])
+    assert "offrl-edp" not in json.loads((tmp_path / "parity.json").read_text())["commands"]
