@@ -3,6 +3,7 @@
     MINARI_DATASETS_PATH=STORE python benchmarks/parity.py --dataset offrl/hopper/medium-expert-v0 \\
         --updates 100000 --seeds 0 1 2 --out runs/parity
     offrl report runs/parity --out runs/parity/report          # (run by the script at the end)
+    python benchmarks/parity.py --out runs/parity --plot-only  # redraw runs/parity/parity_curves.png
 
 Runs, each with the same number of updates, evaluation cadence and episodes (episode seeds from
 (seed, step) as offrl evaluates; deterministic actions):
@@ -97,6 +98,63 @@ def run_all(commands: list[tuple[str, list[str]]], jobs: int, log_dir: Path) -> 
         raise SystemExit(f"failed: {failed} (logs in {log_dir})")
 
 
+#: Groups of the figure: directory under OUT -> (label, colour, line style); left panel the peer comparisons,
+#: right panel the extraction families on the IQL critic.
+PARITY_CURVES = {"offrl-iql": ("offrl IQL (expectile + gaussian-awr)", "tab:red", "-"),
+                 "d3rlpy-iql": ("d3rlpy IQL", "tab:blue", "--"),
+                 "offrl-td3bc": ("offrl TD3+BC (td3 + ddpg-bc)", "tab:orange", "-"),
+                 "offrl-ddpgbc": ("offrl expectile + ddpg-bc", "tab:green", "-"),
+                 "d3rlpy-td3+bc": ("d3rlpy TD3+BC", "tab:purple", "--")}
+ACTOR_CURVES = {"offrl-iql": ("gaussian-awr (IQL)", "tab:red", "-"),
+                "offrl-ddpgbc": ("ddpg-bc", "tab:green", "-"),
+                "offrl-idql": ("diffusion-resample (IDQL, reduced)", "tab:brown", "-"),
+                "offrl-edp": ("edp (EDP, reduced)", "tab:cyan", "-")}
+
+
+def read_curves(out: Path, group: str) -> list[dict[int, float]]:
+    """Each seed's normalised score by update count, from ``OUT/GROUP/seed*/eval.jsonl`` (both libraries)."""
+    runs = []
+    for f in sorted((out / group).glob("seed*/eval.jsonl")):
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        runs.append({r["step"]: r["normalized_score_100"] for r in rows if "normalized_score_100" in r})
+    return [r for r in runs if r]
+
+
+def plot_curves(out: Path, path: Path) -> None:
+    """Mean over seeds at each evaluation (line) and min–max over seeds (band), one panel per question."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    titles = ("offrl vs d3rlpy 2.8.1, same data and evaluation", "extraction families on offrl's IQL critic")
+    for ax, groups, title in zip(axes, (PARITY_CURVES, ACTOR_CURVES), titles):
+        for group, (label, colour, style) in groups.items():
+            runs = read_curves(out, group)
+            if not runs:
+                continue
+            steps = sorted(set().union(*runs))
+            values = [[r[s] for r in runs if s in r] for s in steps]
+            counts = [len(v) for v in values]
+            mean = [sum(v) / len(v) for v in values]
+            note = f"{max(counts)} seeds" + (f"; {min(counts)} reached {steps[-1] // 1000}k"
+                                              if min(counts) != max(counts) else "")
+            ax.plot(steps, mean, style, color=colour, label=f"{label} ({note})")
+            ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=colour, alpha=0.15)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("updates")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("normalised score (0 random, 100 expert checkpoint)")
+    fig.text(0.01, 0.005, "Line: mean over seeds at each evaluation (10 episodes each); band: min–max over seeds.",
+             fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def record_commands(args: argparse.Namespace, commands: list[tuple[str, list[str]]]) -> None:
     """Add this invocation's commands to ``OUT/parity.json`` (runs of one study may be started in parts,
     e.g. ``--only``; the file keeps every command that made a run in OUT). A different protocol is refused."""
@@ -128,7 +186,12 @@ def main() -> None:
     p.add_argument("--compile", default="auto", help="offrl's trainer.compile")
     p.add_argument("--only", nargs="+", default=None,
                    help="a subset of: offrl:iql offrl:ddpgbc offrl:td3bc d3rlpy:iql d3rlpy:td3+bc offrl:idql offrl:edp")
+    p.add_argument("--plot-only", action="store_true",
+                   help="only redraw OUT/parity_curves.png (and the report) from the runs already in OUT")
     args = p.parse_args()
+    if args.plot_only:
+        plot_curves(args.out, args.out / "parity_curves.png")
+        return
 
     from offrl.data.dataset import load_offline_dataset
     from offrl.critics import CRITICS
@@ -156,6 +219,7 @@ def main() -> None:
     run_all(commands, args.jobs, args.out / "logs")
     print(f"all runs done in {time.time() - t0:.0f} s", file=sys.stderr)
     subprocess.call([sys.executable, "-m", "offrl", "report", str(args.out), "--out", str(args.out / "report")])
+    plot_curves(args.out, args.out / "parity_curves.png")
 
 
 if __name__ == "__main__":
