@@ -58,3 +58,21 @@ def test_parity_study_records_every_part_and_refuses_another_protocol(tmp_path: 
     with pytest.raises(SystemExit, match="updates: 100 there, 200 now"):
         record_commands(args(updates=200), [("offrl-edp", ["offrl", "run"])])
     assert "offrl-edp" not in json.loads((tmp_path / "parity.json").read_text())["commands"]
+
+
+def test_parity_figure_reads_both_libraries_runs(tmp_path: Path) -> None:
+    """The figure's curves come from every group's seed*/eval.jsonl (offrl's and the peer's format alike);
+    evaluations without a score (a crash mid-line is not written) are skipped, empty groups left out."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.parity import plot_curves, read_curves
+
+    for group, seeds in {"offrl-iql": 2, "d3rlpy-iql": 1}.items():
+        for s in range(seeds):
+            d = tmp_path / group / f"seed{s}"
+            d.mkdir(parents=True)
+            rows = [{"step": k * 10, "normalized_score_100": 50.0 + k + s} for k in (1, 2)] + [{"step": 30}]
+            (d / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert read_curves(tmp_path, "offrl-iql") == [{10: 51.0, 20: 52.0}, {10: 52.0, 20: 53.0}]
+    assert read_curves(tmp_path, "offrl-edp") == []
+    plot_curves(tmp_path, tmp_path / "fig" / "curves.png")
+    assert (tmp_path / "fig" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
