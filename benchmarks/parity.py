@@ -155,6 +155,30 @@ def plot_curves(out: Path, path: Path) -> None:
     plt.close(fig)
 
 
+LOSSES = ("critic/q_loss", "critic/v_loss", "actor/loss")
+
+
+def loss_table(out: Path, start: int, end: int) -> str:
+    """Markdown: each group's training losses averaged over updates (start, end] and then over seeds — the
+    same window for both libraries (d3rlpy's rows are epoch averages, offrl's the logged ones in the window),
+    so a difference in what the two optimise shows before it shows in the scores."""
+    lines = [f"Training losses, mean over updates {start + 1:,}–{end:,}, then over seeds:", "",
+             f"| run | seeds | {' | '.join(LOSSES)} |", "|---|---:|" + "---:|" * len(LOSSES)]
+    for group in sorted(d.name for d in out.iterdir() if d.is_dir() and any(d.glob("seed*/train.jsonl"))):
+        per_seed = []
+        for f in sorted((out / group).glob("seed*/train.jsonl")):
+            rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+            rows = [r for r in rows if start < r.get("step", -1) <= end]
+            if rows:
+                per_seed.append({k: sum(r[k] for r in rows if k in r) / max(1, sum(k in r for r in rows))
+                                 for k in LOSSES if any(k in r for r in rows)})
+        if per_seed:
+            cells = [f"{sum(s[k] for s in per_seed) / len(per_seed):.2f}" if all(k in s for s in per_seed) else "–"
+                     for k in LOSSES]
+            lines.append(f"| {group} | {len(per_seed)} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def record_commands(args: argparse.Namespace, commands: list[tuple[str, list[str]]]) -> None:
     """Add this invocation's commands to ``OUT/parity.json`` (runs of one study may be started in parts,
     e.g. ``--only``; the file keeps every command that made a run in OUT). A different protocol is refused."""
@@ -187,10 +211,11 @@ def main() -> None:
     p.add_argument("--only", nargs="+", default=None,
                    help="a subset of: offrl:iql offrl:ddpgbc offrl:td3bc d3rlpy:iql d3rlpy:td3+bc offrl:idql offrl:edp")
     p.add_argument("--plot-only", action="store_true",
-                   help="only redraw OUT/parity_curves.png (and the report) from the runs already in OUT")
+                   help="only redraw OUT/parity_curves.png and print the loss table from the runs in OUT")
     args = p.parse_args()
     if args.plot_only:
         plot_curves(args.out, args.out / "parity_curves.png")
+        print(loss_table(args.out, args.updates - args.eval_every, args.updates))
         return
 
     from offrl.data.dataset import load_offline_dataset
@@ -220,6 +245,7 @@ def main() -> None:
     print(f"all runs done in {time.time() - t0:.0f} s", file=sys.stderr)
     subprocess.call([sys.executable, "-m", "offrl", "report", str(args.out), "--out", str(args.out / "report")])
     plot_curves(args.out, args.out / "parity_curves.png")
+    print(loss_table(args.out, args.updates - args.eval_every, args.updates))
 
 
 if __name__ == "__main__":

@@ -76,3 +76,24 @@ def test_parity_figure_reads_both_libraries_runs(tmp_path: Path) -> None:
     assert read_curves(tmp_path, "offrl-edp") == []
     plot_curves(tmp_path, tmp_path / "fig" / "curves.png")
     assert (tmp_path / "fig" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parity_loss_table_averages_one_window_per_seed_then_over_seeds(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.parity import loss_table
+
+    def write(group: str, seed: int, rows: list[dict]) -> None:
+        d = tmp_path / group / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    # offrl logs every 5 updates: the window (10, 20] holds steps 15 and 20; step 10 is outside
+    write("offrl-iql", 0, [{"step": s, "critic/q_loss": q, "critic/v_loss": 1.0, "actor/loss": 2.0}
+                           for s, q in ((10, 100.0), (15, 4.0), (20, 6.0))])
+    write("offrl-iql", 1, [{"step": 20, "critic/q_loss": 9.0, "critic/v_loss": 3.0, "actor/loss": 4.0}])
+    write("d3rlpy-td3+bc", 0, [{"step": 20, "critic/q_loss": 0.5, "actor/loss": -1.0}])  # no V: a dash
+    table = loss_table(tmp_path, 10, 20)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in table.splitlines() if line.startswith("| ") and "seeds" not in line}
+    assert rows["offrl-iql"] == ["2", "7.00", "2.00", "3.00"]  # seed 0: q 5.0; seed 1: 9.0 -> 7.0
+    assert rows["d3rlpy-td3+bc"] == ["1", "0.50", "–", "-1.00"]

@@ -8,7 +8,8 @@
 and logging included, as a user runs it), measured after a warm-up ``fit``. ``train`` trains with the
 paper's settings as d3rlpy's reproduction scripts set them (IQL: returns scaled by 1000/(R_max − R_min);
 TD3+BC: standardised observations) and writes an offrl-style run directory (config.json, eval.jsonl,
-summary.json) so that ``offrl report`` reads both libraries' runs alike. Evaluation follows offrl's
+train.jsonl with each epoch's losses under offrl's names, summary.json) so that ``offrl report`` reads
+both libraries' runs alike. Evaluation follows offrl's
 protocol: episode seeds from numpy's SeedSequence([seed, step, 7]), deterministic actions, scores on
 the D4RL scale from the dataset's reference returns.
 
@@ -89,6 +90,20 @@ def _evaluate(algo, env_id: str, episodes: int, seed: int, step: int, ref: tuple
             "normalized_score_100": float(score.mean()), "normalized_score_100_std": float(score.std())}
 
 
+#: d3rlpy's loss names -> offrl's, so one table compares both (IQL: q_loss, v_loss; TD3+BC: critic_loss).
+METRIC_NAMES = {"q_loss": "critic/q_loss", "critic_loss": "critic/q_loss", "v_loss": "critic/v_loss",
+                "actor_loss": "actor/loss", "bc_loss": "actor/bc_loss"}
+
+
+def train_metrics(epoch: dict[str, float]) -> dict[str, float]:
+    """One epoch's averaged d3rlpy metrics under offrl's names (timings and IQL's summed critic_loss dropped;
+    for TD3+BC critic_loss is the Q loss)."""
+    keep = {k: v for k, v in epoch.items() if not k.startswith("time_")}
+    if "q_loss" in keep:
+        keep.pop("critic_loss", None)  # IQL: critic_loss = q_loss + v_loss
+    return {METRIC_NAMES.get(k, f"d3rlpy/{k}"): float(v) for k, v in keep.items()}
+
+
 def train(args: argparse.Namespace) -> None:
     import d3rlpy
 
@@ -115,11 +130,14 @@ def train(args: argparse.Namespace) -> None:
         "trainer": {"seed": args.seed, "steps": args.updates}, "peer": {"d3rlpy": d3rlpy.__version__}}, indent=2))
     quiet = {"show_progress": False, "save_interval": 10**9, "logger_adapter": d3rlpy.logging.NoopAdapterFactory()}
     t0, done = time.perf_counter(), 0
-    with open(out / "eval.jsonl", "w") as log:
+    with open(out / "eval.jsonl", "w") as log, open(out / "train.jsonl", "w") as train_log:
         while done < args.updates:
             n = min(args.eval_every, args.updates - done)
-            algo.fit(data, n_steps=n, n_steps_per_epoch=n, **quiet)
+            history = algo.fit(data, n_steps=n, n_steps_per_epoch=n, **quiet)
             done += n
+            train_log.write(json.dumps({"step": done, "time_s": round(time.perf_counter() - t0, 3),
+                                        **train_metrics(history[-1][1])}) + "\n")
+            train_log.flush()
             row = {"step": done, "time_s": round(time.perf_counter() - t0, 3),
                    **_evaluate(algo, args.env, args.eval_episodes, args.seed, done, (args.ref_min, args.ref_max))}
             log.write(json.dumps(row) + "\n")
