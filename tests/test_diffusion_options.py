@@ -287,6 +287,7 @@ def test_edp_preset_follows_edps_code() -> None:
         "singlestep", 3, "time_uniform", 1e-3, 15)
     assert (a.ema_rate, a.ema_every, a.ema_start, a.act_with) == (0.005, 5, 1000, "live")
     assert (a.bc_reduction, a.max_grad_norm, a.q_agg) == ("mean", 9.0, "min")
+    assert cfg.data.reward == "none"  # EDP's trainer leaves locomotion rewards raw (norm_reward=False, scale 1)
     critic = offrl.critics.CRITICS.get(cfg.critic)(c, 4, 2)
     assert [type(m).__name__ for m in critic.v_net.modules()].count("Linear") == 4  # 3 hidden + output
     assert type(critic.v_net.act).__name__ == "Mish"

@@ -154,11 +154,16 @@ register_preset(Preset(
                   "beta": 3.0, "bc_reduction": "mean", "num_samples": 50, "selection": "softmax",
                   "temperature": 1.0, "q_agg": "min", "ema_rate": 0.005, "ema_every": 5, "ema_start": 1000,
                   "act_with": "live", "max_grad_norm": 9.0},
-        "data": {"reward": "locomotion"},
+        "data": {"reward": "none"},
         "trainer": {"steps": 2_000_000, "eval_every": 50_000, "eval_episodes": 10},
     },
-    notes="EDP's headline locomotion numbers used a TD3-style critic trained on policy actions, which offrl does "
-          "not have; this preset is EDP's IQL variant (the one the paper reports for AntMaze, Kitchen, Adroit). "
+    notes="EDP's headline locomotion numbers used its TD3-style variant (here: --critic td3 with "
+          "actor.guide=q-gradient); this preset is EDP's IQL variant, which the paper reports for AntMaze, Kitchen "
+          "and Adroit only. Rewards are raw, as EDP's trainer leaves them on locomotion (it normalises them for "
+          "Kitchen/Adroit and shifts them for AntMaze). Caution: the weighted guide's weights min(exp(β·A), 100) "
+          "are not normalised, so their scale sets the balance against the noise loss; on offrl's Hopper "
+          "medium-expert with IQL's reward scaling (×2.4 there) the guide outweighed the noise loss ~40:1 and no "
+          "seed learned to stand in 100k updates (docs/benchmarks.md, parity). "
           "Gradient clipping is per dataset in EDP's code (diffusion/hps.py 'gn'); 9 is hopper-medium's "
           "(halfcheetah-medium 9, walker2d-medium 1, halfcheetah/hopper/walker2d-medium-replay 2/4/4, "
           "-medium-expert 7/5/5): set critic.max_grad_norm and actor.max_grad_norm together. EDP clips Q1 and Q2 "
