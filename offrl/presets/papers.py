@@ -162,7 +162,7 @@ register_preset(Preset(
           "and Adroit only. Rewards are raw, as EDP's trainer leaves them on locomotion (it normalises them for "
           "Kitchen/Adroit and shifts them for AntMaze). Caution: the weighted guide's weights min(exp(β·A), 100) "
           "are not normalised, so their scale sets the balance against the noise loss; on offrl's Hopper "
-          "medium-expert with IQL's reward scaling (×2.4 there) the guide outweighed the noise loss ~40:1 and no "
+          "medium-expert with IQL's reward scaling (×2.4 there) the guide outweighed the noise loss 25–60 times and no "
           "seed learned to stand in 100k updates (docs/benchmarks.md, parity). "
           "Gradient clipping is per dataset in EDP's code (diffusion/hps.py 'gn'); 9 is hopper-medium's "
           "(halfcheetah-medium 9, walker2d-medium 1, halfcheetah/hopper/walker2d-medium-replay 2/4/4, "
