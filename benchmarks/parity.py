@@ -13,11 +13,12 @@ Runs, each with the same number of updates, evaluation cadence and episodes (epi
                        scaling, cosine actor LR), in its own virtual environment;
 - ``offrl:ddpgbc``     offrl ``expectile + ddpg-bc`` (``ddpgbc-locomotion``: TD3+BC's actor loss on an
                        IQL critic, states normalised, policy delay 2);
-- ``offrl:td3bc``      offrl ``td3 + ddpg-bc`` (``td3bc-locomotion``: TD3+BC itself), when the td3 critic
-                       is registered;
+- ``offrl:td3bc``      offrl ``td3 + ddpg-bc`` (``td3bc-locomotion``: TD3+BC itself);
 - ``d3rlpy:td3+bc``    d3rlpy's TD3+BC (standardised observations);
-- ``--actors``         the extraction families on the same critic and budget (``expectile`` with
+- ``offrl:idql``, ``offrl:edp``  the extraction families on the same critic and budget (``expectile`` with
                        ``diffusion-resample`` and ``edp`` at reduced sizes, see ``ACTOR_RUNS``).
+
+Every run is chosen by default; ``--only`` picks a subset, so a study can be run in parts.
 
 offrl trains each configuration's seeds in one process (``--seeds``); d3rlpy runs one process per seed.
 ``--jobs`` processes run at once (default 2: one per core of a 2-core machine, each single-threaded).
@@ -44,7 +45,7 @@ OFFRL_RUNS = {
     "td3bc": ("td3", "ddpg-bc", "td3bc-locomotion", []),
 }
 #: The extraction families on the IQL critic, sized to fit a CPU budget (the papers' networks do not:
-#: docs/performance.md). Locomotion reward scaling and τ = 0.7 as IQL; 64 candidates as IDQL-1.
+#: docs/performance.md), on the IQL critic of ``iql-locomotion`` (τ = 0.7, its reward scaling).
 #: IDQL: its LN-ResNet at half width (128 → 512 → 128) with 2 blocks instead of 3, T = 5, 32 candidates
 #: (IDQL's AntMaze N); EDP: its 3×256 Mish MLP denoiser, T = 1000 with 15 DPM-Solver calls, 10 candidates
 #: (EDP's paper; its code: 50). Candidates × solver calls × 10 environments × 3 seeds is what evaluation costs.
@@ -214,12 +215,15 @@ def main() -> None:
                    help="only redraw OUT/parity_curves.png and print the loss table from the runs in OUT")
     args = p.parse_args()
     if args.plot_only:
+        study = args.out / "parity.json"  # the study's own budget, when it was recorded
+        if study.exists():
+            recorded = json.loads(study.read_text())
+            args.updates, args.eval_every = recorded["updates"], recorded["eval_every"]
         plot_curves(args.out, args.out / "parity_curves.png")
         print(loss_table(args.out, args.updates - args.eval_every, args.updates))
         return
 
     from offrl.data.dataset import load_offline_dataset
-    from offrl.critics import CRITICS
 
     from benchmarks.common import export_npz
 
@@ -232,7 +236,7 @@ def main() -> None:
                                "offrl:idql", "offrl:edp"])
     commands: list[tuple[str, list[str]]] = []
     for name, spec in {**OFFRL_RUNS, **ACTOR_RUNS}.items():
-        if f"offrl:{name}" in wanted and spec[0] in CRITICS:
+        if f"offrl:{name}" in wanted:
             commands.append((f"offrl-{name}", offrl_command(name, spec, args)))
     for algo in PEER_RUNS:
         if f"d3rlpy:{algo}" in wanted:

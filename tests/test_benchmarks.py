@@ -97,3 +97,20 @@ def test_parity_loss_table_averages_one_window_per_seed_then_over_seeds(tmp_path
             for line in table.splitlines() if line.startswith("| ") and "seeds" not in line}
     assert rows["offrl-iql"] == ["2", "7.00", "2.00", "3.00"]  # seed 0: q 5.0; seed 1: 9.0 -> 7.0
     assert rows["d3rlpy-td3+bc"] == ["1", "0.50", "–", "-1.00"]
+
+
+def test_parity_plot_only_uses_the_studys_recorded_budget(tmp_path: Path) -> None:
+    """--plot-only redraws from OUT alone: the loss window is the last evaluation interval of the budget
+    recorded in parity.json, not the command line's defaults."""
+    (tmp_path / "parity.json").write_text(json.dumps({"dataset": "d", "updates": 20, "eval_every": 10,
+                                                      "eval_episodes": 1, "seeds": [0], "commands": {}}))
+    d = tmp_path / "offrl-iql" / "seed0"
+    d.mkdir(parents=True)
+    (d / "eval.jsonl").write_text(json.dumps({"step": 20, "normalized_score_100": 1.0}) + "\n")
+    (d / "train.jsonl").write_text("".join(json.dumps({"step": s, "critic/q_loss": float(s)}) + "\n" for s in (10, 20)))
+    script = ROOT / "benchmarks" / "parity.py"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--plot-only"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "updates 11–20" in proc.stdout and "| offrl-iql | 1 | 20.00 | – | – |" in proc.stdout
+    assert (tmp_path / "parity_curves.png").exists()
