@@ -50,7 +50,7 @@ def measure(spec: dict) -> dict:
 
     import offrl
     from offrl.datagen.writer import minari_root
-    from offrl.trainer.trainer import start
+    from offrl.trainer.api import start
 
     from benchmarks.common import store
 

@@ -52,16 +52,16 @@ def make_config(
 
 
 def train(cfg: Any, run_dir: Any, show_progress: bool = False) -> Any:
-    """Train ``cfg`` in a new ``run_dir``; returns a :class:`offrl.trainer.trainer.RunResult`
-    (a :class:`~offrl.trainer.trainer.GroupResult` with one per seed when ``trainer.seeds`` is set)."""
-    from offrl.trainer.trainer import train as _train
+    """Train ``cfg`` in a new ``run_dir``; returns a :class:`offrl.trainer.runs.RunResult`
+    (a :class:`~offrl.trainer.runs.GroupResult` with one per seed when ``trainer.seeds`` is set)."""
+    from offrl.trainer.api import train as _train
 
     return _train(cfg, run_dir, show_progress=show_progress)
 
 
 def resume(run_dir: Any, show_progress: bool = False) -> Any:
     """Continue the run in ``run_dir`` from its latest checkpoint."""
-    from offrl.trainer.trainer import resume as _resume
+    from offrl.trainer.api import resume as _resume
 
     return _resume(run_dir, show_progress=show_progress)
 

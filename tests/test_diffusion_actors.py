@@ -9,7 +9,7 @@ import pytest
 import offrl
 from offrl.actors import ACTORS
 from offrl.critics import CRITICS
-from offrl.trainer.trainer import start
+from offrl.trainer.api import start
 from tests.helpers import read_jsonl
 
 TINY = {"critic.hidden_dims": [32, 32], "critic.batch_size": 64, "actor.batch_size": 64,

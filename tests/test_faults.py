@@ -21,7 +21,7 @@ import torch
 
 import offrl
 from offrl.errors import RunDirError
-from offrl.trainer.trainer import load_run_config, start
+from offrl.trainer.api import load_run_config, start
 from offrl.rundir import read_jsonl
 from tests.helpers import run_cli
 

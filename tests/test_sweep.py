@@ -726,7 +726,7 @@ def test_ray_backend_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 def _core_ready() -> bool:
     try:
         import offrl.cli.run  # noqa: F401
-        import offrl.trainer.trainer  # noqa: F401
+        import offrl.trainer.api  # noqa: F401
     except ImportError:
         return False
     return True

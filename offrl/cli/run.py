@@ -98,7 +98,7 @@ def build_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from offrl.config import resolve
-    from offrl.trainer.trainer import continue_runs, start
+    from offrl.trainer.api import start
 
     if args.resume:
         trainer = _resume(args)
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> Any:
     """Continue runs; flags that change how the run executes apply, anything else must match."""
     from offrl.config import RUNTIME_KEYS, resolve
-    from offrl.trainer.trainer import continue_runs, resume_dirs, saved_config_layer
+    from offrl.trainer.api import continue_runs, resume_dirs, saved_config_layer
 
     if args.out:
         raise RunDirError("--out cannot be combined with --resume: a run continues in its own directory.")

@@ -16,12 +16,9 @@ stops logging, keeps its last good checkpoint and ends with status
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,93 +36,13 @@ from offrl.trainer import checkpoint as ckpt
 from offrl.trainer.evaluation import Evaluator
 from offrl.trainer.lock import RunLock
 from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
+from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir
 from offrl.trainer.progress import TrainingProgress
 from offrl.trainer.runtime import configure_threads, resolve_device, seed_everything
+from offrl.trainer.signals import StopFlag
 
 #: Most iterations between two checks of Ctrl-C and progress updates.
 CHUNK = 100
-
-
-@dataclass
-class RunResult:
-    """What a finished, diverged or interrupted seed reports."""
-
-    run_dir: Path
-    steps: int
-    finished: bool
-    summary: dict[str, Any]
-
-
-@dataclass
-class GroupResult:
-    """The result of a multi-seed run: one :class:`RunResult` per seed."""
-
-    group_dir: Path
-    runs: list[RunResult]
-
-    @property
-    def finished(self) -> bool:
-        return all(r.finished for r in self.runs)
-
-
-@dataclass
-class SeedRun:
-    """One seed's run directory and what the trainer tracks for it."""
-
-    seed: int
-    run_dir: Path
-    cfg: RunConfig
-    best: dict[str, Any] = field(default_factory=dict)
-    last_eval: dict[str, Any] = field(default_factory=dict)
-    status: str = "running"  # running | finished | diverged
-    diverged: str = ""  # what diverged, when it did
-    last_checkpoint: int | None = None  # step of the newest checkpoint written (or loaded)
-    lock: RunLock | None = None
-    tb: TensorBoardLog | None = None
-    wandb: WandbLog | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.status == "running"
-
-
-def prepare_run_dir(run_dir: Path) -> None:
-    """Create ``run_dir`` for a new run; refuse one that already holds a run or is not writable."""
-    if (run_dir / rundir.CONFIG).exists():
-        raise RunDirError(
-            f"'{run_dir}' already holds a run. Continue it with `offrl run --resume {run_dir}` "
-            "or choose another --out."
-        )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunDirError(f"Cannot write to run directory '{run_dir}': {e.strerror or e}.") from None
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between chunks of iterations, so the checkpoint
-    written on the way out is at an iteration boundary (a consistent state)."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopFlag":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not in the main thread
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.stop:  # second Ctrl-C: give up immediately
-            raise KeyboardInterrupt
-        self.stop = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -323,7 +240,7 @@ class Trainer:
         self._t0 = time.perf_counter()
         progress = TrainingProgress(t.steps, self.step, enabled=self.show_progress, title=self._title())
         try:
-            with _StopFlag() as flag, progress:
+            with StopFlag() as flag, progress:
                 if not evaluator.available:
                     progress.status(f"training only, no evaluation: {self.dataset.eval_unavailable}")
                 if self.step == 1 and self.started_fresh:  # the events of the iteration run at start-up
@@ -524,150 +441,3 @@ def _too_big(e: BaseException, cfg: RunConfig) -> ConfigError:
     listing = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in sizes.items())
     return ConfigError(f"Could not allocate the networks and batches ({str(e).splitlines()[0]}); "
                        f"the sizes are too large for this machine: {listing}.")
-
-
-# --------------------------------------------------------------------------------------------- entry points
-
-
-def start(cfg: RunConfig, out: str | Path, show_progress: bool = False) -> Trainer:
-    """A trainer for a new run in ``out``: the run directory (one seed), or for several seeds
-    (``trainer.seeds``) the group directory holding ``seed<S>/`` per seed — or, when ``out`` contains
-    ``{seed}``, one directory per seed named by that template (no group directory; ``offrl sweep``
-    uses this to put grouped seeds in their cells' directories)."""
-    seeds = cfg.trainer.seed_list()
-    if not cfg.trainer.seeds.strip():
-        return Trainer(cfg, [SeedRun(seeds[0], Path(out), cfg)], show_progress=show_progress)
-    if "{seed}" in str(out):
-        runs = [SeedRun(s, Path(str(out).replace("{seed}", str(s))), cfg.for_seed(s)) for s in seeds]
-        return Trainer(cfg, runs, show_progress=show_progress)
-    out = Path(out)
-    if (out / rundir.CONFIG).exists() or (out / rundir.GROUP).exists():
-        raise RunDirError(f"'{out}' already holds a run. Continue it with `offrl run --resume {out}` "
-                          "or choose another --out.")
-    runs = [SeedRun(s, rundir.seed_dir(out, s), cfg.for_seed(s)) for s in seeds]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunDirError(f"Cannot write to run directory '{out}': {e.strerror or e}.") from None
-    return Trainer(cfg, runs, show_progress=show_progress, group_dir=out)
-
-
-def resume_dirs(path: str | Path) -> tuple[list[Path], Path | None]:
-    """The run directories to continue for ``path`` (a run directory, or a group directory)."""
-    path = Path(path)
-    group = rundir.read_group(path)
-    if group is not None:
-        return group, path
-    return [path], None
-
-
-def continue_runs(paths: list[str | Path], show_progress: bool = False,
-                  runtime: dict[str, Any] | None = None) -> "Trainer | EndedRuns":
-    """A trainer continuing the runs in ``paths`` (run or group directories) together.
-
-    ``runtime`` may change how the run executes (device, threads, compile, …: the
-    trainer keys of :data:`offrl.config.RUNTIME_KEYS`), never what it computes.
-    """
-    dirs: list[Path] = []
-    group_dir = None
-    for p in paths:
-        found, group = resume_dirs(p)
-        dirs += found
-        group_dir = group if len(paths) == 1 else None
-    cfgs = [load_run_config(d) for d in dirs]
-    if runtime:
-        cfgs = [_with_runtime(c, runtime) for c in cfgs]
-    base = cfgs[0].comparable()
-    base["trainer"].pop("seed")
-    for d, c in zip(dirs[1:], cfgs[1:]):
-        other = c.comparable()
-        other["trainer"].pop("seed")
-        if other != base:
-            raise RunDirError(f"'{d}' and '{dirs[0]}' are not the same experiment with different seeds; "
-                              "only seeds of one configuration can continue together.")
-    if all(rundir.has_ended(d) for d in dirs):  # nothing to train: read, never write (the directory may be read-only)
-        return EndedRuns(cfgs[0], [SeedRun(c.trainer.seed, d, c) for d, c in zip(dirs, cfgs)], group_dir)
-    seeds = [c.trainer.seed for c in cfgs]
-    if len(set(seeds)) != len(seeds):
-        raise RunDirError(f"The runs to continue repeat a seed ({seeds}).")
-    ended = [SeedRun(c.trainer.seed, d, c) for d, c in zip(dirs, cfgs) if rundir.has_ended(d)]
-    if ended:  # e.g. a seed that diverged in a group: it stays as it ended, the others continue
-        keep = [i for i, d in enumerate(dirs) if not rundir.has_ended(d)]
-        dirs, cfgs, seeds = [dirs[i] for i in keep], [cfgs[i] for i in keep], [seeds[i] for i in keep]
-    group_cfg = cfgs[0]
-    if len(dirs) > 1:
-        import dataclasses
-
-        group_cfg = dataclasses.replace(cfgs[0], trainer=dataclasses.replace(
-            cfgs[0].trainer, seeds=",".join(str(s) for s in seeds)))
-    runs = [SeedRun(c.trainer.seed, d, c) for d, c in zip(dirs, cfgs)]
-    trainer = Trainer(group_cfg, runs, resume=True, show_progress=show_progress, group_dir=group_dir)
-    trainer.ended = EndedRuns(cfgs[0], ended, None) if ended else None
-    return trainer
-
-
-class EndedRuns:
-    """What ``--resume`` of runs that already ended returns: their results, without touching their files."""
-
-    def __init__(self, cfg: RunConfig, runs: list[SeedRun], group_dir: Path | None) -> None:
-        self.cfg, self.runs, self.group_dir = cfg, runs, group_dir
-        self.step = cfg.trainer.steps
-
-    def run(self) -> list[RunResult]:
-        out = []
-        for r in self.runs:
-            summary = rundir.read_summary(r.run_dir) or {}
-            out.append(RunResult(r.run_dir, int(summary.get("steps", 0)), summary.get("status") == "finished", summary))
-        return out
-
-
-def _with_runtime(cfg: RunConfig, runtime: dict[str, Any]) -> RunConfig:
-    import dataclasses
-
-    from offrl.config import RUNTIME_KEYS, build_dataclass
-
-    bad = sorted(set(runtime) - set(RUNTIME_KEYS))
-    if bad:
-        raise ConfigError(f"trainer.{bad[0]} cannot change when a run is resumed (only {', '.join(RUNTIME_KEYS)}).")
-    values = {**dataclasses.asdict(cfg.trainer), **runtime}
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-    return dataclasses.replace(cfg, trainer=build_dataclass(type(cfg.trainer), values, "trainer", "trainer"))
-
-
-def train(cfg: RunConfig, run_dir: str | Path, show_progress: bool = False) -> RunResult | GroupResult:
-    """Python API: train ``cfg`` in ``run_dir`` (a new directory).
-
-    Returns a :class:`RunResult`, or a :class:`GroupResult` when ``trainer.seeds`` names several seeds.
-    """
-    trainer = start(cfg, run_dir, show_progress=show_progress)
-    results = trainer.run()
-    return GroupResult(Path(run_dir), results) if trainer.group_dir is not None else results[0]
-
-
-def resume(run_dir: str | Path, show_progress: bool = False) -> RunResult | GroupResult:
-    """Python API: continue the run (or the multi-seed run) in ``run_dir`` from its latest checkpoint."""
-    trainer = continue_runs([run_dir], show_progress=show_progress)
-    results = trainer.run()
-    return GroupResult(Path(run_dir), results) if trainer.group_dir is not None else results[0]
-
-
-def saved_config_layer(run_dir: str | Path) -> dict[str, Any]:
-    """The config layer saved in ``run_dir``; a clear error if it holds no run."""
-    path = Path(run_dir) / rundir.CONFIG
-    if not path.is_file():
-        raise RunDirError(f"'{run_dir}' holds no offrl run (no {rundir.CONFIG}); nothing to resume.")
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunDirError(f"'{path}' is damaged ({e}); the run cannot be resumed.") from None
-    if not isinstance(saved, dict):
-        raise RunDirError(f"'{path}' is damaged (not a JSON object); the run cannot be resumed.")
-    saved.pop("offrl_version", None)
-    return saved
-
-
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The :class:`RunConfig` saved in ``run_dir``."""
-    from offrl.config import resolve
-
-    return resolve([saved_config_layer(run_dir)])

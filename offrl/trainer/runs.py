@@ -1,0 +1,68 @@
+"""What the trainer tracks per seed and returns: a seed's run directory and its result."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offrl import rundir
+from offrl.config import RunConfig
+from offrl.errors import RunDirError
+from offrl.trainer.lock import RunLock
+from offrl.trainer.logger import TensorBoardLog, WandbLog
+
+
+@dataclass
+class RunResult:
+    """What a finished, diverged or interrupted seed reports."""
+
+    run_dir: Path
+    steps: int
+    finished: bool
+    summary: dict[str, Any]
+
+
+@dataclass
+class GroupResult:
+    """The result of a multi-seed run: one :class:`RunResult` per seed."""
+
+    group_dir: Path
+    runs: list[RunResult]
+
+    @property
+    def finished(self) -> bool:
+        return all(r.finished for r in self.runs)
+
+
+@dataclass
+class SeedRun:
+    """One seed's run directory and what the trainer tracks for it."""
+
+    seed: int
+    run_dir: Path
+    cfg: RunConfig
+    best: dict[str, Any] = field(default_factory=dict)
+    last_eval: dict[str, Any] = field(default_factory=dict)
+    status: str = "running"  # running | finished | diverged
+    diverged: str = ""  # what diverged, when it did
+    last_checkpoint: int | None = None  # step of the newest checkpoint written (or loaded)
+    lock: RunLock | None = None
+    tb: TensorBoardLog | None = None
+    wandb: WandbLog | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "running"
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` for a new run; refuse one that already holds a run or is not writable."""
+    if (run_dir / rundir.CONFIG).exists():
+        raise RunDirError(
+            f"'{run_dir}' already holds a run. Continue it with `offrl run --resume {run_dir}` "
+            "or choose another --out."
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"Cannot write to run directory '{run_dir}': {e.strerror or e}.") from None
