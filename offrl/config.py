@@ -72,6 +72,24 @@ class TrainerConfig:
                        "stage the critic names (IQL's code: V → actor → Q); needs equal batch sizes, 1 update each"),
     )
     steps_per_call: int = field(default=16, metadata=_help("Iterations captured in one CUDA graph (compile=graph)"))
+    matmul_precision: str = field(
+        default="auto",
+        metadata=_help("float32 matrix products: highest (full fp32) | high (TF32 on CUDA) | auto (high on CUDA, "
+                       "highest on CPU)"),
+    )
+    autocast: str = field(
+        default="off",
+        metadata=_help("bf16: the actor's losses and acting under bf16 autocast (its networks' products in bf16; "
+                       "critics stay fp32) | off"),
+    )
+    eval_async: str = field(
+        default="auto",
+        metadata=_help("Evaluate in worker processes on snapshots of the weights while training continues: on | "
+                       "off | auto (on for CUDA runs and CPU runs of >= 20k steps; same scores either way)"),
+    )
+    eval_workers: int = field(
+        default=1, metadata=_help("Evaluation worker processes when eval_async is on (the seeds are split "
+                                  "between them)"))
     eval_every: int = field(default=10_000, metadata=_help("Evaluate every N iterations (and at the end)"))
     eval_episodes: int = field(default=10, metadata=_help("Episodes per evaluation"))
     eval_envs: int = field(default=10, metadata=_help("Vectorised environments per seed used for evaluation"))
@@ -90,7 +108,8 @@ class TrainerConfig:
                                                        "WANDB_MODE)"))
 
     def __post_init__(self) -> None:
-        for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every", "steps_per_call"):
+        for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every", "steps_per_call",
+                  "eval_workers"):
             if getattr(self, n) <= 0:
                 raise ConfigError(f"trainer.{n} must be positive, got {getattr(self, n)!r}")
         cpus = os.cpu_count() or 1
@@ -109,6 +128,14 @@ class TrainerConfig:
 
         if self.compile not in SPEED_MODES:
             raise unknown("speed mode (trainer.compile)", self.compile, SPEED_MODES)
+        from offrl.learner.learner import AUTOCAST_MODES
+        from offrl.trainer.evaluations import EVAL_ASYNC_MODES
+        from offrl.trainer.runtime import MATMUL_PRECISIONS
+
+        for key, valid in (("matmul_precision", MATMUL_PRECISIONS), ("autocast", AUTOCAST_MODES),
+                           ("eval_async", EVAL_ASYNC_MODES)):
+            if getattr(self, key) not in valid:
+                raise unknown(f"trainer.{key}", getattr(self, key), valid)
         self.seed_list()  # validates trainer.seeds
 
     def seed_list(self) -> list[int]:
@@ -180,7 +207,7 @@ class RunConfig:
 
 #: Trainer keys that decide how a run executes, not what it computes: they may change on resume.
 RUNTIME_KEYS = ("device", "threads", "tensorboard", "compile", "steps_per_call", "seeds", "wandb", "wandb_project",
-                "wandb_group", "wandb_name", "wandb_mode")
+                "wandb_group", "wandb_name", "wandb_mode", "matmul_precision", "eval_async", "eval_workers")
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

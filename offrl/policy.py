@@ -43,7 +43,7 @@ def policy_file(run_dir: str | Path, which: str) -> Path:
 
 def save_policy(path: Path, *, config: dict[str, Any], state: dict[str, torch.Tensor], obs_normalizer: dict,
                 action_low: np.ndarray, action_high: np.ndarray, obs_dim: int, act_dim: int, step: int,
-                evaluation: dict[str, Any]) -> None:
+                evaluation: dict[str, Any], device: str = "cpu") -> None:
     """Write a policy file atomically (plain values and tensors only: loadable with ``weights_only=True``)."""
     payload = {
         "format": FORMAT,
@@ -56,6 +56,7 @@ def save_policy(path: Path, *, config: dict[str, Any], state: dict[str, torch.Te
         "act_dim": int(act_dim),
         "step": int(step),
         "evaluation": {k: v for k, v in evaluation.items() if isinstance(v, (int, float, str, type(None)))},
+        "device": str(device),  # where the run trained and evaluated: `offrl eval` reproduces its score there
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -91,6 +92,7 @@ class Policy:
         self.step = payload["step"]
         self.evaluation = payload["evaluation"]
         self.obs_dim, self.act_dim = payload["obs_dim"], payload["act_dim"]
+        self.trained_on = str(payload.get("device", "cpu"))
         self.device = torch.device(device)
         critic = CRITICS.get(cfg.critic)(cfg.critic_cfg, self.obs_dim, self.act_dim)
         actor = ACTORS.get(cfg.actor)(cfg.actor_cfg, self.obs_dim, self.act_dim, 1)

@@ -12,6 +12,9 @@ from offrl.data.store import minari_root
 from offrl.datagen.builtins import ensure_dataset
 
 torch.set_num_threads(1)
+# The suite runs on the CPU on every host (a GPU host included): `trainer.device=auto` means cpu here, and the
+# CUDA tests (@pytest.mark.cuda, tests/test_cuda.py) ask for cuda explicitly. Subprocesses inherit it.
+os.environ["OFFRL_AUTO_DEVICE"] = "cpu"
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,13 @@ def copy_store(session_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     shutil.copytree(session_store, root)
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
     return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """CUDA tests are skipped where PyTorch sees no GPU (CI, these development machines)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run(*args: str, store: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--dataset", "offrl/bandit/multimodal-v0",
-         "--store", str(store), "--pairings", "iql", "--peer", "none", "--updates", "4", "--warmup", "1",
-         "--rounds", "1", "--set", "critic.hidden_dims=[16,16]", "--set", "actor.hidden_dims=[16,16]", *args],
+         "--store", str(store), "--peer", "none", "--seconds", "0.1", "--min-updates", "4", "--chunk", "2",
+         "--warmup", "1", "--rounds", "1", "--set", "critic.hidden_dims=[16,16]", "--set", "actor.hidden_dims=[16,16]",
+         *(args if "--pairings" in args else ("--pairings", "iql", *args))],
         capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"},
     )
 
@@ -35,6 +36,28 @@ def test_throughput_json_rows(session_store: Path) -> None:
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"impl", "mode", "seeds", "updates_per_s", "seed_updates_per_s"} <= row.keys()
     assert row["seeds"] == 2 and row["seed_updates_per_s"] == 2 * row["updates_per_s"] > 0
+
+
+def test_throughput_failed_and_left_out_rows_are_rows(session_store: Path) -> None:
+    """A configuration that fails is a failed row with its error; the others are still measured; rows left
+    out on CPU say why (no silent drops)."""
+    proc = _run("--seeds", "1", "--modes", "off", "graph", "--json", store=session_store)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    ok, failed = rows
+    assert ok["mode"] == "off" and ok["updates_per_s"] > 0 and ok["timed_updates"] >= 4
+    assert failed["mode"] == "graph" and "needs a CUDA device" in failed["error"]
+    proc = _run("--pairings", "edp", "--seeds", "16", "--modes", "off", "--max-seeds-heavy", "8", store=session_store)
+    assert proc.returncode == 0, proc.stderr
+    assert "left out: E > 8 on CPU" in proc.stdout.replace("\n", " ")
+
+
+def test_throughput_times_evaluation(session_store: Path) -> None:
+    proc = _run("--seeds", "2", "--modes", "off", "--eval", "--eval-steps", "5", "--json", store=session_store)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["eval_vstep_ms"] > 0 and row["eval_envs_total"] == 2 * 10
+    assert 0 < row["eval_share"] < 1 and row["budget_min"] > row["budget_min_async"] > 0
 
 
 def test_parity_study_records_every_part_and_refuses_another_protocol(tmp_path: Path) -> None:

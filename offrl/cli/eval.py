@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -27,30 +25,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the episodes and of the policy's sampling (default: the run's seed, which "
                         "reproduces the evaluation logged at the policy's step)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--device", default=None,
+                   help="cpu | cuda | cuda:N (default: the device type the run trained on, which reproduces its "
+                        "logged scores; cpu when that is not available here)")
     p.add_argument("--video", metavar="DIR",
                    help="also write an MP4 of every episode to DIR (needs `pip install 'offrl[video]'`; rendering is "
                         "headless: MUJOCO_GL defaults to egl)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
-
-
-@dataclass
-class _Target:
-    """What :class:`offrl.trainer.evaluation.Evaluator` reads of a dataset, for a saved policy."""
-
-    make_env: Callable[[], Any]
-    success_key: str | None
-    ref_min_score: float | None
-    ref_max_score: float | None
-    score_unavailable: str | None
-    action_scaler: Any
-    obs_normalizer: Any
-
-    def normalized_score_100(self, returns: np.ndarray) -> np.ndarray | None:
-        if self.score_unavailable is not None or self.ref_min_score is None or self.ref_max_score is None:
-            return None
-        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,10 +46,16 @@ def run(args: argparse.Namespace) -> int:
     from offrl.data.preprocess import ObsNormalizer
     from offrl.errors import ConfigError, DatasetError
     from offrl.policy import load_policy
-    from offrl.trainer.evaluation import Evaluator
+    from offrl.trainer.evaluation import EvalSpec, Evaluator
 
     if args.episodes < 1 or args.episodes > 100_000:
         raise ConfigError(f"--episodes must be between 1 and 100,000, got {args.episodes}")
+    device, note = _device(args.device, args.run_dir, args.which)
+    if note:
+        from offrl.cli.terminal import console as _console
+
+        _console(stderr=True).print(f"note: {note}")
+    args.device = device
     policy = load_policy(args.run_dir, which=args.which, device=args.device)
     if args.seed is None:
         args.seed = policy.config.trainer.seed
@@ -86,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
         raise DatasetError(f"'{dataset_id}' cannot be evaluated: {why}.")
     if args.video:
         make_env = _recording(make_env, Path(args.video))
-    target = _Target(make_env, decl.success_key if decl.primary_metric == "success_rate" else None,
-                     decl.ref_min_score, decl.ref_max_score,
-                     score_unavailable_reason(decl.ref_min_score, decl.ref_max_score, decl.primary_metric),
-                     policy.scaler, ObsNormalizer.identity(policy.obs_dim))
+    success_key = decl.success_key if decl.primary_metric == "success_rate" else None
+    target = EvalSpec(make_env, policy.scaler, ObsNormalizer.identity(policy.obs_dim), success_key,
+                      decl.ref_min_score, decl.ref_max_score,
+                      score_unavailable_reason(decl.ref_min_score, decl.ref_max_score, decl.primary_metric))
     envs = 1 if args.video else min(10, args.episodes)
-    evaluator = Evaluator(target, 1, envs, torch.device(args.device))  # type: ignore[arg-type]
+    evaluator = Evaluator(target, 1, envs, torch.device(args.device))
 
     def act(obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
         # the evaluator hands over flat raw observations [1, n, O] and the evaluation's generator (so that
@@ -139,3 +127,25 @@ def _recording(make_env: Callable[[], Any], folder: Path) -> Callable[[], Any]:
                                         name_prefix="episode", disable_logger=True)
 
     return make
+
+
+def _device(requested: str | None, run_dir: str, which: str) -> tuple[str, str]:
+    """The device to evaluate on and a note: ``requested`` (checked), else the run's own device type when
+    this machine has it — so the acting noise, drawn on that device, is the logged evaluation's."""
+    import torch
+
+    from offrl.policy import policy_file
+    from offrl.trainer.runtime import resolve_device
+
+    if requested is not None:
+        return str(resolve_device(requested)), ""
+    try:
+        saved = torch.load(policy_file(run_dir, which), map_location="cpu", weights_only=True)
+        trained_on = str(saved.get("device", "cpu")) if isinstance(saved, dict) else "cpu"
+    except Exception:  # load_policy reports an unreadable file properly
+        return "cpu", ""
+    kind = trained_on.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        return "cpu", (f"the run trained on {trained_on}; evaluating on cpu here, so sampling actors draw other "
+                       "noise than the logged evaluations did (scores agree statistically, not exactly)")
+    return ("cuda" if kind == "cuda" else "cpu"), ""

@@ -17,7 +17,7 @@ import importlib
 import io
 import json
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import gymnasium as gym
 
@@ -70,40 +70,52 @@ def _entry_point(raw_spec: Any) -> str | None:
     return raw_spec.get("entry_point") if isinstance(raw_spec, dict) else None
 
 
+class EnvFactory:
+    """Builds the dataset's evaluation environment; a plain picklable object (spec + names), so evaluation
+    can run in a worker process (:mod:`offrl.trainer.eval_worker`) as well as in the trainer's."""
+
+    def __init__(self, spec: Any, entry_point: str | None, dataset_id: str, render_mode: str | None = None) -> None:
+        self.spec = spec  # a gymnasium EnvSpec (what Minari's recover_environment would gym.make)
+        self.entry_point = entry_point
+        self.dataset_id = dataset_id
+        self.kwargs = {"render_mode": render_mode} if render_mode else {}
+
+    def __call__(self) -> gym.Env:
+        import offrl.envs.bandit  # noqa: F401  (registers offrl's own environments)
+
+        import_env_package(self.entry_point, self.dataset_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return gym.make(self.spec, **self.kwargs)
+            except gym.error.Error:
+                # a spec naming only an id (e.g. PointMaze_UMaze-v3): gymnasium-robotics registers those ids
+                import_env_package("gymnasium_robotics:*", self.dataset_id)
+                try:
+                    return gym.make(self.spec, **self.kwargs)
+                except Exception as e:
+                    raise DatasetError(f"Could not create the evaluation environment of '{self.dataset_id}': {e}"
+                                       ) from None
+            except ImportError as e:
+                top = (e.name or "").split(".", 1)[0]
+                extra = EXTRAS.get(top)
+                how = f" `pip install 'offrl[{extra}]'`." if extra else ""
+                raise DatasetError(f"Evaluating '{self.dataset_id}' needs {top or e}.{how}") from None
+            except Exception as e:
+                raise DatasetError(f"Could not create the evaluation environment of '{self.dataset_id}': {e}"
+                                   ) from None
+
+
 def env_factory(ds: Any, meta: dict[str, Any], render_mode: str | None = None
-                ) -> tuple[Callable[[], gym.Env] | None, str | None]:
+                ) -> tuple[EnvFactory | None, str | None]:
     """(factory of the evaluation environment, None) or (None, why evaluation is unavailable).
 
     ``render_mode`` (e.g. ``"rgb_array"`` for videos) is passed to the environment when given."""
     raw = meta.get("eval_env_spec") or meta.get("env_spec")
     # Minari keeps the eval env spec on the dataset (``_eval_env_spec``), not on ``ds.spec``.
-    if not raw and getattr(ds, "_eval_env_spec", None) is None and getattr(ds.spec, "env_spec", None) is None:
+    spec = getattr(ds, "_eval_env_spec", None) or getattr(ds.spec, "env_spec", None) or getattr(ds, "env_spec", None)
+    if not raw and spec is None:
         return None, NO_ENV_REASON
-    dataset_id = ds.spec.dataset_id
-    entry_point = _entry_point(raw)
-    kwargs = {"render_mode": render_mode} if render_mode else {}
-
-    def make() -> gym.Env:
-        import offrl.envs.bandit  # noqa: F401  (registers offrl's own environments)
-
-        import_env_package(entry_point, dataset_id)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                return ds.recover_environment(eval_env=True, **kwargs)
-            except gym.error.Error:
-                # a spec naming only an id (e.g. PointMaze_UMaze-v3): gymnasium-robotics registers those ids
-                import_env_package("gymnasium_robotics:*", dataset_id)
-                try:
-                    return ds.recover_environment(eval_env=True, **kwargs)
-                except Exception as e:
-                    raise DatasetError(f"Could not create the evaluation environment of '{dataset_id}': {e}") from None
-            except ImportError as e:
-                top = (e.name or "").split(".", 1)[0]
-                extra = EXTRAS.get(top)
-                how = f" `pip install 'offrl[{extra}]'`." if extra else ""
-                raise DatasetError(f"Evaluating '{dataset_id}' needs {top or e}.{how}") from None
-            except Exception as e:
-                raise DatasetError(f"Could not create the evaluation environment of '{dataset_id}': {e}") from None
-
-    return make, None
+    if spec is None:
+        return None, NO_ENV_REASON
+    return EnvFactory(spec, _entry_point(raw), ds.spec.dataset_id, render_mode), None

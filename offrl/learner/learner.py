@@ -14,8 +14,11 @@ learner owns what happens inside an iteration:
   one batch for both, the actor's stages placed after the critic stage the
   critic names in ``actor_after`` (IQL's code: V → actor → Q → targets);
 - the speed mode: ``off`` (eager), ``on`` (``torch.compile`` of the whole
-  iteration) or ``graph`` (CUDA only: ``steps_per_call`` iterations captured in
-  one CUDA graph, data and noise drawn inside it, replayed).
+  iteration) or ``graph`` (CUDA only: ``steps_per_call`` iterations of the
+  compiled iteration captured in one CUDA graph, data and noise drawn inside
+  it, replayed; :mod:`offrl.learner.graphs`);
+- precision: an opt-in bf16 autocast of the actor's stages and acting
+  (``trainer.autocast``).
 
 An iteration reads nothing back to the host: batches and noise are drawn on
 the device, losses and metrics stay tensors (summed in place), LRs are device
@@ -24,9 +27,10 @@ data.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -35,6 +39,8 @@ from torch.func import grad_and_value, vmap
 from offrl.component import Component, Noise, Stage
 from offrl.data.transitions import TransitionTable
 from offrl.errors import ConfigError
+from offrl.learner import acting
+from offrl.learner.graphs import CudaGraphs, GraphRunner
 from offrl.learner.members import Agent, StackedAgents, functional_call, member, unsqueeze_tree
 from offrl.learner.optim import GroupOptimizer, clip_grad_norm
 from offrl.learner.rng import MemberGenerators
@@ -44,6 +50,8 @@ SPEED_MODES = ("auto", "off", "on", "graph")
 #: On CPU, ``auto`` compiles only runs at least this long: compiling costs ~15–40 s here and
 #: saves ~3 ms per iteration (docs/performance.md), so shorter runs are faster eager.
 AUTO_COMPILE_MIN_STEPS = 20_000
+#: Values of ``trainer.autocast``: ``bf16`` runs the actor's stages and acting under bf16 autocast.
+AUTOCAST_MODES = ("off", "bf16")
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,8 @@ class Learner:
     """Trains E seeds of one (critic, actor) pairing in lockstep (see the module docstring)."""
 
     def __init__(self, agents: list[Agent], seeds: list[int], table: TransitionTable, schedule: UpdateSchedule,
-                 device: torch.device, mode: str = "off", steps_per_call: int = 1) -> None:
+                 device: torch.device, mode: str = "off", steps_per_call: int = 1, autocast: str = "off",
+                 graphs: Any = None, compile_in_graph: bool = True) -> None:
         if len(agents) != len(seeds) or not agents:
             raise ValueError("one agent per seed is required")
         if mode not in ("off", "on", "graph"):
@@ -121,7 +130,12 @@ class Learner:
                 f"trainer.steps_per_call={steps_per_call} must be a multiple of actor.update_every="
                 f"{schedule.actor_every}, so every captured graph holds the same updates."
             )
+        if autocast not in AUTOCAST_MODES:
+            from offrl.errors import unknown
+
+            raise unknown("autocast mode (trainer.autocast)", autocast, AUTOCAST_MODES)
         self.device = device
+        self.autocast = autocast
         self.seeds = list(seeds)
         self.members = len(agents)
         self.table = table
@@ -152,8 +166,15 @@ class Learner:
         self._counts = {name: 0 for name in self.updates}  # updates since the last read, per component
         self._compiled: Callable[..., None] | None = None
         self._compiled_variants: set[bool] = set()
-        self._graph: Any = None
         self.compile_seconds = 0.0  # time spent compiling / capturing (shown by the trainer)
+        self.compile_in_graph = compile_in_graph  # graph mode: capture the compiled iteration (else the eager one)
+        self.compile_failed = ""  # graph mode: why the compiler failed (the eager iteration is captured instead)
+        self._graphs: GraphRunner | None = None
+        if mode == "graph":
+            # warm-ups cover both variants of the iteration (with and without the actor) under the compiler
+            warmups = max(self.WARMUP_ITERATIONS, schedule.actor_every + 1)
+            self._graphs = GraphRunner(graphs if graphs is not None else CudaGraphs(device), self._record,
+                                       self._step_once, self.rng.generators, schedule.actor_every, warmups)
 
     # --- setup -----------------------------------------------------------------------------
     def _build_groups(self, fused: bool) -> None:
@@ -186,10 +207,14 @@ class Learner:
         rest_names = [n for n in self.stack.state if n not in set(train_names)]
         max_norm = optim.group.max_grad_norm
         template, consts, state = self.stack.template, self.stack.consts, self.stack.state
+        precision = self._precision if key.startswith("actor/") else contextlib.nullcontext
 
         def per_seed(train: dict[str, Tensor], rest: dict[str, Tensor], batch: Any, noise: Any) -> Any:
             def loss_of(params: dict[str, Tensor]) -> Any:
-                return functional_call(template, {**rest, **consts, **params}, (stage.loss, batch, noise, other))
+                with precision():
+                    loss, metrics = functional_call(template, {**rest, **consts, **params},
+                                                    (stage.loss, batch, noise, other))
+                return loss.float(), metrics
 
             grads, (_, metrics) = grad_and_value(loss_of, has_aux=True)(train)
             grads = [grads[n] for n in train_names]
@@ -203,9 +228,10 @@ class Learner:
             transform overhead would cost ~20% of the iteration (docs/performance.md)."""
             leaves = {n: t.detach().requires_grad_(True) for n, t in train.items()}
             with torch.enable_grad():
-                loss, metrics = functional_call(template, {**rest, **consts, **leaves},
-                                                (stage.loss, batch, noise, other))
-                found = torch.autograd.grad(loss, [leaves[n] for n in train_names], allow_unused=True)
+                with precision():
+                    loss, metrics = functional_call(template, {**rest, **consts, **leaves},
+                                                    (stage.loss, batch, noise, other))
+                found = torch.autograd.grad(loss.float(), [leaves[n] for n in train_names], allow_unused=True)
             grads = [g if g is not None else torch.zeros_like(leaves[n]) for g, n in zip(found, train_names)]
             if max_norm > 0:
                 grads, norm = clip_grad_norm(grads, max_norm)
@@ -218,7 +244,7 @@ class Learner:
             train = {n: state[n] for n in train_names}
             rest = {n: state[n] for n in rest_names}
             if self.members == 1:
-                one = per_seed if torch.compiler.is_compiling() or self.mode != "off" else per_seed_autograd
+                one = per_seed if torch.compiler.is_compiling() else per_seed_autograd
                 grads, metrics = unsqueeze_tree(one(member(train, 0), member(rest, 0), member(batch, 0),
                                                     member(noise, 0)))
             else:
@@ -283,10 +309,15 @@ class Learner:
         for name, value in metrics.items():
             total = self.sums.get(name)
             if total is None:  # first (eager) iteration: allocate the accumulator
+                if self._graphs is not None and self._graphs.backend.capturing():
+                    raise RuntimeError(
+                        f"metric '{name}' first appeared inside a CUDA-graph capture: its accumulator would live "
+                        "in the graph's private memory. A component's metrics must be the same on every update "
+                        "(the warm-up iterations allocate them).")
                 self.sums[name] = value.detach().float().clone()
                 self.metric_owner[name] = update.name
             else:
-                total.add_(value.detach())
+                total.add_(value.detach().float())
 
     def _after_step(self, update: _Update) -> None:
         count = self.update_counts[update.name]
@@ -300,83 +331,92 @@ class Learner:
             self._counts["actor"] += self.schedule.actor_updates
         self.iterations += 1
 
+    def _compiled_iteration(self) -> Callable[..., None]:
+        if self._compiled is None:
+            # C++ wrapper on CPU: the generated code calls its ~100 kernels from C++ rather than Python
+            # (measured ~5% more iterations/s for IQL here, docs/performance.md)
+            options = {"cpp_wrapper": True} if self.device.type == "cpu" else None
+            self._compiled = torch.compile(self._iteration, dynamic=False, options=options)
+        return self._compiled
+
+    def _run_iteration(self, rand: list[Tensor], with_actor: bool) -> None:
+        """One iteration on drawn randomness: compiled (modes ``on`` and ``graph``, once the accumulators
+        exist: the first iteration runs eagerly to allocate them) or eager."""
+        if self.mode == "off" or not self.sums or self.compile_failed or (
+                self.mode == "graph" and not self.compile_in_graph):
+            self._iteration(rand, with_actor)
+            return
+        first = with_actor not in self._compiled_variants
+        t0 = time.perf_counter()
+        if first and self.mode == "graph":
+            try:  # graph mode falls back to capturing the eager iteration when the compiler fails
+                self._compiled_iteration()(rand, with_actor)
+            except Exception as e:  # noqa: BLE001 — any compiler failure; the eager graph is still right
+                self.compile_failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                self._iteration(rand, with_actor)
+        else:
+            self._compiled_iteration()(rand, with_actor)
+        if first:  # a new variant (with or without the actor update) was compiled in this call
+            self._compiled_variants.add(with_actor)
+            self.compile_seconds += time.perf_counter() - t0
+
     @torch.no_grad()
     def _step_once(self) -> None:
         with_actor = self.schedule.actor_due(self.iterations)
-        rand = self.rng.draw(self._plan(with_actor))
-        if self.mode == "on" and self.sums:  # the first iteration runs eagerly to allocate the accumulators
-            if self._compiled is None:
-                # C++ wrapper on CPU: the generated code calls its ~100 kernels from C++ rather than Python
-                # (measured ~5% more iterations/s for IQL here, docs/performance.md)
-                options = {"cpp_wrapper": True} if self.device.type == "cpu" else None
-                self._compiled = torch.compile(self._iteration, dynamic=False, options=options)
-            first = with_actor not in self._compiled_variants
-            t0 = time.perf_counter()
-            self._compiled(rand, with_actor)
-            if first:  # a new variant (with or without the actor update) was compiled in this call
-                self._compiled_variants.add(with_actor)
-                self.compile_seconds += time.perf_counter() - t0
-        else:
-            self._iteration(rand, with_actor)
+        self._run_iteration(self.rng.draw(self._plan(with_actor)), with_actor)
         self._book(with_actor)
 
     def train(self, iterations: int) -> None:
-        """Run ``iterations`` trainer iterations for every seed."""
+        """Run ``iterations`` trainer iterations for every seed.
+
+        In ``graph`` mode: warm-up iterations first (in every process), then whole graphs of
+        ``steps_per_call`` iterations and, for what is left before the caller's next event, one shorter
+        graph — never eager iterations once warm.
+        """
         done = 0
+        runner = self._graphs
         while done < iterations:
-            left = iterations - done
-            if self.mode == "graph" and left >= self.steps_per_call and self._graph_ready():
-                calls = left // self.steps_per_call
-                self._replay(calls)
-                done += calls * self.steps_per_call
-            elif self.mode == "graph" and self._graph is None:
-                self._warm_up()
-                done += 1
-            else:
+            if runner is None:
                 self._step_once()
                 done += 1
+            elif not runner.warm:
+                runner.warm_up()
+                done += 1
+            else:
+                n = min(self.steps_per_call, iterations - done)
+                self._replay(n)
+                done += n
 
     # --- CUDA graphs ------------------------------------------------------------------------
-    #: Eager iterations before capture (PyTorch's rule: warm up on a side stream before capturing).
+    #: Eager iterations before capture (PyTorch's rule: warm up on a side stream before capturing); at least
+    #: one more than the policy delay, so both variants of the iteration exist before recording.
     WARMUP_ITERATIONS = 3
 
-    def _warm_up(self) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self._step_once()
-        torch.cuda.current_stream().wait_stream(side)
+    @property
+    def graph_kind(self) -> str:
+        """What ``graph`` mode captures: the compiled iteration, or the eager one (compiler failed)."""
+        if self.mode != "graph":
+            return ""
+        if self.compile_failed:
+            return f"eager iteration (compile failed: {self.compile_failed})"
+        return "compiled iteration" if self.compile_in_graph else "eager iteration"
 
-    def _graph_ready(self) -> bool:
-        """Capture once warm, at an iteration where the policy-delay pattern starts, so every replay
-        (always started at such an iteration) holds the same updates."""
-        if self._graph is None:
-            if self.iterations < self.WARMUP_ITERATIONS or not self.schedule.actor_due(self.iterations):
-                return False
-            self._capture()
-        return self.schedule.actor_due(self.iterations)
+    def _record(self, iterations: int, phase: int) -> None:
+        """What one graph holds: ``iterations`` iterations starting at policy-delay phase ``phase``."""
+        with torch.no_grad():
+            for i in range(iterations):
+                with_actor = self.schedule.actor_due(phase + i)
+                self._run_iteration(self.rng.draw(self._plan(with_actor)), with_actor)
 
-    def _capture(self) -> None:
-        """Record ``steps_per_call`` iterations — draws, losses, optimiser steps, targets, metric sums —
-        into one CUDA graph. Capture records without executing, so no iteration is done here."""
+    def _replay(self, iterations: int) -> None:
+        assert self._graphs is not None
+        fresh = (iterations, self.iterations % self.schedule.actor_every) not in self._graphs.graphs
         t0 = time.perf_counter()
-        graph = torch.cuda.CUDAGraph()
-        for g in self.rng.generators:  # member generators advance on every replay
-            graph.register_generator_state(g)
-        torch.cuda.synchronize()
-        with torch.no_grad(), torch.cuda.graph(graph):
-            for i in range(self.steps_per_call):
-                with_actor = self.schedule.actor_due(i)
-                self._iteration(self.rng.draw(self._plan(with_actor)), with_actor)
-        torch.cuda.synchronize()
-        self._graph = graph
-        self.compile_seconds += time.perf_counter() - t0
-
-    def _replay(self, calls: int) -> None:
-        for _ in range(calls):
-            self._graph.replay()
-            for i in range(self.steps_per_call):
-                self._book(self.schedule.actor_due(i))
+        self._graphs.run(iterations, self.iterations)
+        if fresh:
+            self.compile_seconds += time.perf_counter() - t0
+        for _ in range(iterations):
+            self._book(self.schedule.actor_due(self.iterations))
 
     # --- metrics ------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, float]]:
@@ -405,10 +445,16 @@ class Learner:
     @torch.no_grad()
     def act(self, obs: Tensor, generators: list[torch.Generator]) -> Tensor:
         """Actions [E, n, A] in [−1, 1] for observations [E, n, O]; seed e's noise from ``generators[e]``."""
-        actor, critic = self.stack.template.actor, self.stack.template.critic
-        spec = actor.act_noise(obs.shape[1])
-        noise = {name: torch.stack([s.draw(g, self.device) for g in generators]) for name, s in spec.items()}
-        return self.stack.map(lambda o, z: actor.act(o, critic, z), obs, noise)
+        return acting.act(self.stack, obs, generators, self.device, self._precision)
+
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        """bf16 autocast for the actor's stages and acting when ``trainer.autocast=bf16``; else nothing."""
+        if self.autocast == "bf16":
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
 
     # --- checkpoints -----------------------------------------------------------------------------
     def member_state(self, e: int) -> dict[str, Any]:
@@ -424,12 +470,15 @@ class Learner:
             "metric_owner": dict(self.metric_owner),
         }
 
-    def load_member_states(self, states: list[dict[str, Any]]) -> None:
-        """Restore every seed from :meth:`member_state` dicts (one per seed, same order)."""
+    def load_member_states(self, states: list[dict[str, Any]]) -> list[str]:
+        """Restore every seed from :meth:`member_state` dicts (one per seed, same order).
+
+        Returns notes for the user (a random stream re-derived because it was saved on another device type).
+        """
         self.stack.load_member_states([s["state"] for s in states])
         for k, o in self.optims.items():
             o.load_member_states([s["optimizers"][k] for s in states])
-        self.rng.load_member_states([s["generator"] for s in states])
+        notes = self.rng.load_member_states([s["generator"] for s in states], int(states[0]["iterations"]))
         with torch.no_grad():
             for k, v in self.update_counts.items():
                 v.copy_(states[0]["update_counts"][k])
@@ -438,3 +487,4 @@ class Learner:
         self.sums = {n: torch.stack([s["metric_sums"][n] for s in states]).to(self.device) for n in names}
         self._counts = dict(states[0]["metric_counts"])
         self.metric_owner = dict(states[0]["metric_owner"])
+        return notes

@@ -23,8 +23,9 @@ import torch
 from offrl import rundir
 from offrl.errors import RunDirError
 
-#: Version of the checkpoint layout; 2 = the shared learner's per-seed state.
-FORMAT = 2
+#: Version of the checkpoint layout; 2 = the shared learner's per-seed state; 3 = flat-buffer random draws
+#: (generator states with their device type).
+FORMAT = 3
 
 
 def _write_temp(state: dict[str, Any], path: Path) -> Path:

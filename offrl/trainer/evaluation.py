@@ -12,31 +12,64 @@ each episode counts as a success when that signal is set at its last step, and
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from offrl.data.dataset import OfflineDataset
 from offrl.data.flatten import flatten_obs
+from offrl.data.preprocess import ActionScaler, ObsNormalizer
 from offrl.trainer.runtime import derived_seed
 
 Policy = Callable[[torch.Tensor, list[torch.Generator]], torch.Tensor]
 
 
-class Evaluator:
-    """Owns the vector env (made once, reused) and runs evaluations for ``members`` seeds."""
+@dataclass
+class EvalSpec:
+    """What evaluation reads of a dataset: the environment factory, the observation and action maps, the
+    score's references and the success signal. Plain and picklable, so a worker process can evaluate."""
 
-    def __init__(self, dataset: OfflineDataset, members: int, num_envs: int, device: torch.device) -> None:
-        self.dataset = dataset
+    make_env: Callable[[], Any] | None
+    action_scaler: ActionScaler
+    obs_normalizer: ObsNormalizer
+    success_key: str | None = None
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    score_unavailable: str | None = None
+
+    @classmethod
+    def of(cls, dataset: Any) -> "EvalSpec":
+        """The spec of a loaded :class:`~offrl.data.dataset.OfflineDataset`."""
+        return cls(dataset.make_env, dataset.action_scaler, dataset.obs_normalizer,
+                   getattr(dataset, "success_key", None), dataset.ref_min_score, dataset.ref_max_score,
+                   dataset.score_unavailable)
+
+    def normalized_score_100(self, returns: np.ndarray) -> np.ndarray | None:
+        """D4RL normalised score on the 0–100 scale, or None (``score_unavailable`` says why)."""
+        if self.score_unavailable is not None or self.ref_min_score is None or self.ref_max_score is None:
+            return None
+        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
+
+class Evaluator:
+    """Owns the vector env (made once, reused) and runs evaluations for ``members`` seeds.
+
+    On CUDA, observations and actions cross between host and device through pinned buffers of the
+    round's fixed shape (asynchronous copies; one synchronisation per environment step, the
+    environments' need for the action)."""
+
+    def __init__(self, spec: EvalSpec | Any, members: int, num_envs: int, device: torch.device) -> None:
+        self.dataset = spec if isinstance(spec, EvalSpec) else EvalSpec.of(spec)
         self.members = members
         self.num_envs = num_envs
         self.device = device
-        self.success_key: str | None = getattr(dataset, "success_key", None)
+        self.success_key: str | None = self.dataset.success_key
         self.envs = None
-        if dataset.make_env is not None:
-            self.envs = gym.vector.SyncVectorEnv([dataset.make_env for _ in range(members * num_envs)])
+        self._pinned: dict[str, torch.Tensor] = {}
+        if self.dataset.make_env is not None:
+            self.envs = gym.vector.SyncVectorEnv([self.dataset.make_env for _ in range(members * num_envs)])
 
     @property
     def available(self) -> bool:
@@ -93,8 +126,7 @@ class Evaluator:
         scaler, norm = self.dataset.action_scaler, self.dataset.obs_normalizer
         while not done.all():
             x = norm(flatten_obs(obs).reshape(E * n, -1).astype(np.float64))
-            x = torch.as_tensor(x, dtype=torch.float32, device=self.device).reshape(E, n, -1)
-            unit = policy(x, gens).reshape(E * n, -1).float().cpu().numpy()
+            unit = self._to_host(policy(self._to_device(x, (E, n, -1)), gens).reshape(E * n, -1))
             obs, reward, term, trunc, info = self.envs.step(scaler.to_env(unit).astype(np.float32))
             live = ~done
             total[live] += reward[live]
@@ -105,3 +137,24 @@ class Evaluator:
                 success[ended] = flag[ended]
             done |= term | trunc
         return total.reshape(E, n), length.reshape(E, n), success.reshape(E, n)
+
+    def _to_device(self, x: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+        host = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(shape)
+        if self.device.type != "cuda":
+            return host.to(self.device)
+        pinned = self._pinned.get("obs")
+        if pinned is None or pinned.shape != host.shape:
+            pinned = self._pinned["obs"] = torch.empty(host.shape, dtype=torch.float32).pin_memory()
+        pinned.copy_(host)
+        return pinned.to(self.device, non_blocking=True)
+
+    def _to_host(self, actions: torch.Tensor) -> np.ndarray:
+        actions = actions.float()
+        if self.device.type != "cuda":
+            return actions.cpu().numpy()
+        pinned = self._pinned.get("act")
+        if pinned is None or pinned.shape != actions.shape:
+            pinned = self._pinned["act"] = torch.empty(actions.shape, dtype=torch.float32).pin_memory()
+        pinned.copy_(actions, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()  # the environments need the action now
+        return pinned.numpy().copy()

@@ -86,6 +86,12 @@ class TrainingProgress:
             self._score = f"{label} {mean:.1f} (best {top:.1f}){seeds}"
         self._show()
 
+    def note(self, text: str) -> None:
+        """A message the user must see (a damaged checkpoint skipped, a stream re-derived, …): printed on
+        stderr above the display, also when the display is off (``--quiet``, sweep workers)."""
+        console = self.console if self.enabled else Console(stderr=True)
+        console.print(Text(f"note: {text}", overflow="fold"))
+
     def status(self, text: str) -> None:
         """A transient note such as 'compiling…' or 'evaluating…' ('' clears it)."""
         self._status = text

@@ -22,23 +22,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from offrl import rundir
-from offrl.actors import ACTORS
 from offrl.config import RunConfig
-from offrl.critics import CRITICS
 from offrl.data.dataset import OfflineDataset, load_offline_dataset
 from offrl.data.preprocess import ObsNormalizer
-from offrl.errors import ConfigError, RunDirError
+from offrl.errors import RunDirError
 from offrl.learner import Agent, Learner, UpdateSchedule, resolve_speed_mode
 from offrl.trainer import checkpoint as ckpt
-from offrl.trainer.evaluation import Evaluator
+from offrl.trainer.agents import build_agent, is_out_of_memory, too_big
+from offrl.trainer.evaluations import Evaluations
 from offrl.trainer.lock import RunLock
 from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
 from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir
 from offrl.trainer.progress import TrainingProgress
-from offrl.trainer.runtime import configure_threads, resolve_device, seed_everything
+from offrl.trainer.runtime import configure_precision, configure_threads, resolve_device
 from offrl.trainer.signals import StopFlag
 
 #: Most iterations between two checks of Ctrl-C and progress updates.
@@ -59,6 +56,8 @@ class Trainer:
         t = cfg.trainer
         self.device = resolve_device(t.device)
         configure_threads(self.device, t.threads)
+        configure_precision(self.device, t.matmul_precision)
+        self.notes: list[str] = []  # shown to the user when the run starts (damaged checkpoints, …)
         self.mode = resolve_speed_mode(t.compile, self.device, t.steps)
         if t.tensorboard:
             make_summary_writer()  # fail before anything is written if tensorboard is missing
@@ -86,9 +85,11 @@ class Trainer:
         agents = [self._build_agent(r.seed) for r in runs]
         try:
             self.learner = Learner(agents, [r.seed for r in runs], self.table, self.schedule, self.device,
-                                   self.mode, t.steps_per_call)
-        except (RuntimeError, MemoryError) as e:
-            raise _too_big(e, cfg) from None
+                                   self.mode, t.steps_per_call, autocast=t.autocast)
+        except BaseException as e:
+            if is_out_of_memory(e):
+                raise too_big(e, cfg) from None
+            raise
         self.step = 0
         self.elapsed = 0.0
         self.started_fresh = False
@@ -127,24 +128,16 @@ class Trainer:
     # --- construction ---------------------------------------------------------------------------
     def _build_agent(self, seed: int) -> Agent:
         """Seed ``seed``'s critic and actor, initialised exactly as a solo run of that seed."""
-        cfg = self.cfg
-        seed_everything(seed)
-        obs_dim, act_dim = self.dataset.obs_dim, self.dataset.act_dim
-        try:
-            critic = CRITICS.get(cfg.critic)(cfg.critic_cfg, obs_dim, act_dim)
-            actor = ACTORS.get(cfg.actor)(cfg.actor_cfg, obs_dim, act_dim,
-                                           self.schedule.actor_updates_in(cfg.trainer.steps))
-        except (RuntimeError, MemoryError) as e:
-            raise _too_big(e, cfg) from None
-        return Agent(critic, actor)
+        return build_agent(self.cfg, self.dataset.obs_dim, self.dataset.act_dim, seed,
+                           self.schedule.actor_updates_in(self.cfg.trainer.steps))
 
     def _first_iteration(self) -> None:
         t0 = time.perf_counter()
         try:
             self.learner.train(1)
-        except (RuntimeError, MemoryError) as e:
-            if isinstance(e, MemoryError) or "alloc" in str(e) or "memory" in str(e):
-                raise _too_big(e, self.cfg) from None
+        except BaseException as e:
+            if is_out_of_memory(e):
+                raise too_big(e, self.cfg) from None
             raise
         self.step = 1
         self.started_fresh = True
@@ -192,7 +185,7 @@ class Trainer:
 
     def _load_checkpoints(self) -> None:
         states, notes = ckpt.load_group([r.run_dir for r in self.runs], self.device)
-        self.notes = notes
+        self.notes += notes
         if states is None:  # killed before the first checkpoint: start over in the same directories
             for r in self.runs:
                 for log in (rundir.TRAIN_LOG, rundir.EVAL_LOG):
@@ -201,7 +194,7 @@ class Trainer:
                     (r.run_dir / name).unlink(missing_ok=True)
             return
         try:
-            self.learner.load_member_states([s["learner"] for s in states])
+            self.notes += self.learner.load_member_states([s["learner"] for s in states])
         except (KeyError, RuntimeError) as e:
             raise RunDirError(f"The checkpoint in '{self.runs[0].run_dir}' does not match this run's networks "
                               f"({type(e).__name__}: {e}); it cannot be continued.") from None
@@ -227,6 +220,9 @@ class Trainer:
                 self._diverge(self.runs[e], f"a non-finite value in {name}")
 
     def _diverge(self, r: SeedRun, what: str) -> None:
+        evals = getattr(self, "evals", None)
+        if evals is not None:  # the evaluations before the divergence belong to its summary
+            evals.collect(block=True, progress=self._progress)
         r.status = "diverged"
         r.diverged = f"step {self.step}: {what}"
         self._write_summary(r)
@@ -234,32 +230,40 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------------
     def run(self) -> list[RunResult]:
         t = self.cfg.trainer
-        evaluator = Evaluator(self.dataset, len(self.runs), min(t.eval_envs, t.eval_episodes), self.device)
+        self.evals = Evaluations(self)
         if self.started_fresh:  # the wall time counts loading (or making) the dataset and building the networks
             self.elapsed = self.setup_s
         self._t0 = time.perf_counter()
-        progress = TrainingProgress(t.steps, self.step, enabled=self.show_progress, title=self._title())
+        progress = self._progress = TrainingProgress(t.steps, self.step, enabled=self.show_progress,
+                                                     title=self._title())
         try:
             with StopFlag() as flag, progress:
-                if not evaluator.available:
+                self.evals.open()
+                for note in self.notes + self.evals.notes:
+                    progress.note(note)
+                self._notes_shown = len(self.evals.notes)
+                if not self.evals.available:
                     progress.status(f"training only, no evaluation: {self.dataset.eval_unavailable}")
                 if self.step == 1 and self.started_fresh:  # the events of the iteration run at start-up
                     progress.advance(1)
-                    self._events(evaluator, progress)
+                    self._events(progress)
                 while self.step < t.steps and any(r.active for r in self.runs):
                     n = self._chunk()
-                    if self.learner.compile_seconds == 0 and self.mode != "off" and self.step == 0:
-                        progress.status("compiling the training step…")
+                    if not self.learner.compile_seconds and self.mode != "off":
+                        progress.status("capturing CUDA graphs…" if self.mode == "graph"
+                                        else "compiling the training step…")
                     self.learner.train(n)
                     self.step += n
                     progress.advance(self.step)
                     progress.status(self._compile_note())
-                    self._events(evaluator, progress)
+                    self._events(progress)
                     if flag.stop and self.step < t.steps:
+                        self.evals.collect(block=True, progress=progress)
                         self.save_checkpoint()
                         raise KeyboardInterrupt
+                self.evals.collect(block=True, progress=progress)
         finally:
-            evaluator.close()
+            self.evals.close()
             for r in self.runs:
                 for mirror in (r.tb, r.wandb):
                     if mirror:
@@ -273,13 +277,16 @@ class Trainer:
         return [self._result(r) for r in self.runs] + ended
 
     def _chunk(self) -> int:
-        """Iterations until the next log, evaluation, checkpoint or the end (at most CHUNK)."""
+        """Iterations until the next log, evaluation, checkpoint or the end, at most CHUNK — in ``graph``
+        mode rounded to whole graphs of ``steps_per_call`` (the learner replays a shorter graph for what
+        is left before an event, never eager iterations)."""
         t = self.cfg.trainer
         s = self.step
         nxt = min(t.steps, *(s + every - s % every for every in (t.log_every, t.eval_every, t.save_every)))
-        return max(1, min(nxt - s, max(CHUNK, t.steps_per_call if self.mode == "graph" else 1)))
+        most = CHUNK if self.mode != "graph" else -(-CHUNK // t.steps_per_call) * t.steps_per_call
+        return max(1, min(nxt - s, most))
 
-    def _events(self, evaluator: Evaluator, progress: TrainingProgress) -> None:
+    def _events(self, progress: TrainingProgress) -> None:
         t = self.cfg.trainer
         s = self.step
         last = s == t.steps
@@ -298,31 +305,18 @@ class Trainer:
             progress.metrics(rows[self._first_active()] if any(r.active for r in self.runs) else {})
         if log or evaluate or save:
             self._check_state()
-        if evaluate and evaluator.available and any(r.active for r in self.runs):
-            progress.status("evaluating…")
-            results = self._evaluate(evaluator)
-            for e, (r, result) in enumerate(zip(self.runs, results)):
-                if r.active and result:
-                    improved = self._record_eval(r, result)
-                    self._save_policies(e, r, improved)
-            progress.status(self._compile_note())
-            key = self._score_key()
-            active = [r for r in self.runs if r.active]
-            progress.score([r.last_eval for r in active], [r.best for r in active], key)
+        self.evals.collect(block=False, progress=progress)
+        if evaluate and self.evals.available and any(r.active for r in self.runs):
+            self.evals.start(progress)
+        for note in self.evals.notes[self._notes_shown:]:
+            progress.note(note)
+        self._notes_shown = len(self.evals.notes)
         if save:
+            self.evals.collect(block=True, progress=progress)  # a checkpoint holds every evaluation before it
             self.save_checkpoint()
 
     def _first_active(self) -> int:
         return next(i for i, r in enumerate(self.runs) if r.active)
-
-    def _evaluate(self, evaluator: Evaluator) -> list[dict[str, Any]]:
-        active = torch.tensor([r.active for r in self.runs], device=self.device).reshape(-1, 1, 1)
-
-        def policy(obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
-            actions = self.learner.act(obs, gens)
-            return torch.where(active, actions, torch.zeros_like(actions))  # a diverged seed's NaNs never reach an env
-
-        return evaluator.evaluate(policy, self.cfg.trainer.eval_episodes, [r.seed for r in self.runs], self.step)
 
     def _append(self, r: SeedRun, log: str, row: dict[str, Any]) -> None:
         try:
@@ -332,37 +326,6 @@ class Trainer:
                 f"Could not write {r.run_dir / log} ({e.strerror or e}). The last checkpoint is intact: make the "
                 f"run directory writable again and continue with `offrl run --resume {self._resume_target()}`."
             ) from None
-
-    def _record_eval(self, r: SeedRun, result: dict[str, Any]) -> bool:
-        row = {"step": self.step, "time_s": self._now(), **result}
-        self._append(r, rundir.EVAL_LOG, row)
-        for mirror in (r.tb, r.wandb):
-            if mirror:
-                mirror.write("eval", row, self.step)
-        r.last_eval = row
-        key = self._score_key()
-        if row.get(key) is not None and (not r.best or r.best.get(key) is None or row[key] > r.best[key]):
-            r.best = row
-            return True
-        return False
-
-    def _save_policies(self, e: int, r: SeedRun, improved: bool) -> None:
-        """policy_final.pt after every evaluation, policy_best.pt when the score improved (offrl.policy)."""
-        from offrl.policy import as_config, policy_file, save_policy
-
-        ds = self.dataset
-        kwargs = dict(config=as_config(r.cfg), state=self.learner.member_state(e)["state"],
-                      obs_normalizer=ds.obs_normalizer.to_dict(), action_low=ds.action_scaler.low,
-                      action_high=ds.action_scaler.high, obs_dim=ds.obs_dim, act_dim=ds.act_dim, step=self.step,
-                      evaluation=r.last_eval)
-        try:
-            save_policy(policy_file(r.run_dir, "final"), **kwargs)
-            if improved:
-                save_policy(policy_file(r.run_dir, "best"), **kwargs)
-        except OSError as err:
-            raise RunDirError(f"Could not write a policy file in {r.run_dir} ({err.strerror or err}). The last "
-                              f"checkpoint is intact: continue with `offrl run --resume {self._resume_target()}`."
-                              ) from None
 
     def _score_key(self) -> str:
         """What 'score' means for this dataset (its declared primary metric): success rate, normalised
@@ -410,11 +373,19 @@ class Trainer:
             "evaluation_unavailable": self.dataset.eval_unavailable,
             "score_unavailable": self.dataset.score_unavailable,
             "speed_mode": self.mode,
+            "graph": self.learner.graph_kind or None,
+            "device": str(self.device),
             "seeds_in_process": len(self.runs),
             "setup_s": round(getattr(self, "setup_s", 0.0), 3),
             "wall_time_s": self._now(),
             "run_dir": str(r.run_dir),
         }
+        evals = getattr(self, "evals", None)
+        if evals is not None:
+            out.update(evals.summary(out["wall_time_s"]))
+        notes = self.notes + (evals.notes if evals is not None else [])
+        if notes:
+            out["notes"] = notes
         if r.status == "diverged":
             out["diverged"] = r.diverged
             out["reason"] = r.diverged
@@ -430,14 +401,3 @@ class Trainer:
     def _result(self, r: SeedRun) -> RunResult:
         summary = rundir.read_summary(r.run_dir) or self._summary(r)
         return RunResult(r.run_dir, int(summary.get("steps", self.step)), summary.get("status") == "finished", summary)
-
-
-def _too_big(e: BaseException, cfg: RunConfig) -> ConfigError:
-    sizes = {k: v for k, v in (("critic.hidden_dims", getattr(cfg.critic_cfg, "hidden_dims", None)),
-                               ("critic.batch_size", cfg.critic_cfg.batch_size),
-                               ("actor.batch_size", cfg.actor_cfg.batch_size),
-                               ("actor.hidden_dims", getattr(cfg.actor_cfg, "hidden_dims", None)),
-                               ("actor.hidden", getattr(cfg.actor_cfg, "hidden", None))) if v is not None}
-    listing = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in sizes.items())
-    return ConfigError(f"Could not allocate the networks and batches ({str(e).splitlines()[0]}); "
-                       f"the sizes are too large for this machine: {listing}.")
