@@ -29,7 +29,9 @@ def _learner(mode: str, seeds: list[int], device: str = "cuda", critic: str = "t
                    steps_per_call=16, compile_in_graph=compile_in_graph)
 
 
-def _close(a: Learner, b: Learner, rtol: float = 1e-3, atol: float = 1e-4) -> None:
+def _close(a: Learner, b: Learner, rtol: float = 1e-2, atol: float = 1e-2) -> None:
+    """Equal up to what different kernels (fused, batched) do to floats over a few hundred Adam steps; a
+    graph that replays nothing, or draws other numbers, is off by O(1)."""
     for k, v in a.stack.state.items():
         torch.testing.assert_close(v, b.stack.state[k], rtol=rtol, atol=atol, msg=k)
 
@@ -53,7 +55,7 @@ def test_graph_mode_equals_eager_for_a_few_hundred_iterations(compile_in_graph: 
     _close(graph, eager)
     ma, mb = graph.read_metrics(), eager.read_metrics()
     for k in mb[0]:
-        assert ma[0][k] == pytest.approx(mb[0][k], rel=1e-3, abs=1e-5), k
+        assert ma[0][k] == pytest.approx(mb[0][k], rel=1e-2, abs=1e-4), k
 
 
 def test_graph_replays_train(tmp_path: Path) -> None:
@@ -72,7 +74,7 @@ def test_seeds_together_match_seeds_alone_in_graph_mode() -> None:
     alone.train(160)
     torch.cuda.synchronize()
     for k, v in alone.stack.state.items():
-        torch.testing.assert_close(group.stack.state[k][1], v[0], rtol=1e-3, atol=1e-4, msg=k)
+        torch.testing.assert_close(group.stack.state[k][1], v[0], rtol=1e-2, atol=1e-2, msg=k)
 
 
 def test_resume_in_graph_mode_warms_up_and_continues() -> None:
