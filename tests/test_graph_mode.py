@@ -56,10 +56,10 @@ def test_graph_mode_computes_exactly_what_eager_mode_computes(every: int) -> Non
         graph.train(n)
         eager.train(n)
     _assert_same(graph, eager)
-    assert fake.warmups == max(Learner.WARMUP_ITERATIONS, every + 1)
-    # every capture is keyed by (length, policy-delay phase) and happens once
+    assert fake.warmups == max(Learner.WARMUP_ITERATIONS, 2 * every)
+    # every capture is keyed by (length, policy-delay phase, regime) and happens once
     assert len(fake.captures) == len(set(fake.captures))
-    assert all(length <= graph.steps_per_call and 0 <= phase < every for length, phase in fake.captures)
+    assert all(length <= graph.steps_per_call and 0 <= phase < every for length, phase, _ in fake.captures)
 
 
 def test_no_eager_iteration_once_warm(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,10 +69,12 @@ def test_no_eager_iteration_once_warm(monkeypatch: pytest.MonkeyPatch) -> None:
     original = learner._step_once
     monkeypatch.setattr(learner, "_step_once", lambda: (eager_steps.append(learner.iterations), original())[1])
     learner._graphs.step = learner._step_once
-    learner.train(3 + 4 * 5 + 2)  # warm-ups, five whole graphs, a remainder of 2
-    assert eager_steps == [0, 1, 2]  # only the warm-ups ran eagerly
-    assert fake.captures == [(4, 1), (2, 1)]  # warm-ups end at iteration 3: phase 1 of the policy delay
+    learner.train(4 + 4 * 5 + 3)  # warm-ups (2 per kind of iteration), five whole graphs, a remainder of 3
+    assert eager_steps == [0, 1, 2, 3]  # only the warm-ups ran eagerly
+    assert fake.captures == [(4, 0, (True, True)), (3, 0, (True, True))]
     assert fake.replays == 6
+    learner.train(4)  # starts at phase 1 of the policy delay (after the odd remainder): a graph of its own
+    assert fake.captures[-1] == (4, 1, (True, True))
 
 
 def test_resume_in_graph_mode_warms_up_again_and_continues_exactly() -> None:
@@ -86,12 +88,41 @@ def test_resume_in_graph_mode_warms_up_again_and_continues_exactly() -> None:
     notes = second.load_member_states([first.member_state(0)])
     assert notes == []
     second.train(13)
-    assert fake.warmups == Learner.WARMUP_ITERATIONS
+    assert fake.warmups == 4  # 2 × actor.update_every, again in the new learner
     first.read_metrics()
     reference.read_metrics()
     second_state, ref_state = _state(second), _state(reference)
     for k in ref_state:
         assert torch.equal(second_state[k], ref_state[k]), k
+
+
+def test_two_phase_training_in_graph_mode_equals_eager() -> None:
+    """Critic only, then the actor on the frozen critic: graphs never span the phase boundary, and the
+    actor's phase warms up (and allocates its metrics) before anything of it is captured."""
+    schedule = UpdateSchedule(critic_batch=16, actor_batch=16, actor_every=2, critic_until=11, actor_from=11)
+    fake = FakeGraphs()
+    learners = [Learner([agent("expectile", "gaussian-awr", 0)], [0], table(), schedule, CPU, mode=mode,
+                        steps_per_call=4, graphs=g, compile_in_graph=False)
+                for mode, g in (("graph", fake), ("off", None))]
+    for learner in learners:
+        for n in (1, 9, 7, 8):
+            learner.train(n)
+    _assert_same(*learners)
+    assert all(regime in {(True, False), (False, True)} for _, _, regime in fake.captures)
+    assert fake.warmups == 8  # 4 in each phase
+    assert schedule.actor_updates_in(25) == 7 and schedule.critic_updates_in(25) == 11
+
+
+def test_each_component_samples_its_own_table() -> None:
+    small, large = table(50), table(400)
+    learner = Learner([agent("expectile", "gaussian-awr", 0)], [0], {"critic": small, "actor": large},
+                      UpdateSchedule(critic_batch=8, actor_batch=8), CPU)
+    idx_critic, *_, idx_actor = [n for n in learner._plan((True, True)) if n.kind == "randint"]
+    assert (idx_critic.high, idx_actor.high) == (50, 400)
+    learner.train(3)
+    with pytest.raises(Exception, match="shared_batch"):
+        Learner([agent("expectile", "gaussian-awr", 0)], [0], {"critic": small, "actor": large},
+                UpdateSchedule(critic_batch=8, actor_batch=8, shared_batch=True), CPU)
 
 
 def test_a_metric_first_appearing_inside_a_capture_is_an_error() -> None:
@@ -245,7 +276,7 @@ def test_trainer_graph_mode_equals_eager_and_resumes(fake_graph_mode: list[FakeG
         assert strip(read_jsonl(tmp_path / "graph" / log)) == strip(read_jsonl(tmp_path / "eager" / log)), log
     # eager iterations only while warming up; after that whole graphs and a few remainders, each captured once
     fake = fake_graph_mode[0]
-    assert fake.warmups == Learner.WARMUP_ITERATIONS and fake.replays >= 130 // 6
+    assert fake.warmups == 4 and fake.replays >= 130 // 6
     assert len(fake.captures) == len(set(fake.captures)) <= 6, fake.captures
 
     # killed after its next-to-last checkpoint, then resumed in a new learner: warm-up again, same logs
@@ -255,7 +286,7 @@ def test_trainer_graph_mode_equals_eager_and_resumes(fake_graph_mode: list[FakeG
         (rolled / name).unlink(missing_ok=True)
     (rolled / "checkpoint.prev.pt").replace(rolled / "checkpoint.pt")
     resume(rolled)
-    assert fake_graph_mode[-1].warmups == Learner.WARMUP_ITERATIONS
+    assert fake_graph_mode[-1].warmups == 4
     for log in ("train.jsonl", "eval.jsonl"):
         assert strip(read_jsonl(rolled / log)) == strip(read_jsonl(tmp_path / "graph" / log)), log
 

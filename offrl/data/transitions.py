@@ -18,6 +18,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from offrl.component import Noise
+
 
 class Batch(NamedTuple):
     """A batch of transitions (all float32, leading dim B)."""
@@ -124,6 +126,16 @@ class TransitionTable:
             i = FIELDS.index(name)
             return self.data[:, self.offsets[i]:self.offsets[i + 1]].reshape(len(self), *self.shapes[i])
         raise AttributeError(name)
+
+    def index_noise(self, batch_size: int) -> Noise:
+        """The random tensor a batch's indices are made from (the learner draws it with the seed's
+        generator): here the indices themselves, uniform over the table. A table whose size changes
+        during training (a replay buffer) draws uniforms instead and maps them in :meth:`indices`."""
+        return Noise.randint(len(self), batch_size)
+
+    def indices(self, draw: torch.Tensor) -> torch.Tensor:
+        """Row indices from the draw of :meth:`index_noise` (any leading shape)."""
+        return draw
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         idx = torch.randint(0, len(self), (batch_size,), device=self.device, generator=generator)

@@ -98,38 +98,40 @@ class FakeGraphs:
 
 
 class GraphRunner:
-    """Warm-up, lazily captured graphs keyed by (iterations, policy-delay phase), replays.
+    """Warm-ups, lazily captured graphs keyed by what they hold, replays.
 
-    ``iterate(n, start)`` records ``n`` iterations starting at an iteration whose index is ``start``
-    (only ``start % actor_every`` matters); ``step()`` runs one eager warm-up iteration.
+    A key is (iterations, policy-delay phase, training regime); ``iterate(iterations, start)`` records
+    that many iterations as they run from iteration ``start`` on. ``step()`` runs one eager iteration.
+    Warm-ups are counted per regime (a two-phase run warms up again where the actor's phase begins: new
+    kinds of iteration must run eagerly and compile before they are captured) and per process.
     """
 
     def __init__(self, backend: Any, iterate: Callable[[int, int], None], step: Callable[[], None],
-                 generators: list[torch.Generator], actor_every: int, warmups: int) -> None:
+                 generators: list[torch.Generator], warmups: int) -> None:
         self.backend = backend
         self.iterate = iterate
         self.step = step
         self.generators = generators
-        self.actor_every = actor_every
         self.warmups_needed = warmups
-        self.warmups_done = 0  # in this process
-        self.graphs: dict[tuple[int, int], Any] = {}
+        self.warmups_done = 0  # in this process, all regimes
+        self._warm: dict[Any, int] = {}
+        self.graphs: dict[tuple, Any] = {}
 
-    @property
-    def warm(self) -> bool:
-        return self.warmups_done >= self.warmups_needed
+    def warm(self, regime: Any) -> bool:
+        return self._warm.get(regime, 0) >= self.warmups_needed
 
-    def warm_up(self) -> None:
+    def warm_up(self, regime: Any) -> None:
         with self.backend.side_stream():
             self.step()
+        self._warm[regime] = self._warm.get(regime, 0) + 1
         self.warmups_done += 1
 
-    def run(self, iterations: int, start: int) -> None:
-        """Replay graphs covering ``iterations`` iterations from iteration ``start`` (warm already)."""
-        key = (iterations, start % self.actor_every)
+    def run(self, key: tuple, start: int) -> None:
+        """Replay the graph of ``key`` (capturing it first, from iteration ``start``'s point of view)."""
         graph = self.graphs.get(key)
         if graph is None:
-            graph = self.graphs[key] = self.backend.capture(lambda: self.iterate(*key), self.generators)
+            iterations = key[0]
+            graph = self.graphs[key] = self.backend.capture(lambda: self.iterate(iterations, start), self.generators)
             captures = getattr(self.backend, "captures", None)
             if captures is not None:
                 captures.append(key)

@@ -54,9 +54,18 @@ AUTO_COMPILE_MIN_STEPS = 20_000
 AUTOCAST_MODES = ("off", "bf16")
 
 
+#: What an iteration updates: (critic, actor).
+Due = tuple[bool, bool]
+
+
 @dataclass(frozen=True)
 class UpdateSchedule:
-    """Updates per trainer iteration, batch sizes and the policy delay."""
+    """Updates per trainer iteration, batch sizes, the policy delay, and phases.
+
+    ``critic_until`` > 0 updates the critic only on iterations before it; ``actor_from`` > 0 updates the
+    actor only from that iteration on (its policy delay counted from there). Together they make
+    two-phase training: the critic first, then the actor on the frozen critic.
+    """
 
     critic_updates: int = 1
     critic_batch: int = 256
@@ -64,8 +73,15 @@ class UpdateSchedule:
     actor_batch: int = 256
     actor_every: int = 1
     shared_batch: bool = False
+    critic_until: int = 0
+    actor_from: int = 0
 
     def __post_init__(self) -> None:
+        if self.critic_until < 0 or self.actor_from < 0:
+            raise ConfigError(f"critic_until ({self.critic_until}) and actor_from ({self.actor_from}) must be >= 0")
+        if self.shared_batch and (self.critic_until or self.actor_from):
+            raise ConfigError("trainer.shared_batch=true needs critic and actor updated on the same iterations; "
+                              "it cannot be combined with separate training phases.")
         if self.shared_batch and (self.critic_updates != 1 or self.actor_updates != 1
                                   or self.critic_batch != self.actor_batch):
             raise ConfigError(
@@ -74,12 +90,37 @@ class UpdateSchedule:
                 f"critic.batch_size={self.critic_batch}, actor.batch_size={self.actor_batch})."
             )
 
+    def critic_due(self, iteration: int) -> bool:
+        return self.critic_until <= 0 or iteration < self.critic_until
+
     def actor_due(self, iteration: int) -> bool:
-        return iteration % self.actor_every == 0
+        return iteration >= self.actor_from and (iteration - self.actor_from) % self.actor_every == 0
+
+    def due(self, iteration: int) -> Due:
+        return self.critic_due(iteration), self.actor_due(iteration)
+
+    def phase(self, iteration: int) -> int:
+        """Where ``iteration`` sits in the policy-delay pattern (the pattern repeats with this period)."""
+        return (iteration - self.actor_from) % self.actor_every if iteration >= self.actor_from else 0
+
+    def regime(self, iteration: int) -> tuple[bool, bool]:
+        """Which training phase ``iteration`` is in: (critic trains, actor may train)."""
+        return self.critic_due(iteration), iteration >= self.actor_from
+
+    def next_boundary(self, iteration: int) -> int | None:
+        """The first iteration after ``iteration`` where the regime changes, if any."""
+        later = [b for b in (self.critic_until, self.actor_from) if b > iteration]
+        return min(later) if later else None
 
     def actor_updates_in(self, iterations: int) -> int:
         """Actor updates over the first ``iterations`` iterations (for cosine schedules)."""
-        return -(-iterations // self.actor_every) * self.actor_updates
+        span = max(0, iterations - self.actor_from)
+        return -(-span // self.actor_every) * self.actor_updates
+
+    def critic_updates_in(self, iterations: int) -> int:
+        """Critic updates over the first ``iterations`` iterations."""
+        span = min(iterations, self.critic_until) if self.critic_until > 0 else iterations
+        return span * self.critic_updates
 
 
 def resolve_speed_mode(mode: str, device: torch.device, steps: int) -> str:
@@ -118,7 +159,8 @@ class _Update:
 class Learner:
     """Trains E seeds of one (critic, actor) pairing in lockstep (see the module docstring)."""
 
-    def __init__(self, agents: list[Agent], seeds: list[int], table: TransitionTable, schedule: UpdateSchedule,
+    def __init__(self, agents: list[Agent], seeds: list[int], table: TransitionTable | dict[str, TransitionTable],
+                 schedule: UpdateSchedule,
                  device: torch.device, mode: str = "off", steps_per_call: int = 1, autocast: str = "off",
                  graphs: Any = None, compile_in_graph: bool = True) -> None:
         if len(agents) != len(seeds) or not agents:
@@ -138,8 +180,9 @@ class Learner:
         self.autocast = autocast
         self.seeds = list(seeds)
         self.members = len(agents)
-        self.table = table
         self.schedule = schedule
+        self.tables = self._tables(table)
+        self.table = self.tables["critic"]
         self.mode = mode
         self.steps_per_call = steps_per_call
         self.stack = StackedAgents(agents, device)
@@ -165,18 +208,30 @@ class Learner:
         self.metric_owner: dict[str, str] = {}  # metric -> the component whose updates it averages over
         self._counts = {name: 0 for name in self.updates}  # updates since the last read, per component
         self._compiled: Callable[..., None] | None = None
-        self._compiled_variants: set[bool] = set()
+        self._compiled_variants: set[Due] = set()
+        self._eager_variants: set[Due] = set()
         self.compile_seconds = 0.0  # time spent compiling / capturing (shown by the trainer)
         self.compile_in_graph = compile_in_graph  # graph mode: capture the compiled iteration (else the eager one)
         self.compile_failed = ""  # graph mode: why the compiler failed (the eager iteration is captured instead)
         self._graphs: GraphRunner | None = None
         if mode == "graph":
-            # warm-ups cover both variants of the iteration (with and without the actor) under the compiler
-            warmups = max(self.WARMUP_ITERATIONS, schedule.actor_every + 1)
+            # the warm-ups of a phase run each kind of iteration (with and without the actor update) eagerly,
+            # then under the compiler, before anything is captured
+            warmups = max(self.WARMUP_ITERATIONS, 2 * schedule.actor_every)
             self._graphs = GraphRunner(graphs if graphs is not None else CudaGraphs(device), self._record,
-                                       self._step_once, self.rng.generators, schedule.actor_every, warmups)
+                                       self._step_once, self.rng.generators, warmups)
 
     # --- setup -----------------------------------------------------------------------------
+    def _tables(self, table: TransitionTable | dict[str, TransitionTable]) -> dict[str, TransitionTable]:
+        """The table each component's batches come from: one for both, or ``{"critic": …, "actor": …}``
+        (e.g. the critic and the actor trained on different subsets of a dataset)."""
+        tables = dict(table) if isinstance(table, dict) else {"critic": table, "actor": table}
+        if set(tables) != {"critic", "actor"}:
+            raise ValueError(f"tables must be given for 'critic' and 'actor', got {sorted(tables)}")
+        if self.schedule.shared_batch and tables["critic"] is not tables["actor"]:
+            raise ConfigError("trainer.shared_batch=true needs the critic and the actor to sample one table.")
+        return tables
+
     def _build_groups(self, fused: bool) -> None:
         owner: dict[str, str] = {}
         for update in self.updates.values():
@@ -255,33 +310,35 @@ class Learner:
         return run
 
     # --- one iteration ------------------------------------------------------------------------
-    def _shared(self, with_actor: bool) -> bool:
-        return self.schedule.shared_batch and with_actor
+    def _shared(self, due: Due) -> bool:
+        return self.schedule.shared_batch and due[0] and due[1]
 
-    def _plan(self, with_actor: bool) -> list[Noise]:
+    def _plan(self, due: Due) -> list[Noise]:
         """Every random tensor of one iteration, in draw order: per update, batch indices then noise."""
-        if self._shared(with_actor):
+        if self._shared(due):
             critic, actor = self.updates["critic"], self.updates["actor"]
-            return [Noise.randint(len(self.table), critic.batch_size), *critic.noise.values(), *actor.noise.values()]
+            return [self.tables["critic"].index_noise(critic.batch_size), *critic.noise.values(),
+                    *actor.noise.values()]
         plan: list[Noise] = []
-        for update in self._due(with_actor):
+        for update in self._due(due):
             for _ in range(self._repeats(update)):
-                plan.append(Noise.randint(len(self.table), update.batch_size))
+                plan.append(self.tables[update.name].index_noise(update.batch_size))
                 plan.extend(update.noise.values())
         return plan
 
-    def _due(self, with_actor: bool) -> list[_Update]:
-        return [self.updates["critic"]] + ([self.updates["actor"]] if with_actor else [])
+    def _due(self, due: Due) -> list[_Update]:
+        return [u for u, on in zip((self.updates["critic"], self.updates["actor"]), due) if on]
 
     def _repeats(self, update: _Update) -> int:
         return self.schedule.critic_updates if update.name == "critic" else self.schedule.actor_updates
 
-    def _iteration(self, rand: list[Tensor], with_actor: bool) -> None:
+    def _iteration(self, rand: list[Tensor], due: Due) -> None:
         """The whole iteration on drawn randomness; compiled or captured as one piece."""
         draws = iter(rand)
-        if self._shared(with_actor):
+        if self._shared(due):
             critic, actor = self.updates["critic"], self.updates["actor"]
-            batch = self.table.gather(next(draws))
+            table = self.tables["critic"]
+            batch = table.gather(table.indices(next(draws)))
             noise = {u.name: {name: next(draws) for name in u.noise} for u in (critic, actor)}
             after = getattr(critic.component, "actor_after", None)
             for _key, stage, run in critic.stages:
@@ -293,9 +350,10 @@ class Learner:
             self._after_step(critic)
             self._after_step(actor)
             return
-        for update in self._due(with_actor):
+        for update in self._due(due):
+            table = self.tables[update.name]
             for _ in range(self._repeats(update)):
-                batch = self.table.gather(next(draws))
+                batch = table.gather(table.indices(next(draws)))
                 self._update(update, batch, {name: next(draws) for name in update.noise})
 
     def _update(self, update: _Update, batch: Any, noise: dict[str, Tensor], after_step: bool = True) -> None:
@@ -308,7 +366,7 @@ class Learner:
     def _accumulate(self, update: _Update, metrics: dict[str, Tensor]) -> None:
         for name, value in metrics.items():
             total = self.sums.get(name)
-            if total is None:  # first (eager) iteration: allocate the accumulator
+            if total is None:  # first (eager) iteration of this kind: allocate the accumulator
                 if self._graphs is not None and self._graphs.backend.capturing():
                     raise RuntimeError(
                         f"metric '{name}' first appeared inside a CUDA-graph capture: its accumulator would live "
@@ -324,10 +382,11 @@ class Learner:
         count.add_(1.0)
         self.stack.call(update.component.after_update, count)
 
-    def _book(self, with_actor: bool) -> None:
+    def _book(self, due: Due) -> None:
         """Host bookkeeping of one iteration (never inside the compiled or captured code)."""
-        self._counts["critic"] += self.schedule.critic_updates
-        if with_actor:
+        if due[0]:
+            self._counts["critic"] += self.schedule.critic_updates
+        if due[1]:
             self._counts["actor"] += self.schedule.actor_updates
         self.iterations += 1
 
@@ -339,39 +398,41 @@ class Learner:
             self._compiled = torch.compile(self._iteration, dynamic=False, options=options)
         return self._compiled
 
-    def _run_iteration(self, rand: list[Tensor], with_actor: bool) -> None:
-        """One iteration on drawn randomness: compiled (modes ``on`` and ``graph``, once the accumulators
-        exist: the first iteration runs eagerly to allocate them) or eager."""
-        if self.mode == "off" or not self.sums or self.compile_failed or (
+    def _run_iteration(self, rand: list[Tensor], due: Due) -> None:
+        """One iteration on drawn randomness: compiled (modes ``on`` and ``graph``) once this kind of
+        iteration has run eagerly (which allocates its metric accumulators), else eager."""
+        seen = due in self._eager_variants
+        self._eager_variants.add(due)
+        if self.mode == "off" or not seen or self.compile_failed or (
                 self.mode == "graph" and not self.compile_in_graph):
-            self._iteration(rand, with_actor)
+            self._iteration(rand, due)
             return
-        first = with_actor not in self._compiled_variants
+        first = due not in self._compiled_variants
         t0 = time.perf_counter()
         if first and self.mode == "graph":
             try:  # graph mode falls back to capturing the eager iteration when the compiler fails
-                self._compiled_iteration()(rand, with_actor)
+                self._compiled_iteration()(rand, due)
             except Exception as e:  # noqa: BLE001 — any compiler failure; the eager graph is still right
                 self.compile_failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                self._iteration(rand, with_actor)
+                self._iteration(rand, due)
         else:
-            self._compiled_iteration()(rand, with_actor)
-        if first:  # a new variant (with or without the actor update) was compiled in this call
-            self._compiled_variants.add(with_actor)
+            self._compiled_iteration()(rand, due)
+        if first:  # a new variant (critic and/or actor update) was compiled in this call
+            self._compiled_variants.add(due)
             self.compile_seconds += time.perf_counter() - t0
 
     @torch.no_grad()
     def _step_once(self) -> None:
-        with_actor = self.schedule.actor_due(self.iterations)
-        self._run_iteration(self.rng.draw(self._plan(with_actor)), with_actor)
-        self._book(with_actor)
+        due = self.schedule.due(self.iterations)
+        self._run_iteration(self.rng.draw(self._plan(due)), due)
+        self._book(due)
 
     def train(self, iterations: int) -> None:
         """Run ``iterations`` trainer iterations for every seed.
 
-        In ``graph`` mode: warm-up iterations first (in every process), then whole graphs of
-        ``steps_per_call`` iterations and, for what is left before the caller's next event, one shorter
-        graph — never eager iterations once warm.
+        In ``graph`` mode: warm-up iterations first (in every process, and again where a training phase
+        begins), then whole graphs of ``steps_per_call`` iterations and, for what is left before the
+        caller's next event or a phase boundary, one shorter graph — never eager iterations once warm.
         """
         done = 0
         runner = self._graphs
@@ -379,17 +440,22 @@ class Learner:
             if runner is None:
                 self._step_once()
                 done += 1
-            elif not runner.warm:
-                runner.warm_up()
+                continue
+            regime = self.schedule.regime(self.iterations)
+            if not runner.warm(regime):
+                runner.warm_up(regime)
                 done += 1
-            else:
-                n = min(self.steps_per_call, iterations - done)
-                self._replay(n)
-                done += n
+                continue
+            n = min(self.steps_per_call, iterations - done)
+            boundary = self.schedule.next_boundary(self.iterations)
+            if boundary is not None:
+                n = min(n, boundary - self.iterations)
+            self._replay(n)
+            done += n
 
     # --- CUDA graphs ------------------------------------------------------------------------
     #: Eager iterations before capture (PyTorch's rule: warm up on a side stream before capturing); at least
-    #: one more than the policy delay, so both variants of the iteration exist before recording.
+    #: two per kind of iteration, so each kind has run eagerly (allocating its metrics) and compiled.
     WARMUP_ITERATIONS = 3
 
     @property
@@ -401,22 +467,27 @@ class Learner:
             return f"eager iteration (compile failed: {self.compile_failed})"
         return "compiled iteration" if self.compile_in_graph else "eager iteration"
 
-    def _record(self, iterations: int, phase: int) -> None:
-        """What one graph holds: ``iterations`` iterations starting at policy-delay phase ``phase``."""
+    def _record(self, iterations: int, start: int) -> None:
+        """What one graph holds: ``iterations`` iterations from one that is like iteration ``start``."""
         with torch.no_grad():
             for i in range(iterations):
-                with_actor = self.schedule.actor_due(phase + i)
-                self._run_iteration(self.rng.draw(self._plan(with_actor)), with_actor)
+                due = self.schedule.due(start + i)
+                self._run_iteration(self.rng.draw(self._plan(due)), due)
+
+    def _graph_key(self, iterations: int) -> tuple:
+        i = self.iterations
+        return iterations, self.schedule.phase(i), self.schedule.regime(i)
 
     def _replay(self, iterations: int) -> None:
         assert self._graphs is not None
-        fresh = (iterations, self.iterations % self.schedule.actor_every) not in self._graphs.graphs
+        key = self._graph_key(iterations)
+        fresh = key not in self._graphs.graphs
         t0 = time.perf_counter()
-        self._graphs.run(iterations, self.iterations)
+        self._graphs.run(key, self.iterations)
         if fresh:
             self.compile_seconds += time.perf_counter() - t0
         for _ in range(iterations):
-            self._book(self.schedule.actor_due(self.iterations))
+            self._book(self.schedule.due(self.iterations))
 
     # --- metrics ------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, float]]:
