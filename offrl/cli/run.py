@@ -201,3 +201,14 @@ def print_summary(summaries: list[dict[str, Any]], total_steps: int) -> None:
     elif first.get("score_unavailable") and key == "return_mean":
         table.caption = f"Scores are raw returns: {first['score_unavailable']}."
     console().print(table)
+    if first.get("evaluations"):
+        console().print(evaluation_line(first))
+
+
+def evaluation_line(summary: dict[str, Any]) -> str:
+    """What evaluation cost the run: time evaluating, where, and the share of wall time training waited."""
+    share = summary.get("eval_share")
+    waited = "" if share is None else (f", training waited {summary.get('eval_blocking_s', 0.0):.1f} s "
+                                       f"= {100 * share:.0f}% of wall time")
+    return (f"evaluation: {summary['evaluations']} × ({summary.get('eval_where', 'in-process')}), "
+            f"{summary.get('eval_s', 0.0):.1f} s evaluating{waited}")
