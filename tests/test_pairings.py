@@ -46,7 +46,8 @@ def test_every_pairing_trains_and_evaluates(critic: str, actor: str, tmp_path: P
 def test_every_preset_resolves_with_every_critic() -> None:
     """Keys only the IQL family has (V's) are scoped to it, so --critic sarsa / td3 work with any preset."""
     for preset in PRESETS:
-        dataset = f"mine/{preset.dataset_family}-v0" if preset.dataset_family else None  # their family's data
+        family = preset.obj.dataset_family
+        dataset = f"mine/{family}-v0" if family else None  # the data of their family
         for critic in CRITIC_NAMES:
             assert offrl.make_config(preset=preset.name, critic=critic, dataset=dataset).critic == critic
 
