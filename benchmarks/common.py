@@ -160,8 +160,8 @@ def make_venv(env_dir: Path, packages: list[str], name: str) -> Path:
     print(f"preparing {name}'s environment in {env_dir} (once): {' '.join(packages)}", file=sys.stderr)
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", packages[0]], check=True)
-    if packages[1:]:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages[1:]], check=True)
+    if packages[1:]:  # the first pin again, so that nothing upgrades it (mujoco's extras would pull a newer jax)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages], check=True)
     done.write_text(wanted)
     return python
 

@@ -14,7 +14,7 @@ three patches around it, none inside the algorithm:
   ``.npz`` layout, benchmarks/common.py ``export_ogbench_npz``) instead of downloading them, and builds the
   environments with ``success_timing='post'``, as offrl evaluates (ogbench 1.1.0's behaviour, which FQL's
   published numbers used; offrl.envs.ogbench);
-- Weights & Biases runs disabled (``setup_wandb(mode='disabled')``): FQL's own CSV logs are kept;
+- Weights & Biases runs disabled (``setup_wandb`` opens a disabled run): FQL's own CSV logs are kept;
 - before training, the rewards and masks FQL's loader relabelled are compared with the ones offrl stored
   (``offrl_rewards``, ``offrl_masks`` in the export): both libraries must train on the same targets.
 
@@ -69,10 +69,16 @@ def patch_fql(checkout: Path, data_dir: Path) -> None:
         return original(dataset_name, *args, **kwargs)
 
     ogbench.make_env_and_datasets = local
-    import utils.log_utils as log_utils
+    import tempfile
 
-    setup = log_utils.setup_wandb
-    log_utils.setup_wandb = lambda *a, **k: setup(*a, **{**k, "mode": "disabled"})
+    import utils.log_utils as log_utils
+    import wandb
+
+    def no_wandb(entity=None, project="project", group=None, name=None, mode="online"):  # noqa: ANN001, ANN202
+        """setup_wandb's run, disabled (and without its Settings, which newer wandb versions reject)."""
+        return wandb.init(project=project, group=group, name=name, mode="disabled", dir=tempfile.mkdtemp())
+
+    log_utils.setup_wandb = no_wandb
 
 
 def check_relabelling(data_dir: Path, env_name: str) -> dict[str, float]:
@@ -118,6 +124,8 @@ def train(args: argparse.Namespace) -> None:
             "--online_steps=0", f"--eval_interval={args.eval_every}", f"--eval_episodes={args.eval_episodes}",
             f"--log_interval={args.log_every}", f"--save_interval={10 * args.updates + 1}", "--buffer_size=1",
             f"--save_dir={raw}", "--run_group=parity", *agent_flags(args)]
+    os.chdir(args.fql)  # main.py's --agent default (agents/fql.py) resolves from its root
+    sys.argv = argv  # ml_collections finds the --agent.KEY overrides to define in sys.argv
     import main as fql_main  # noqa: E402 - FQL's main.py, as it is
     from absl import flags
 
@@ -183,8 +191,10 @@ def throughput(args: argparse.Namespace) -> None:
     from envs.env_utils import make_env_and_datasets
     from utils.datasets import Dataset
 
+    argv = ["throughput", *agent_flags(args)]
+    sys.argv = argv  # ml_collections finds the --agent.KEY overrides to define in sys.argv
     config_flags.DEFINE_config_file("agent", f"{args.fql}/agents/{args.agent}.py", lock_config=False)
-    flags.FLAGS(["throughput", *agent_flags(args)])
+    flags.FLAGS(argv)
     config = flags.FLAGS.agent
     _, _, train_data, _ = make_env_and_datasets(args.env_name)
     data = Dataset.create(**train_data)
