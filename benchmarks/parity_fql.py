@@ -134,6 +134,7 @@ def plot_curves(out: Path, path: Path) -> None:
         ax.set_title(name.upper() if name != "rebrac" else "ReBRAC", fontsize=10)
         ax.set_xlabel("updates")
         ax.grid(alpha=0.3)
+        ax.set_ylim(-2, 102)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="upper left")
     axes[0].set_ylabel("success rate (%)")
