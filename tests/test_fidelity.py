@@ -165,7 +165,7 @@ def test_fql_init_is_glorot_uniform_with_zero_biases_and_a_small_policy_head() -
     first = critic.q_net.layers[0]  # [K, 100, 400]
     bound = math.sqrt(6 / (100 + 400))
     assert _max_abs(first.weight) <= bound and _max_abs(first.weight) > 0.97 * bound
-    assert float(first.weight.var()) == pytest.approx(bound**2 / 3, rel=0.05)  # uniform: bound²/3
+    assert float(first.weight.detach().var()) == pytest.approx(bound**2 / 3, rel=0.05)  # uniform: bound²/3
     assert _max_abs(critic.q_net.out.weight) > 0.9 * math.sqrt(6 / 301)  # Q's output layer: scale 1
     assert all(torch.count_nonzero(b) == 0 for n, b in critic.named_parameters() if n.endswith("bias"))
     cls = ACTORS.get("gaussian-awr")
