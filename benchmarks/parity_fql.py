@@ -198,7 +198,8 @@ def throughput(args: argparse.Namespace, python: Path, data_dir: Path, env_name:
                     rows.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "size": size})
                     print(json.dumps(rows[-1]), flush=True)
                 *_, fql_agent, sets = AGENTS[agent]
-                cmd = ["taskset", "-c", str(args.cpu), str(python), str(Path(__file__).parent / "peers" / "fql_peer.py"),
+                peer = str(Path(__file__).parent / "peers" / "fql_peer.py")
+                cmd = ["taskset", "-c", str(args.cpu), str(python), peer,
                        "throughput", "--fql", str(args.fql), "--data-dir", str(data_dir), "--env-name", env_name,
                        "--agent", fql_agent, "--hidden", hidden, "--updates", str(args.bench_updates),
                        "--warmup", str(args.bench_warmup), *[x for s in sets for x in ("--set", s)]]

@@ -3,7 +3,8 @@
     PEER_PYTHON fql_peer.py train --fql CHECKOUT --data-dir DIR --env-name cube-single-play-singletask-task2-v0 \\
         --agent fql --seed 0 --updates 50000 --eval-every 10000 --eval-episodes 50 --log-every 1000 \\
         --hidden 256,256 --out RUN_DIR [--set agent.alpha=300 ...]
-    PEER_PYTHON fql_peer.py throughput --fql CHECKOUT --data-dir DIR --env-name ... --agent ifql --hidden 512,512,512,512
+    PEER_PYTHON fql_peer.py throughput --fql CHECKOUT --data-dir DIR --env-name ... --agent ifql \\
+        --hidden 512,512,512,512
 
 ``CHECKOUT`` is a checkout of seohongpark/fql the user names (never copied into offrl). ``train`` runs its
 ``main.py`` as it is — its agent (``agents/AGENT.py`` with ``--agent.KEY`` overrides), its data loader

@@ -183,4 +183,5 @@ def selection_noise(batch_size: int, q_agg: str = "min") -> NoiseSpec:
     return spec
 
 
-__all__ = ["Q_SOURCES", "RULES", "sample_candidates", "selection_noise", "sample_index", "selection_logits", "selection_probs"]
+__all__ = ["Q_SOURCES", "RULES", "sample_candidates", "selection_noise", "sample_index", "selection_logits",
+           "selection_probs"]
