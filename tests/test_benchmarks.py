@@ -155,6 +155,17 @@ def test_ogbench_export_is_what_ogbench_loads_and_relabels(tmp_path: Path, monke
     np.testing.assert_array_equal(train["masks"], 1.0 - ours.terminals)
     assert train["rewards"].min() < 0 and len(set(train["rewards"].tolist())) > 1  # the check can fail
     env.close()
+    import functools  # the peer's own check (fql_peer.py train runs it before training), and its refusal
+
+    monkeypatch.setattr(ogbench, "make_env_and_datasets",
+                        functools.partial(ogbench.make_env_and_datasets, dataset_dir=str(data_dir)))
+    assert fql_peer.check_relabelling(data_dir, "scene-play-singletask-task2-v0") == {
+        "transitions": 60, "max_reward_diff": 0.0, "max_mask_diff": 0.0}
+    z = dict(np.load(data_dir / "scene-play-v0.npz"))
+    z["offrl_rewards"][3] += 1.0
+    np.savez(data_dir / "scene-play-v0.npz", **z)
+    with pytest.raises(SystemExit, match="relabelling differ"):
+        fql_peer.check_relabelling(data_dir, "scene-play-singletask-task2-v0")
 
 
 def test_fql_logs_become_an_offrl_run_directory(tmp_path: Path) -> None:
