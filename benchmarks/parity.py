@@ -112,12 +112,12 @@ ACTOR_CURVES = {"offrl-iql": ("gaussian-awr (IQL)", "tab:red", "-"),
                 "offrl-edp": ("edp (EDP, reduced)", "tab:cyan", "-")}
 
 
-def read_curves(out: Path, group: str) -> list[dict[int, float]]:
-    """Each seed's normalised score by update count, from ``OUT/GROUP/seed*/eval.jsonl`` (both libraries)."""
+def read_curves(out: Path, group: str, metric: str = "normalized_score_100") -> list[dict[int, float]]:
+    """Each seed's ``metric`` by update count, from ``OUT/GROUP/seed*/eval.jsonl`` (both libraries)."""
     runs = []
     for f in sorted((out / group).glob("seed*/eval.jsonl")):
         rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-        runs.append({r["step"]: r["normalized_score_100"] for r in rows if "normalized_score_100" in r})
+        runs.append({r["step"]: r[metric] for r in rows if metric in r})
     return [r for r in runs if r]
 
 
@@ -159,12 +159,12 @@ def plot_curves(out: Path, path: Path) -> None:
 LOSSES = ("critic/q_loss", "critic/v_loss", "actor/loss")
 
 
-def loss_table(out: Path, start: int, end: int) -> str:
+def loss_table(out: Path, start: int, end: int, losses: tuple[str, ...] = LOSSES) -> str:
     """Markdown: each group's training losses averaged over updates (start, end] and then over seeds — the
     same window for both libraries (d3rlpy's rows are epoch averages, offrl's the logged ones in the window),
     so a difference in what the two optimise shows before it shows in the scores."""
     lines = [f"Training losses, mean over updates {start + 1:,}–{end:,}, then over seeds:", "",
-             f"| run | seeds | {' | '.join(LOSSES)} |", "|---|---:|" + "---:|" * len(LOSSES)]
+             f"| run | seeds | {' | '.join(losses)} |", "|---|---:|" + "---:|" * len(losses)]
     for group in sorted(d.name for d in out.iterdir() if d.is_dir() and any(d.glob("seed*/train.jsonl"))):
         per_seed = []
         for f in sorted((out / group).glob("seed*/train.jsonl")):
@@ -172,20 +172,21 @@ def loss_table(out: Path, start: int, end: int) -> str:
             rows = [r for r in rows if start < r.get("step", -1) <= end]
             if rows:
                 per_seed.append({k: sum(r[k] for r in rows if k in r) / max(1, sum(k in r for r in rows))
-                                 for k in LOSSES if any(k in r for r in rows)})
+                                 for k in losses if any(k in r for r in rows)})
         if per_seed:
             cells = [f"{sum(s[k] for s in per_seed) / len(per_seed):.2f}" if all(k in s for s in per_seed) else "–"
-                     for k in LOSSES]
+                     for k in losses]
             lines.append(f"| {group} | {len(per_seed)} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
-def record_commands(args: argparse.Namespace, commands: list[tuple[str, list[str]]]) -> None:
+def record_commands(args: argparse.Namespace, commands: list[tuple[str, list[str]]],
+                    extra: dict | None = None) -> None:
     """Add this invocation's commands to ``OUT/parity.json`` (runs of one study may be started in parts,
     e.g. ``--only``; the file keeps every command that made a run in OUT). A different protocol is refused."""
     path = args.out / "parity.json"
     protocol = {"dataset": args.dataset, "updates": args.updates, "eval_every": args.eval_every,
-                "eval_episodes": args.eval_episodes}
+                "eval_episodes": args.eval_episodes, **(extra or {})}
     record = {**protocol, "seeds": [], "commands": {}}
     if path.exists():
         record = json.loads(path.read_text())

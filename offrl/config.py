@@ -9,6 +9,11 @@ the closest match; values are converted to the field's type.
 Sections ``"actor@NAME"`` / ``"critic@NAME"`` apply only when NAME is the
 resolved actor/critic, so one preset or config file can carry settings for
 several components (e.g. the ``bandit`` preset sizes every actor's network).
+``"actor@CRITIC+ACTOR"`` / ``"critic@CRITIC+ACTOR"`` apply only to that pairing
+(e.g. ``critic@td3+ddpg-bc``: ReBRAC's critic settings, not those of td3 beside
+another actor). Within a layer, pairing sections win over component sections,
+which win over plain ones; a later layer's plain key overrides an earlier
+layer's scoped one.
 """
 from __future__ import annotations
 
@@ -71,6 +76,12 @@ class TrainerConfig:
         metadata=_help("Critic and actor share each iteration's batch, the actor updating right after the critic "
                        "stage the critic names (IQL's code: V → actor → Q); needs equal batch sizes, 1 update each"),
     )
+    update_order: str = field(
+        default="sequential",
+        metadata=_help("sequential (the critic's update, then the actor's on the parameters just updated) | joint "
+                       "(FQL's code: one step on the sum of every loss, all from the pre-step parameters, one "
+                       "batch; docs/algorithms.md)"),
+    )
     steps_per_call: int = field(default=16, metadata=_help("Iterations captured in one CUDA graph (compile=graph)"))
     matmul_precision: str = field(
         default="auto",
@@ -121,7 +132,10 @@ class TrainerConfig:
                               f"most {MAX_EVAL_ENVS:,}, got {self.eval_episodes:,} and {self.eval_envs:,}")
         if self.seed < 0:
             raise ConfigError(f"trainer.seed must be ≥ 0, got {self.seed}")
-        from offrl.learner.learner import SPEED_MODES
+        from offrl.learner.learner import SPEED_MODES, UPDATE_ORDERS
+
+        if self.update_order not in UPDATE_ORDERS:
+            raise unknown("update order (trainer.update_order)", self.update_order, UPDATE_ORDERS)
 
         if self.wandb_mode not in ("", "online", "offline", "disabled"):
             raise unknown("W&B mode (trainer.wandb_mode)", self.wandb_mode, ("online", "offline", "disabled"))
@@ -233,8 +247,10 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
         if base not in SECTIONS or not name or (at and (base not in ("critic", "actor") or not scope)):
             raise ConfigError(
                 f"--set key '{key}' must be SECTION.NAME with SECTION one of {', '.join(SECTIONS)}"
-                f", or critic@NAME.KEY / actor@NAME.KEY for one component"
-                f" (e.g. critic.tau=0.9, actor@fql.alpha=300).{suggest(base, SECTIONS)}"
+                f", or critic@NAME.KEY / actor@NAME.KEY for one component, critic@CRITIC+ACTOR.KEY / "
+                f"actor@CRITIC+ACTOR.KEY for one pairing"
+                f" (e.g. critic.tau=0.9, actor@fql.alpha=300, actor@td3+ddpg-bc.update_every=2)."
+                f"{suggest(base, SECTIONS)}"
             )
         layer.setdefault(section, {})[name] = value.strip()
     return layer
@@ -273,10 +289,10 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
     from offrl.critics import CRITICS
 
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-    scoped: list[tuple[str, str, dict[str, Any]]] = []  # (section, component name, values), in layer order
+    scoped: list[tuple[int, str, str, dict[str, Any]]] = []  # (layer, section, NAME or CRITIC+ACTOR, values)
     preset = None
     plugins: list[str] = list(plugins_from_env())
-    for layer in layers:
+    for index, layer in enumerate(layers):
         for section, values in layer.items():
             if section == "preset":
                 preset = values
@@ -288,29 +304,35 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
                 continue
             base, _, scope = section.partition("@")
             if base not in SECTIONS or (scope and base not in ("critic", "actor")):
-                raise unknown("config section", section, (*SECTIONS, "critic@NAME", "actor@NAME"))
+                raise unknown("config section", section, (*SECTIONS, "critic@NAME", "actor@NAME",
+                                                          "critic@CRITIC+ACTOR", "actor@CRITIC+ACTOR"))
             if not isinstance(values, dict):
                 raise ConfigError(f"config section '{section}' must be a table of KEY = VALUE, got {values!r}")
             if scope:
-                scoped.append((base, scope, values))
+                scoped.append((index, base, scope, values))
             else:
                 merged[base].update(values)
                 # a later plain setting overrides earlier scoped ones for the same key
-                scoped = [(b, n, {k: v for k, v in vals.items() if not (b == base and k in values)})
-                          for b, n, vals in scoped]
+                scoped = [(i, b, n, {k: v for k, v in vals.items() if not (b == base and k in values)})
+                          for i, b, n, vals in scoped]
 
     from offrl.plugins import load_plugins
 
     plugins = load_plugins(plugins)  # before the names are looked up: plugins register components
-    for base, name, _ in scoped:  # a misspelt scope would otherwise apply to nothing, silently
-        (CRITICS if base == "critic" else ACTORS).get(name)
+    for _, base, name, _ in scoped:  # a misspelt scope would otherwise apply to nothing, silently
+        critic, plus, actor = name.partition("+")
+        if plus:
+            CRITICS.get(critic)
+            ACTORS.get(actor)
+        else:
+            (CRITICS if base == "critic" else ACTORS).get(name)
     critic_name = merged["critic"].pop("name", DEFAULT_CRITIC)
     actor_name = merged["actor"].pop("name", DEFAULT_ACTOR)
     chosen = {"critic": critic_name, "actor": actor_name}
     merged = _apply_scoped(merged, scoped, chosen)
     critic_cls = CRITICS.get(critic_name)
     actor_cls = ACTORS.get(actor_name)
-    return RunConfig(
+    return _check_preset_data(RunConfig(
         critic=critic_name,
         critic_cfg=build_dataclass(critic_cls.Config, merged["critic"], f"critic '{critic_name}'", "critic"),
         actor=actor_name,
@@ -319,7 +341,7 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
         trainer=build_dataclass(TrainerConfig, merged["trainer"], "trainer", "trainer"),
         preset=preset,
         plugins=tuple(dict.fromkeys(plugins)),
-    )
+    ))
 
 
 def plugins_from_env() -> list[str]:
@@ -328,13 +350,34 @@ def plugins_from_env() -> list[str]:
     return env_plugins()
 
 
-def _apply_scoped(merged: dict[str, dict[str, Any]], scoped: list[tuple[str, str, dict[str, Any]]],
+def _apply_scoped(merged: dict[str, dict[str, Any]], scoped: list[tuple[int, str, str, dict[str, Any]]],
                   chosen: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Apply ``section@NAME`` values for the chosen components (plain keys set later win)."""
-    for base, name, values in scoped:
-        if chosen[base] == name:
+    """Apply ``section@NAME`` and ``section@CRITIC+ACTOR`` values for the chosen components: layer by layer,
+    pairings after components (plain keys set in later layers were already removed)."""
+    pairing = f"{chosen['critic']}+{chosen['actor']}"
+    for _, base, name, values in sorted(scoped, key=lambda s: (s[0], "+" in s[2])):  # stable: file order within
+        if name == (pairing if "+" in name else chosen[base]):
             merged[base].update(values)
     return merged
+
+
+def _check_preset_data(cfg: RunConfig) -> RunConfig:
+    """A preset made for one family of datasets (``Preset.dataset_family``) refuses a run on another: the
+    default dataset (the bandit) would otherwise train silently with, say, AntMaze's settings."""
+    if not cfg.preset:
+        return cfg
+    from offrl.presets import PRESETS
+
+    if cfg.preset not in PRESETS:
+        return cfg
+    preset = PRESETS.get(cfg.preset)
+    family = preset.dataset_family
+    if family and family not in cfg.data.dataset:
+        raise ConfigError(
+            f"Preset '{preset.name}' is for {family} datasets, and data.dataset is '{cfg.data.dataset}'. "
+            f"{preset.data_note} Pass its id with --dataset (offrl data list shows the local datasets)."
+        )
+    return cfg
 
 
 def build_dataclass(cls: type, values: dict[str, Any], what: str, prefix: str) -> Any:

@@ -137,3 +137,133 @@ def test_parity_plot_only_uses_the_studys_recorded_budget(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     assert "updates 11–20" in proc.stdout and "| offrl-iql | 1 | 20.00 | – | – |" in proc.stdout
     assert (tmp_path / "parity_curves.png").exists()
+
+
+# --- the seohongpark/fql peer: the tooling, without JAX -------------------------------------------------------------
+def _fql_peer():  # noqa: ANN202
+    sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
+    import fql_peer
+
+    return fql_peer
+
+
+def test_ogbench_export_is_what_ogbench_loads_and_relabels(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """benchmarks/common.py export_ogbench_npz: OGBench's own loader (ogbench.utils.load_dataset, as
+    seohongpark/fql's main.py calls it through make_env_and_datasets) reads the export back to offrl's
+    transitions, and its relabel_dataset (from the exported qpos and button states) gives offrl's rewards
+    and masks — the check the FQL peer repeats before training."""
+    import numpy as np
+    import pytest
+
+    ogbench = pytest.importorskip("ogbench")
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import export_ogbench_npz
+    from offrl.data.dataset import load_offline_dataset
+    from offrl.datagen.recipes import ogbench as recipe
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    dataset = "offrl/ogbench/scene-play-singletask-task2-v0"
+    recipe.make(dataset, seed=0, episodes=2, episode_length=30)
+    data_dir = export_ogbench_npz(dataset, tmp_path / "npz")
+    assert sorted(p.name for p in data_dir.iterdir()) == ["scene-play-v0-val.npz", "scene-play-v0.npz"]
+    fql_peer = _fql_peer()
+    assert fql_peer.dataset_file("scene-play-singletask-task2-v0") == "scene-play-v0.npz"
+    env, train, val = ogbench.make_env_and_datasets("scene-play-singletask-task2-v0", dataset_dir=str(data_dir))
+    ours = load_offline_dataset(dataset, reward="none", action_clip_eps=0.0).arrays
+    assert len(train["observations"]) == len(ours) == 60 and len(val["observations"]) == 30
+    np.testing.assert_array_equal(train["observations"], ours.observations)
+    np.testing.assert_array_equal(train["next_observations"], ours.next_observations)
+    np.testing.assert_allclose(train["actions"], ours.actions, atol=1e-6)
+    np.testing.assert_array_equal(train["rewards"], ours.rewards)  # OGBench's relabelling = offrl's
+    np.testing.assert_array_equal(train["masks"], 1.0 - ours.terminals)
+    assert train["rewards"].min() < 0 and len(set(train["rewards"].tolist())) > 1  # the check can fail
+    env.close()
+    import functools  # the peer's own check (fql_peer.py train runs it before training), and its refusal
+
+    monkeypatch.setattr(ogbench, "make_env_and_datasets",
+                        functools.partial(ogbench.make_env_and_datasets, dataset_dir=str(data_dir)))
+    assert fql_peer.check_relabelling(data_dir, "scene-play-singletask-task2-v0") == {
+        "transitions": 60, "max_reward_diff": 0.0, "max_mask_diff": 0.0}
+    z = dict(np.load(data_dir / "scene-play-v0.npz"))
+    z["offrl_rewards"][3] += 1.0
+    np.savez(data_dir / "scene-play-v0.npz", **z)
+    with pytest.raises(SystemExit, match="relabelling differ"):
+        fql_peer.check_relabelling(data_dir, "scene-play-singletask-task2-v0")
+
+
+def test_fql_logs_become_an_offrl_run_directory(tmp_path: Path) -> None:
+    """FQL's train.csv / eval.csv rewritten with offrl's names and loss definitions (×2 for the twin-Q mean of
+    FQL's and ReBRAC's critic loss, ÷ α_actor for ReBRAC's actor loss); FQL's step-1 evaluation dropped."""
+    import argparse
+
+    fql_peer = _fql_peer()
+    run = tmp_path / "raw"
+    run.mkdir()
+    (run / "train.csv").write_text("training/critic/critic_loss,training/actor/total_loss,training/actor/mse,step\n"
+                                   "0.5,-2.0,0.3,1000\n0.25,-1.0,0.2,2000\n")
+    (run / "eval.csv").write_text("evaluation/success,evaluation/episode.return,evaluation/episode.length,step\n"
+                                  "0.0,-200.0,200,1\n0.4,-120.5,180,2000\n")
+    args = argparse.Namespace(agent="rebrac", eval_episodes=5, dataset="offrl/ogbench/x", seed=3, updates=2000,
+                              fql=Path("/fql"), env_name="cube-single-play-singletask-task2-v0")
+    out = tmp_path / "seed3"
+    out.mkdir()
+    fql_peer.write_run_dir(out, run, args, {"alpha_actor": 0.5, "actor_hidden_dims": (8, 8)}, {"transitions": 9}, 1.5)
+    train = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert train == [{"step": 1000, "critic/q_loss": 1.0, "actor/loss": -4.0, "actor/bc_mse": 0.3},
+                     {"step": 2000, "critic/q_loss": 0.5, "actor/loss": -2.0, "actor/bc_mse": 0.2}]
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert evals == [{"step": 2000, "success_rate_100": 40.0, "return_mean": -120.5, "length_mean": 180.0,
+                      "episodes": 5}]
+    config = json.loads((out / "config.json").read_text())
+    assert config["actor"]["name"] == "rebrac" and config["actor"]["actor_hidden_dims"] == [8, 8]
+    assert json.loads((out / "summary.json").read_text())["final_success_rate_100"] == 40.0
+    from offrl.report.collect import load_run  # offrl report reads the peer's runs
+
+    frame = load_run(out)
+    assert frame["actor"].tolist() == ["rebrac"] and frame["success_rate_100"].tolist() == [40.0]
+
+
+def test_fql_parity_study_commands_match_on_both_sides(tmp_path: Path) -> None:
+    """benchmarks/parity_fql.py: the same widths, updates, evaluation cadence and episodes on both sides;
+    FQL's agent settings are the offrl presets' (α, α_actor, α_critic); commands interleave the libraries."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import parity_fql as study
+
+    args = argparse.Namespace(fql=Path("/fql"), dataset="offrl/ogbench/cube-single-play-singletask-task2-v0",
+                              hidden="64,64", updates=500, seeds=[0, 1], eval_every=250, eval_episodes=5,
+                              log_every=50, out=tmp_path, compile="off")
+    ours = study.offrl_command("rebrac", args)
+    theirs = study.peer_command("rebrac", 1, args, Path("python"), tmp_path / "npz",
+                                "cube-single-play-singletask-task2-v0")
+    assert "critic.hidden_dims=[64,64]" in ours and "actor.hidden_dims=[64,64]" in ours
+    assert theirs[theirs.index("--hidden") + 1] == "64,64" and "alpha_actor=1" in theirs and "alpha_critic=0" in theirs
+    for flag, value in (("--steps", "500"), ("--eval-every", "250"), ("--eval-episodes", "5")):
+        assert ours[ours.index(flag) + 1] == value
+    for flag, value in (("--updates", "500"), ("--eval-every", "250"), ("--eval-episodes", "5"), ("--seed", "1")):
+        assert theirs[theirs.index(flag) + 1] == value
+    import offrl
+
+    critic, actor, preset, _, _ = study.AGENTS["rebrac"]
+    cfg = offrl.make_config(critic=critic, actor=actor, preset=preset)
+    assert (cfg.actor_cfg.alpha, cfg.critic_cfg.alpha_critic, cfg.actor_cfg.update_every) == (1.0, 0.0, 2)
+    assert offrl.make_config(critic="td3", actor="fql", preset=study.AGENTS["fql"][2]).actor_cfg.alpha == 300
+    assert study.interleave([1, 2], ["a", "b", "c"]) == [1, "a", 2, "b", "c"]
+
+
+def test_fql_parity_tables_and_figure(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import parity_fql as study
+
+    for group, finals in {"offrl-fql": (40.0, 60.0), "fql-fql": (50.0,)}.items():
+        for s, final in enumerate(finals):
+            d = tmp_path / group / f"seed{s}"
+            d.mkdir(parents=True)
+            (d / "eval.jsonl").write_text(json.dumps({"step": 10, "success_rate_100": 10.0}) + "\n"
+                                          + json.dumps({"step": 20, "success_rate_100": final}) + "\n")
+    table = study.success_table(tmp_path)
+    assert "| offrl-fql | 2 | 50.0 ± 14.1 | 40, 60 | 50.0 ± 14.1 |" in table
+    assert "| fql-fql | 1 | 50.0 ± 0.0 | 50 | 50.0 ± 0.0 |" in table
+    study.plot_curves(tmp_path, tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"

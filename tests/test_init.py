@@ -66,7 +66,7 @@ def test_orthogonal_actor_init(actor: str, cfg: dict) -> None:
 
 
 def test_init_is_validated() -> None:
-    with pytest.raises(OfflineRLError, match=r"critic\.init.*Valid choices: default, orthogonal"):
+    with pytest.raises(OfflineRLError, match=r"critic\.init.*Valid choices: default, fql, orthogonal, rebrac"):
         CRITICS.get("expectile").Config(init="xavier")
-    with pytest.raises(OfflineRLError, match=r"actor\.init.*Valid choices: default, orthogonal"):
+    with pytest.raises(OfflineRLError, match=r"actor\.init.*Valid choices: default, fql, orthogonal, rebrac"):
         ACTORS.get("edp").Config(init="xavier")

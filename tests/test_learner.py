@@ -184,6 +184,20 @@ def test_an_iteration_never_synchronises_with_the_host(critic: str, actor: str) 
         lrn.act(torch.randn(2, 5, 3), gens)
 
 
+@pytest.mark.parametrize("critic, actor, every", [("expectile", "gaussian-awr", 1), ("td3", "fql", 1),
+                                                  ("expectile", "flow-resample", 1), ("td3", "ddpg-bc", 2)])
+def test_a_joint_iteration_never_synchronises_with_the_host(critic: str, actor: str, every: int) -> None:
+    """trainer.update_order=joint (FQL's one step on the sum of the losses): the same property, on iterations
+    with and without the actor (its zero-gradient steps included)."""
+    schedule = UpdateSchedule(critic_batch=32, actor_batch=32, actor_every=every, order="joint")
+    lrn = Learner([agent(critic, actor, s, **({"update_every": every} if every > 1 else {})) for s in (0, 1)],
+                  [0, 1], table(), schedule, CPU)
+    lrn.train(1)
+    with _NoHostSync(), torch.no_grad():
+        for with_actor in (True, False):
+            lrn._iteration(lrn.rng.draw(lrn._plan(with_actor)), with_actor)
+
+
 FIDELITY_OPTIONS = {
     "edp": {"guide": "q-gradient", "q_agg": "random", "ema_every": 2, "ema_start": 1, "act_with": "live",
             "sampler": "dpm-solver", "solver": "singlestep", "solver_spacing": "time_uniform", "solver_t_end": 0.06},

@@ -46,8 +46,10 @@ def test_every_pairing_trains_and_evaluates(critic: str, actor: str, tmp_path: P
 def test_every_preset_resolves_with_every_critic() -> None:
     """Keys only the IQL family has (V's) are scoped to it, so --critic sarsa / td3 work with any preset."""
     for preset in PRESETS:
+        family = preset.obj.dataset_family
+        dataset = f"mine/{family}-v0" if family else None  # the data of their family
         for critic in CRITIC_NAMES:
-            assert offrl.make_config(preset=preset.name, critic=critic).critic == critic
+            assert offrl.make_config(preset=preset.name, critic=critic, dataset=dataset).critic == critic
 
 
 def test_the_new_presets_carry_their_papers_settings() -> None:
@@ -58,7 +60,7 @@ def test_the_new_presets_carry_their_papers_settings() -> None:
     assert td3bc.data.normalize_obs and td3bc.data.reward == "none"
     rebrac = offrl.make_config(preset="rebrac-locomotion")
     assert rebrac.critic_cfg.layer_norm and rebrac.critic_cfg.alpha_critic > 0 and rebrac.critic_cfg.batch_size == 1024
-    alphas = {f: offrl.make_config(preset=f"fql-ogbench-{f}").actor_cfg.alpha
+    alphas = {f: offrl.make_config(preset=f"fql-ogbench-{f}", dataset=f"mine/{f}-v0").actor_cfg.alpha
               for f in ("antmaze", "humanoidmaze", "cube", "scene", "puzzle")}
     assert alphas == {"antmaze": 10, "humanoidmaze": 30, "cube": 300, "scene": 300, "puzzle": 1000}
     fql = offrl.make_config(preset="fql-ogbench-cube")

@@ -48,7 +48,8 @@ class ActorConfig:
     init: str = field(
         default="default",
         metadata={"help": "Weight initialisation: default (PyTorch's) | orthogonal (IQL's code: gain √2, "
-                          "zero biases)"},
+                          "zero biases) | fql (FQL's code: Glorot-uniform, zero biases, a policy's mean head at "
+                          "variance scale 0.01) | rebrac (ReBRAC's code: biases 0.1, output layer U(±1e-3))"},
     )
 
     def __post_init__(self) -> None:

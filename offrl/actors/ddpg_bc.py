@@ -50,7 +50,7 @@ from offrl.component import Noise, NoiseSpec, NoiseTensors, polyak_
 from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
-from offrl.nets import MLP, init_weights_
+from offrl.nets import MLP, check_ln_position, init_weights_
 
 POLICIES = ("deterministic", "gaussian")
 BC_REDUCTIONS = ("sum", "mean")
@@ -88,6 +88,11 @@ class DDPGBCConfig(ActorConfig):
         default=0.005,
         metadata={"help": "Polyak rate of the target policy μ̄ a td3 critic backs up through (TD3: 0.005)"},
     )
+    layer_norm: bool = field(default=False, metadata={"help": "LayerNorm in the policy MLP's hidden layers "
+                                                             "(ReBRAC's actor_ln: off)"})
+    layer_norm_position: str = field(default="before-activation",
+                                     metadata={"help": "before-activation | after-activation (ReBRAC's and FQL's "
+                                                       "code)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,6 +105,7 @@ class DDPGBCConfig(ActorConfig):
         if self.policy not in POLICIES:
             raise unknown("ddpg-bc policy (actor.policy)", self.policy, POLICIES)
         check_q_agg(self.q_agg, "actor.q_agg")
+        check_ln_position(self.layer_norm_position, "actor.layer_norm_position")
         if not 0.0 < self.target_update_rate <= 1.0:
             raise ConfigError(f"actor.target_update_rate must be in (0, 1], got {self.target_update_rate}")
         if not self.log_std_min < self.log_std_max:
@@ -115,8 +121,9 @@ class DDPGBCActor(Actor):
 
     def __init__(self, cfg: DDPGBCConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)
-        self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation)
-        init_weights_(self.mean_net, cfg.init)
+        self.mean_net = MLP(obs_dim, cfg.hidden_dims, act_dim, cfg.activation, layer_norm=cfg.layer_norm,
+                            layer_norm_position=cfg.layer_norm_position)
+        init_weights_(self.mean_net, cfg.init, role="policy")
         if cfg.policy == "gaussian":
             self.log_std = nn.Parameter(torch.zeros(act_dim))
         self.mean_target = copy.deepcopy(self.mean_net).requires_grad_(False)  # μ̄, TD3's target policy

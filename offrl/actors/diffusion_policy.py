@@ -158,7 +158,7 @@ class DiffusionPolicyActor(Actor):
             kwargs.update(n_layers=cfg.depth)
         denoiser = make_denoiser(cfg.network, obs_dim, act_dim, **kwargs)
         self.model = GaussianDiffusion(denoiser, make_schedule(cfg.schedule, cfg.timesteps), act_dim=act_dim)
-        init_weights_(self.model, cfg.init)
+        init_weights_(self.model, cfg.init, role="field")
         self.ema = EMA(self.model, rate=cfg.ema_rate, every=cfg.ema_every, start=cfg.ema_start)
 
     def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:

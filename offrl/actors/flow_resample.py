@@ -8,9 +8,11 @@ behaviour cloning by flow matching (the critic is never read),
 and acting draws N candidates per state with the flow's Euler sampler
 (``flow_steps``, clipped to [−1, 1]) and selects one with the critic's
 selection rule (:mod:`offrl.critics.selection`; ``argmax`` = IFQL's choice).
-IFQL's code scores candidates with the online min-Q; offrl's selection uses
-the target ensemble, as for ``diffusion-resample``. Defaults: N = 32, 10
-Euler steps, 4×512 GELU MLP, no EMA (IFQL samples with the live weights).
+The candidates are scored by the target ensemble by default, as for
+``diffusion-resample``; IFQL's code (agents/ifql.py ``sample_actions``) scores
+them with the online min-Q: ``q_source = online`` (the ``ifql`` preset).
+Defaults: N = 32, 10 Euler steps, 4×512 GELU MLP, no EMA (IFQL samples with
+the live weights).
 
 Next actions for a critic: one flow sample per state (no selection).
 """
@@ -24,11 +26,11 @@ from offrl.actors.base import Actor, ActorConfig
 from offrl.actors.registry import ACTORS
 from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView, check_q_agg
-from offrl.critics.selection import RULES, sample_candidates, selection_noise
+from offrl.critics.selection import Q_SOURCES, RULES, sample_candidates, selection_noise
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
 from offrl.generative.diffusion import repeat_states
-from offrl.nets import init_weights_
+from offrl.nets import check_ln_position, init_weights_
 from offrl.generative.flow import VelocityField, euler_sample, flow_matching_loss, flow_noise
 
 
@@ -42,6 +44,8 @@ class FlowResampleConfig(ActorConfig):
                                          metadata=_h("Hidden widths of the velocity field (IFQL: 4×512)"))
     activation: str = field(default="gelu", metadata=_h("Activation of the velocity field (IFQL: GELU)"))
     layer_norm: bool = field(default=False, metadata=_h("LayerNorm in the velocity field (IFQL: off)"))
+    layer_norm_position: str = field(default="before-activation",
+                                     metadata=_h("before-activation | after-activation (FQL's code)"))
     lr: float = field(default=3e-4, metadata=_h("Adam learning rate"))
     cosine_decay: bool = field(default=False, metadata=_h("Cosine-decay the LR to 0 over training (IFQL: off)"))
     flow_steps: int = field(default=10, metadata=_h("Euler steps of the flow's ODE (IFQL: 10)"))
@@ -50,10 +54,15 @@ class FlowResampleConfig(ActorConfig):
     temperature: float = field(default=1.0, metadata=_h("Softmax temperature (selection=softmax)"))
     q_agg: str = field(default="min", metadata=_h("Q over the critic ensemble when selecting: min | mean | q1 | "
                                                   "random (one member per state)"))
+    q_source: str = field(default="target", metadata=_h("Q networks that score the candidates: target (Polyak "
+                                                        "copies) | online (IFQL's code)"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_q_agg(self.q_agg, "actor.q_agg")
+        check_ln_position(self.layer_norm_position, "actor.layer_norm_position")
+        if self.q_source not in Q_SOURCES:
+            raise unknown("Q source (actor.q_source)", self.q_source, Q_SOURCES)
         if self.selection not in RULES:
             raise unknown("selection rule (actor.selection)", self.selection, RULES)
         for key in ("flow_steps", "num_samples"):
@@ -72,8 +81,9 @@ class FlowResampleActor(Actor):
 
     def __init__(self, cfg: FlowResampleConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)
-        self.flow = VelocityField(obs_dim, act_dim, cfg.hidden_dims, cfg.activation, cfg.layer_norm)  # v_θ
-        init_weights_(self.flow, cfg.init)
+        self.flow = VelocityField(obs_dim, act_dim, cfg.hidden_dims, cfg.activation, cfg.layer_norm,
+                                  cfg.layer_norm_position)  # v_θ
+        init_weights_(self.flow, cfg.init, role="field")
 
     def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
         return flow_noise(batch_size, self.act_dim)
@@ -105,4 +115,4 @@ class FlowResampleActor(Actor):
         candidates = self.sample(repeat_states(obs, n), noise["x0"])  # [(b n), A]
         return sample_candidates(critic, obs, candidates, self.cfg.selection, noise["select"],
                                  self.cfg.temperature, num_candidates=n, q_agg=self.cfg.q_agg,
-                                 q_member=noise.get("q_member"))
+                                 q_member=noise.get("q_member"), q_source=self.cfg.q_source)

@@ -40,7 +40,7 @@ from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError
 from offrl.generative.flow import VelocityField, euler_sample, flow_matching_loss, flow_noise
-from offrl.nets import MLP, init_weights_
+from offrl.nets import MLP, check_ln_position, init_weights_
 
 #: Floor of sg(mean|Q|) in λ = 1 / sg(mean|Q|).
 Q_SCALE_EPS = 1e-6
@@ -57,6 +57,8 @@ class FQLConfig(ActorConfig):
     )
     activation: str = field(default="gelu", metadata=_h("Activation of both networks (FQL: GELU)"))
     layer_norm: bool = field(default=False, metadata=_h("LayerNorm in both networks (FQL's actor_layer_norm: off)"))
+    layer_norm_position: str = field(default="before-activation",
+                                     metadata=_h("before-activation | after-activation (FQL's code)"))
     lr: float = field(default=3e-4, metadata=_h("Adam learning rate"))
     cosine_decay: bool = field(default=False, metadata=_h("Cosine-decay the LR to 0 over training (FQL: off)"))
     alpha: float = field(default=10.0, metadata=_h("α, weight of the distillation term (FQL tunes it per task)"))
@@ -67,6 +69,7 @@ class FQLConfig(ActorConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_q_agg(self.q_agg, "actor.q_agg")
+        check_ln_position(self.layer_norm_position, "actor.layer_norm_position")
         if not self.alpha >= 0.0:
             raise ConfigError(f"actor.alpha must be >= 0, got {self.alpha}")
         if not self.lr > 0.0:
@@ -82,10 +85,11 @@ class FQLActor(Actor):
 
     def __init__(self, cfg: FQLConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)
-        self.flow = VelocityField(obs_dim, act_dim, cfg.hidden_dims, cfg.activation, cfg.layer_norm)  # v_θ
+        self.flow = VelocityField(obs_dim, act_dim, cfg.hidden_dims, cfg.activation, cfg.layer_norm,
+                                  cfg.layer_norm_position)  # v_θ
         self.onestep = MLP(obs_dim + act_dim, cfg.hidden_dims, act_dim, cfg.activation,
-                           layer_norm=cfg.layer_norm)  # μ_ω
-        init_weights_(self, cfg.init)
+                           layer_norm=cfg.layer_norm, layer_norm_position=cfg.layer_norm_position)  # μ_ω
+        init_weights_(self, cfg.init, role="field")  # FQL: both are ActorVectorFields (output scale 1)
 
     def update_noise(self, batch_size: int, critic: object) -> NoiseSpec:
         spec = {**flow_noise(batch_size, self.act_dim), "z": Noise.normal(batch_size, self.act_dim)}

@@ -59,7 +59,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML or JSON file with [critic]/[actor]/[data]/[trainer] tables")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set any hyperparameter, e.g. critic.tau=0.9, data.reward=locomotion; actor@NAME.KEY=V applies only "
-                        "when NAME is the actor (likewise critic@NAME.KEY) (repeatable)")
+                        "when NAME is the actor (likewise critic@NAME.KEY), actor@CRITIC+ACTOR.KEY=V only to that "
+                        "pairing (repeatable)")
     p.add_argument("--resume", nargs="+", metavar="RUN_DIR",
                    help="continue the run(s) in RUN_DIR from the latest checkpoint; a multi-seed run's directory "
                         "continues all its seeds (device, threads and compile may change, nothing else)")

@@ -39,7 +39,7 @@ from einops import reduce
 from offrl.component import Component, NoiseTensors, ParamGroup, Stage, polyak_
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
-from offrl.nets import EnsembleMLP, MLP, init_weights_
+from offrl.nets import EnsembleMLP, MLP, check_ln_position, init_weights_
 from offrl.nets.init import check_init
 
 
@@ -61,7 +61,13 @@ class QCriticConfig:
     num_q: int = field(default=2, metadata=_help("Q ensemble size (2 = twin Q)"))
     layer_norm: bool = field(
         default=False,
-        metadata=_help("LayerNorm in every hidden layer (before its activation) of the critic's MLPs (ReBRAC, FQL)"),
+        metadata=_help("LayerNorm in every hidden layer of the critic's MLPs (ReBRAC, FQL); where: "
+                       "critic.layer_norm_position"),
+    )
+    layer_norm_position: str = field(
+        default="before-activation",
+        metadata=_help("before-activation (Linear → LN → act) | after-activation (Linear → act → LN: FQL's and "
+                       "ReBRAC's code)"),
     )
     q_lr: float = field(default=3e-4, metadata=_help("Adam learning rate of the Q networks"))
     discount: float = field(default=0.99, metadata=_help("Discount γ"))
@@ -73,12 +79,15 @@ class QCriticConfig:
     )
     init: str = field(
         default="default",
-        metadata=_help("Weight initialisation: default (PyTorch's) | orthogonal (IQL's code: gain √2, zero biases)"),
+        metadata=_help("Weight initialisation: default (PyTorch's) | orthogonal (IQL's code: gain √2, zero biases) | "
+                       "fql (FQL's code: Glorot-uniform, zero biases) | rebrac (ReBRAC's code: biases 0.1, output "
+                       "layer U(±3e-3))"),
     )
 
     def __post_init__(self) -> None:
         _check_positive(self, "batch_size", "updates_per_step", "num_q", "q_lr")
         check_init(self.init, "critic.init")
+        check_ln_position(self.layer_norm_position, "critic.layer_norm_position")
         if not self.max_grad_norm >= 0:
             raise ConfigError(f"critic.max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
         if not 0.0 <= self.discount <= 1.0:
@@ -190,8 +199,8 @@ class QEnsembleCritic(Component):
         self.cfg = cfg
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.q_net = EnsembleMLP(cfg.num_q, obs_dim + act_dim, cfg.hidden_dims, 1, cfg.activation,
-                                 layer_norm=cfg.layer_norm)
-        init_weights_(self.q_net, cfg.init)
+                                 layer_norm=cfg.layer_norm, layer_norm_position=cfg.layer_norm_position)
+        init_weights_(self.q_net, cfg.init, role="critic")
         self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
 
     def _q_all(self, net: EnsembleMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -243,8 +252,8 @@ class IQLCritic(QEnsembleCritic):
     def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int) -> None:
         super().__init__(cfg, obs_dim, act_dim)
         self.v_net = MLP(obs_dim, cfg.hidden_dims, 1, cfg.activation, layer_norm=cfg.layer_norm,
-                         input_layer_norm=cfg.value_layer_norm)
-        init_weights_(self.v_net, cfg.init)
+                         input_layer_norm=cfg.value_layer_norm, layer_norm_position=cfg.layer_norm_position)
+        init_weights_(self.v_net, cfg.init, role="critic")
 
     # --- the value loss: the only thing a concrete critic defines -------------------------
     def value_loss(self, u: torch.Tensor) -> torch.Tensor:

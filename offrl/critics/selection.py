@@ -12,7 +12,9 @@ returns a distribution [B, N] over each state's candidates for a named rule:
 Q is the target ensemble's minimum by default; ``q_agg`` chooses another
 aggregation (``mean``, ``q1``, or ``random``: one member per state, drawn with
 a uniform ``u`` [B] the caller declared, so a state's candidates are all
-scored by the same member), see :func:`offrl.critics.base.aggregate_q`.
+scored by the same member), see :func:`offrl.critics.base.aggregate_q`;
+``q_source = "online"`` scores with the online ensemble instead of the
+target one (IFQL's and EDP's code).
 
 :func:`sample_candidates` draws one candidate per state from that
 distribution, given one uniform per state (explicit noise, so a seed's choices
@@ -39,16 +41,20 @@ import torch
 from einops import rearrange, repeat
 
 from offrl.component import Noise, NoiseSpec
-from offrl.critics.base import q_value
+from offrl.critics.base import q_for_actor, q_value
 from offrl.errors import ConfigError, unknown
 
 #: The selection rules, in the order the docs list them.
 RULES = ("argmax", "implicit", "softmax")
+#: Which Q networks score candidates: the Polyak targets or the online ensemble.
+Q_SOURCES = ("target", "online")
 
 
-def _check(rule: str, temperature: float) -> None:
+def _check(rule: str, temperature: float, q_source: str = "target") -> None:
     if rule not in RULES:
         raise unknown("selection rule", rule, RULES)
+    if q_source not in Q_SOURCES:
+        raise unknown("Q source", q_source, Q_SOURCES)
     if not temperature > 0:
         raise ConfigError(f"selection temperature must be positive, got {temperature!r}")
 
@@ -89,15 +95,17 @@ def selection_logits(
     num_candidates: int | None = None,
     q_agg: str = "min",
     u: torch.Tensor | None = None,
+    q_source: str = "target",
 ) -> torch.Tensor:
     """Unnormalised log-probabilities [B, N] (−inf for excluded candidates); see :func:`selection_probs`."""
-    _check(rule, temperature)
+    _check(rule, temperature, q_source)
     cand = _as_bna(obs, candidates, num_candidates)
     b, n, _ = cand.shape
     obs_flat = repeat(obs, "b o -> (b n) o", n=n)
     act_flat = rearrange(cand, "b n a -> (b n) a")
     u_flat = None if u is None else repeat(u, "b -> (b n)", n=n)  # one member per state (q_agg=random)
-    q = rearrange(q_value(critic, obs_flat, act_flat, q_agg, u_flat), "(b n) -> b n", b=b)  # agg_j Q̄_j(s, a_i)
+    score = q_value if q_source == "target" else q_for_actor  # agg_j Q̄_j(s, a_i), or the online Q_j
+    q = rearrange(score(critic, obs_flat, act_flat, q_agg, u_flat), "(b n) -> b n", b=b)
     if rule == "argmax":
         best = q.argmax(-1, keepdim=True) == torch.arange(n, device=q.device)  # argmax: first of ties
         return torch.where(best, 0.0, float("-inf")).to(q.dtype)
@@ -117,6 +125,7 @@ def selection_probs(
     num_candidates: int | None = None,
     q_agg: str = "min",
     u: torch.Tensor | None = None,
+    q_source: str = "target",
 ) -> torch.Tensor:
     """Selection distribution [B, N] over each state's N candidates (rows ≥ 0, sum to 1).
 
@@ -124,9 +133,10 @@ def selection_probs(
     ``obs`` is [B, O]; ``candidates`` is [B, N, A] or [(B·N), A] with
     ``num_candidates=N`` (module docstring). ``temperature`` is used by
     ``softmax`` only; ``q_agg`` and ``u`` [B] (for ``random``) choose how Q
-    aggregates the ensemble. Unknown rules raise an error listing the valid ones.
+    aggregates the ensemble, ``q_source`` (target | online) which ensemble. Unknown rules raise an error
+    listing the valid ones.
     """
-    logits = selection_logits(critic, obs, candidates, rule, temperature, num_candidates, q_agg, u)
+    logits = selection_logits(critic, obs, candidates, rule, temperature, num_candidates, q_agg, u, q_source)
     return torch.softmax(logits, dim=-1)
 
 
@@ -152,11 +162,13 @@ def sample_candidates(
     num_candidates: int | None = None,
     q_agg: str = "min",
     q_member: torch.Tensor | None = None,
+    q_source: str = "target",
 ) -> torch.Tensor:
     """Draw one candidate per state from :func:`selection_probs` with uniforms ``u`` [B]; actions [B, A]
-    (``q_member`` [B]: the uniforms that pick each state's Q member for ``q_agg=random``)."""
+    (``q_member`` [B]: the uniforms that pick each state's Q member for ``q_agg=random``; ``q_source``:
+    target or online Q)."""
     cand = _as_bna(obs, candidates, num_candidates)
-    probs = selection_probs(critic, obs, cand, rule, temperature, q_agg=q_agg, u=q_member)
+    probs = selection_probs(critic, obs, cand, rule, temperature, q_agg=q_agg, u=q_member, q_source=q_source)
     idx = sample_index(probs, u)  # [B]
     return torch.gather(cand, 1, repeat(idx, "b -> b 1 a", a=cand.shape[-1])).squeeze(1)
 
@@ -171,4 +183,5 @@ def selection_noise(batch_size: int, q_agg: str = "min") -> NoiseSpec:
     return spec
 
 
-__all__ = ["RULES", "sample_candidates", "selection_noise", "sample_index", "selection_logits", "selection_probs"]
+__all__ = ["Q_SOURCES", "RULES", "sample_candidates", "selection_noise", "sample_index", "selection_logits",
+           "selection_probs"]

@@ -35,10 +35,11 @@ class VelocityField(nn.Module):
     """v_θ(s, x, t) = MLP(concat[s, x, t]) → [B, A]; t ∈ [0, 1] as [B] or [B, 1]."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims: Sequence[int], activation: str = "gelu",
-                 layer_norm: bool = False) -> None:
+                 layer_norm: bool = False, layer_norm_position: str = "before-activation") -> None:
         super().__init__()
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.net = MLP(obs_dim + act_dim + 1, hidden_dims, act_dim, activation, layer_norm=layer_norm)
+        self.net = MLP(obs_dim + act_dim + 1, hidden_dims, act_dim, activation, layer_norm=layer_norm,
+                       layer_norm_position=layer_norm_position)
 
     def forward(self, obs: Tensor, x: Tensor, t: Tensor) -> Tensor:
         t = t.reshape(x.shape[0], 1).to(x.dtype)

@@ -5,7 +5,7 @@
 - :mod:`~offrl.learner.optim`: Adam(W) with device-side LR schedules and gradient clipping;
 - :mod:`~offrl.learner.rng`: one generator per seed.
 """
-from offrl.learner.learner import SPEED_MODES, Learner, UpdateSchedule, resolve_speed_mode
+from offrl.learner.learner import SPEED_MODES, UPDATE_ORDERS, Learner, UpdateSchedule, resolve_speed_mode
 from offrl.learner.members import Agent, StackedAgents
 
-__all__ = ["SPEED_MODES", "Agent", "Learner", "StackedAgents", "UpdateSchedule", "resolve_speed_mode"]
+__all__ = ["SPEED_MODES", "UPDATE_ORDERS", "Agent", "Learner", "StackedAgents", "UpdateSchedule", "resolve_speed_mode"]

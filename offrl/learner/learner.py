@@ -13,6 +13,10 @@ learner owns what happens inside an iteration:
   update on its own batch drawn on the device — or, with ``trainer.shared_batch``,
   one batch for both, the actor's stages placed after the critic stage the
   critic names in ``actor_after`` (IQL's code: V → actor → Q → targets);
+- the update order (``trainer.update_order``): ``sequential`` (the above) or
+  ``joint`` (FQL's code, :meth:`Learner._joint_iteration`): one batch, every
+  stage's gradient from the parameters before the step, then every group
+  steps, as one optimiser on the sum of the losses would;
 - the speed mode: ``off`` (eager), ``on`` (``torch.compile`` of the whole
   iteration) or ``graph`` (CUDA only: ``steps_per_call`` iterations of the
   compiled iteration captured in one CUDA graph, data and noise drawn inside
@@ -47,6 +51,8 @@ from offrl.learner.rng import MemberGenerators
 
 #: Values of ``trainer.compile``: ``auto`` picks per device (docs/performance.md).
 SPEED_MODES = ("auto", "off", "on", "graph")
+#: Values of ``trainer.update_order`` (docs/algorithms.md).
+UPDATE_ORDERS = ("sequential", "joint")
 #: On CPU, ``auto`` compiles only runs at least this long: compiling costs ~15–40 s here and
 #: saves ~3 ms per iteration (docs/performance.md), so shorter runs are faster eager.
 AUTO_COMPILE_MIN_STEPS = 20_000
@@ -75,12 +81,28 @@ class UpdateSchedule:
     shared_batch: bool = False
     critic_until: int = 0
     actor_from: int = 0
+    order: str = "sequential"
 
     def __post_init__(self) -> None:
         if self.critic_until < 0 or self.actor_from < 0:
             raise ConfigError(f"critic_until ({self.critic_until}) and actor_from ({self.actor_from}) must be >= 0")
         if self.shared_batch and (self.critic_until or self.actor_from):
             raise ConfigError("trainer.shared_batch=true needs critic and actor updated on the same iterations; "
+                              "it cannot be combined with separate training phases.")
+        if self.order not in UPDATE_ORDERS:
+            from offrl.errors import unknown
+
+            raise unknown("update order (trainer.update_order)", self.order, UPDATE_ORDERS)
+        if self.order == "joint" and (self.critic_updates != 1 or self.actor_updates != 1
+                                      or self.critic_batch != self.actor_batch):
+            raise ConfigError(
+                "trainer.update_order=joint takes one step on one batch for critic and actor: it needs "
+                f"critic.updates_per_step=1 and actor.updates_per_step=1 (got {self.critic_updates} and "
+                f"{self.actor_updates}) and equal batch sizes (critic.batch_size={self.critic_batch}, "
+                f"actor.batch_size={self.actor_batch})."
+            )
+        if self.order == "joint" and (self.critic_until or self.actor_from):
+            raise ConfigError("trainer.update_order=joint steps critic and actor together on every iteration; "
                               "it cannot be combined with separate training phases.")
         if self.shared_batch and (self.critic_updates != 1 or self.actor_updates != 1
                                   or self.critic_batch != self.actor_batch):
@@ -113,7 +135,10 @@ class UpdateSchedule:
         return min(later) if later else None
 
     def actor_updates_in(self, iterations: int) -> int:
-        """Actor updates over the first ``iterations`` iterations (for cosine schedules)."""
+        """Actor optimiser steps over the first ``iterations`` iterations (for cosine schedules); with the
+        joint order the actor's groups step on every iteration (zero gradients where it is not due)."""
+        if self.order == "joint":
+            return iterations
         span = max(0, iterations - self.actor_from)
         return -(-span // self.actor_every) * self.actor_updates
 
@@ -193,13 +218,16 @@ class Learner:
         }
         self.optims: dict[str, GroupOptimizer] = {}
         self._build_groups(fused=device.type in ("cpu", "cuda"))
+        self.stage_gradients: dict[tuple[str, int], Callable[..., Any]] = {}  # (group key, stage index) -> grads
         for update in self.updates.values():
-            for stage in update.component.stages():
+            for i, stage in enumerate(update.component.stages()):
                 key = f"{update.name}/{stage.group}"
                 if key not in self.optims:
                     raise ConfigError(f"{update.name} stage names group '{stage.group}', which its param_groups() "
                                       f"does not declare ({', '.join(self.optims)}).")
-                update.stages.append((key, stage, self._gradient_fn(key, stage, update.other)))
+                gradients = self._stage_gradients(key, stage, update.other)
+                self.stage_gradients[(key, i)] = gradients
+                update.stages.append((key, stage, self._applied(key, gradients)))
         self.stack.seal()
         self.rng = MemberGenerators(seeds, device)
         self.update_counts = {name: torch.zeros((), device=device) for name in self.updates}
@@ -228,8 +256,9 @@ class Learner:
         tables = dict(table) if isinstance(table, dict) else {"critic": table, "actor": table}
         if set(tables) != {"critic", "actor"}:
             raise ValueError(f"tables must be given for 'critic' and 'actor', got {sorted(tables)}")
-        if self.schedule.shared_batch and tables["critic"] is not tables["actor"]:
-            raise ConfigError("trainer.shared_batch=true needs the critic and the actor to sample one table.")
+        if (self.schedule.shared_batch or self.schedule.order == "joint") and tables["critic"] is not tables["actor"]:
+            raise ConfigError("trainer.shared_batch=true and trainer.update_order=joint need the critic and the "
+                              "actor to sample one table.")
         return tables
 
     def _build_groups(self, fused: bool) -> None:
@@ -255,8 +284,20 @@ class Learner:
                 "param_groups(), or freeze them with requires_grad_(False) (targets, EMA copies)."
             )
 
-    def _gradient_fn(self, key: str, stage: Stage, other: Component) -> Callable[..., Any]:
+    def _applied(self, key: str, gradients: Callable[..., Any]) -> Callable[..., Any]:
         """(batch, noise) -> metrics: the stage's per-seed gradients, clipped, applied by its optimiser."""
+        optim = self.optims[key]
+
+        def run(batch: Any, noise: dict[str, Tensor]) -> dict[str, Tensor]:
+            grads, metrics = gradients(batch, noise)
+            optim.step(grads)
+            return metrics
+
+        return run
+
+    def _stage_gradients(self, key: str, stage: Stage, other: Component) -> Callable[..., Any]:
+        """(batch, noise) -> (grads, metrics): the stage's per-seed gradients (stacked [E, ...], clipped per
+        seed) at the current parameters, not applied."""
         optim = self.optims[key]
         train_names = optim.names
         rest_names = [n for n in self.stack.state if n not in set(train_names)]
@@ -295,19 +336,15 @@ class Learner:
 
         batched = vmap(per_seed)
 
-        def run(batch: Any, noise: dict[str, Tensor]) -> dict[str, Tensor]:
+        def gradients(batch: Any, noise: dict[str, Tensor]) -> tuple[list[Tensor], dict[str, Tensor]]:
             train = {n: state[n] for n in train_names}
             rest = {n: state[n] for n in rest_names}
             if self.members == 1:
                 one = per_seed if torch.compiler.is_compiling() else per_seed_autograd
-                grads, metrics = unsqueeze_tree(one(member(train, 0), member(rest, 0), member(batch, 0),
-                                                    member(noise, 0)))
-            else:
-                grads, metrics = batched(train, rest, batch, noise)
-            optim.step(grads)
-            return metrics
+                return unsqueeze_tree(one(member(train, 0), member(rest, 0), member(batch, 0), member(noise, 0)))
+            return batched(train, rest, batch, noise)
 
-        return run
+        return gradients
 
     # --- one iteration ------------------------------------------------------------------------
     def _shared(self, due: Due) -> bool:
@@ -315,6 +352,9 @@ class Learner:
 
     def _plan(self, due: Due) -> list[Noise]:
         """Every random tensor of one iteration, in draw order: per update, batch indices then noise."""
+        if self.schedule.order == "joint":  # one batch, then the noise of every due update
+            return [self.tables["critic"].index_noise(self.schedule.critic_batch),
+                    *(n for u in self._due(due) for n in u.noise.values())]
         if self._shared(due):
             critic, actor = self.updates["critic"], self.updates["actor"]
             return [self.tables["critic"].index_noise(critic.batch_size), *critic.noise.values(),
@@ -335,6 +375,9 @@ class Learner:
     def _iteration(self, rand: list[Tensor], due: Due) -> None:
         """The whole iteration on drawn randomness; compiled or captured as one piece."""
         draws = iter(rand)
+        if self.schedule.order == "joint":
+            self._joint_iteration(draws, due)
+            return
         if self._shared(due):
             critic, actor = self.updates["critic"], self.updates["actor"]
             table = self.tables["critic"]
@@ -355,6 +398,38 @@ class Learner:
             for _ in range(self._repeats(update)):
                 batch = table.gather(table.indices(next(draws)))
                 self._update(update, batch, {name: next(draws) for name in update.noise})
+
+    def _joint_iteration(self, draws: Any, due_now: Due) -> None:
+        """``trainer.update_order=joint``, FQL's ``update`` (seohongpark/fql agents/*.py): one Adam step on the
+        sum of every loss, all computed on one batch from the parameters before the step.
+
+        No loss reads another group's parameters with gradient (the contract), so the gradient of the sum
+        with respect to a group is the gradient of that group's own stage, and per-group Adam steps from
+        these gradients are the single optimiser's step (Adam is elementwise; FQL clips no gradient).
+        Three consequences of one optimiser over every parameter are kept: (1) every stage reads the
+        pre-step parameters — an IQL critic's Q target uses the V from before this step's V update; (2) the
+        targets (and EMA copies) move towards the pre-step parameters, as FQL's ``target_update`` reads
+        ``self.network``, the network before the step; (3) on iterations where the actor is not due
+        (``actor.update_every`` > 1, FQL's ReBRAC ``full_update=False``), its groups still step, with zero
+        gradients: Adam's moments decay and the parameters move by their momentum, while its after-update
+        (target policy) waits for its next due iteration. Stages naming the same group add their gradients.
+        """
+        table = self.tables["critic"]
+        batch = table.gather(table.indices(next(draws)))
+        due = self._due(due_now)
+        noise = {u.name: {name: next(draws) for name in u.noise} for u in due}
+        grads: dict[str, list[Tensor]] = {}
+        for update in due:
+            for i, (key, _stage, _run) in enumerate(update.stages):
+                g, metrics = self.stage_gradients[(key, i)](batch, noise[update.name])
+                self._accumulate(update, metrics)
+                grads[key] = g if key not in grads else [a + b for a, b in zip(grads[key], g)]
+        for update in due:
+            self._after_step(update)
+        for update in self.updates.values():
+            for key in dict.fromkeys(key for key, _, _ in update.stages):
+                optim = self.optims[key]
+                optim.step(grads[key] if key in grads else [torch.zeros_like(p) for p in optim.params])
 
     def _update(self, update: _Update, batch: Any, noise: dict[str, Tensor], after_step: bool = True) -> None:
         """One update of a component: its stages in order, then its after-step updates."""

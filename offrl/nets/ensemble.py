@@ -15,7 +15,7 @@ from einops import repeat
 from torch import nn
 
 from offrl.errors import ConfigError
-from offrl.nets.mlp import make_activation
+from offrl.nets.mlp import check_ln_position, hidden_layer, make_activation
 
 
 class EnsembleLinear(nn.Module):
@@ -48,8 +48,11 @@ class EnsembleMLP(nn.Module):
         out_dim: int,
         activation: str = "relu",
         layer_norm: bool = False,
+        layer_norm_position: str = "before-activation",
     ) -> None:
         super().__init__()
+        check_ln_position(layer_norm_position, "layer_norm_position")
+        self.ln_position = layer_norm_position
         if any(int(h) < 1 for h in hidden):
             raise ConfigError(f"hidden layer widths must be positive integers, got {list(hidden)}")
         self.members = members
@@ -63,8 +66,5 @@ class EnsembleMLP(nn.Module):
         if x.dim() == 2:
             x = repeat(x, "b d -> k b d", k=self.members)
         for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if self.norms is not None:
-                x = self.norms[i](x)
-            x = self.act(x)
+            x = hidden_layer(x, layer, None if self.norms is None else self.norms[i], self.act, self.ln_position)
         return self.out(x)

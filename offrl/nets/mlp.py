@@ -4,9 +4,17 @@ Dropout draws its mask from a uniform tensor the caller passes in (declared as
 :class:`~offrl.component.Noise` by the component), not from the global RNG, so
 a seed trained beside others drops exactly the units it would drop alone.
 Without noise (acting) no unit is dropped, whatever the module's train/eval mode.
+
+LayerNorm placement (``layer_norm_position``): ``before-activation`` is
+Linear → LayerNorm → activation (offrl's default); ``after-activation`` is
+Linear → activation → LayerNorm, what FQL's (``seohongpark/fql``
+utils/networks.py ``MLP``) and ReBRAC's (``tinkoff-ai/ReBRAC`` src/networks.py)
+code do. ``gelu-tanh`` is GELU's tanh approximation, flax's ``nn.gelu``
+default and so FQL's activation; ``gelu`` is the exact one.
 """
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import torch
@@ -15,14 +23,32 @@ from torch import nn
 from offrl.component import Noise
 from offrl.errors import ConfigError, unknown
 
-ACTIVATIONS = {"relu": nn.ReLU, "mish": nn.Mish, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU,
+ACTIVATIONS = {"relu": nn.ReLU, "mish": nn.Mish, "gelu": nn.GELU,
+               "gelu-tanh": functools.partial(nn.GELU, approximate="tanh"), "tanh": nn.Tanh, "silu": nn.SiLU,
                "swish": nn.SiLU}
+#: Where LayerNorm sits in a hidden layer (module docstring).
+LN_POSITIONS = ("before-activation", "after-activation")
 
 
 def make_activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise unknown("activation", name, ACTIVATIONS)
     return ACTIVATIONS[name]()
+
+
+def check_ln_position(position: str, key: str) -> None:
+    """A clear error for an unknown LayerNorm placement (``key``: the config key that holds it)."""
+    if position not in LN_POSITIONS:
+        raise unknown(f"LayerNorm position ({key})", position, LN_POSITIONS)
+
+
+def hidden_layer(x: torch.Tensor, layer: nn.Module, norm: nn.Module | None, act: nn.Module,
+                 position: str) -> torch.Tensor:
+    """One hidden layer: Linear, then LayerNorm before or after the activation (``position``)."""
+    x = layer(x)
+    if norm is None:
+        return act(x)
+    return act(norm(x)) if position == "before-activation" else norm(act(x))
 
 
 def dropout(x: torch.Tensor, u: torch.Tensor | None, p: float) -> torch.Tensor:
@@ -33,7 +59,8 @@ def dropout(x: torch.Tensor, u: torch.Tensor | None, p: float) -> torch.Tensor:
 
 
 class MLP(nn.Module):
-    """in -> [Linear -> (LayerNorm) -> act -> (dropout)] x len(hidden) -> Linear(out)."""
+    """in -> [Linear -> (LayerNorm) -> act -> (dropout)] x len(hidden) -> Linear(out) (the LayerNorm after
+    the activation with ``layer_norm_position="after-activation"``)."""
 
     def __init__(
         self,
@@ -44,8 +71,11 @@ class MLP(nn.Module):
         layer_norm: bool = False,
         dropout: float = 0.0,
         input_layer_norm: bool = False,
+        layer_norm_position: str = "before-activation",
     ) -> None:
         super().__init__()
+        check_ln_position(layer_norm_position, "layer_norm_position")
+        self.ln_position = layer_norm_position
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         if any(int(h) < 1 for h in hidden):
@@ -70,10 +100,7 @@ class MLP(nn.Module):
         if self.input_norm is not None:
             x = self.input_norm(x)
         for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if self.norms is not None:
-                x = self.norms[i](x)
-            x = self.act(x)
+            x = hidden_layer(x, layer, None if self.norms is None else self.norms[i], self.act, self.ln_position)
             if noise is not None and self.p > 0:
                 x = dropout(x, noise[f"{prefix}{i}"], self.p)
         return self.out(x)

@@ -207,55 +207,96 @@ register_preset(Preset(
         "actor@ddpg-bc": {"alpha": 2.5, "bc_reduction": "mean", "q_agg": "q1", "hidden_dims": [256, 256],
                           "lr": 3e-4, "target_update_rate": 0.005, "policy": "deterministic"},
         "data": {"reward": "none", "normalize_obs": True},
-        "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10},
+        "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10, "shared_batch": True},
     },
     notes="TD3+BC uses raw D4RL rewards (no reward scaling) and normalises states with the dataset's mean and "
           "std + 1e-3, as data.normalize_obs does. Its actor loss uses Q1 only (actor.q_agg=q1), its critic the "
-          "min of the twin targets. The released code scales the smoothing noise by max_action (1 here).",
+          "min of the twin targets. The released code scales the smoothing noise by max_action (1 here). "
+          "TD3_BC.py's train() samples one batch per iteration for the critic and, every 2nd iteration, the "
+          "actor (trainer.shared_batch; critic first, the actor on the critic just updated). It updates the "
+          "actor on iterations 2, 4, … (total_it counts from 1); offrl on 1, 3, … — the same rate.",
 ))
+
+#: ReBRAC's per-dataset coefficients (actor_bc_coef β, critic_bc_coef α_c) on D4RL locomotion, read from
+#: tinkoff-ai/ReBRAC configs/rebrac/<env>/<env>_<dataset>.yaml (the same values as tinkoff-ai/CORL
+#: configs/offline/rebrac/<env>/<dataset>_v2.yaml). offrl's actor.alpha = 1/β (ddpg-bc with summed BC).
+REBRAC_D4RL_COEFS: dict[str, tuple[float, float]] = {
+    "halfcheetah-random": (0.001, 0.1), "halfcheetah-medium": (0.001, 0.01), "halfcheetah-expert": (0.01, 0.01),
+    "halfcheetah-medium-expert": (0.01, 0.1), "halfcheetah-medium-replay": (0.01, 0.001),
+    "halfcheetah-full-replay": (0.001, 0.1),
+    "hopper-random": (0.001, 0.01), "hopper-medium": (0.01, 0.01), "hopper-expert": (0.1, 0.1),
+    "hopper-medium-expert": (0.1, 0.01), "hopper-medium-replay": (0.05, 0.5), "hopper-full-replay": (0.01, 0.01),
+    "walker2d-random": (0.01, 0.0), "walker2d-medium": (0.05, 0.1), "walker2d-expert": (0.01, 0.5),
+    "walker2d-medium-expert": (0.01, 0.01), "walker2d-medium-replay": (0.05, 0.01),
+    "walker2d-full-replay": (0.01, 0.01),
+}
+_REBRAC_BETA, _REBRAC_ALPHA_C = REBRAC_D4RL_COEFS["hopper-medium"]
+
+
+def _rebrac_table() -> str:
+    return "; ".join(f"{d} β={b:g} → α={1 / b:g}, α_c={c:g}" for d, (b, c) in REBRAC_D4RL_COEFS.items())
+
 
 register_preset(Preset(
     name="rebrac-locomotion",
     description="ReBRAC on locomotion: TD3+BC with LayerNorm in Q, batch 1024, lr 1e-3, 3×256 nets, actor and "
                 "critic BC penalties (hopper-medium's values)",
     source="Tarasov et al. 2023, ReBRAC, released code and per-dataset configs (tinkoff-ai/ReBRAC: "
-           "src/algorithms/rebrac.py, configs/rebrac/*)",
+           "src/algorithms/rebrac.py, src/networks.py, src/nn.py, configs/rebrac/hopper/hopper_medium.yaml; "
+           "tinkoff-ai/CORL configs/offline/rebrac/hopper/medium_v2.yaml)",
     values={
-        "critic": {"name": "td3", "hidden_dims": [256, 256, 256], "layer_norm": True, "q_lr": 1e-3,
+        "critic": {"name": "td3", "hidden_dims": [256, 256, 256], "layer_norm": True,
+                   "layer_norm_position": "after-activation", "init": "rebrac", "q_lr": 1e-3,
                    "batch_size": 1024, "discount": 0.99, "target_update_rate": 0.005},
-        "critic@td3": {"policy_noise": 0.2, "noise_clip": 0.5, "q_agg": "min", "alpha_critic": 0.001},
+        "critic@td3": {"policy_noise": 0.2, "noise_clip": 0.5, "q_agg": "min", "alpha_critic": _REBRAC_ALPHA_C},
         "actor": {"name": "ddpg-bc", "batch_size": 1024, "update_every": 2},
-        "actor@ddpg-bc": {"alpha": 100.0, "bc_reduction": "sum", "q_agg": "min", "hidden_dims": [256, 256, 256],
-                          "lr": 1e-3, "target_update_rate": 0.005, "policy": "deterministic"},
+        "actor@ddpg-bc": {"alpha": 1 / _REBRAC_BETA, "bc_reduction": "sum", "q_agg": "min",
+                          "hidden_dims": [256, 256, 256], "lr": 1e-3, "target_update_rate": 0.005,
+                          "policy": "deterministic", "init": "rebrac"},
         "data": {"reward": "none", "normalize_obs": False},
-        "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10},
+        "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10, "shared_batch": True},
     },
     notes="ReBRAC tunes both penalties per dataset. Its actor loss is β·‖π(s) − a‖² − Q/mean|Q| (BC summed over "
           "action dims), which is ddpg-bc with actor.alpha = 1/β; its critic_bc_coef is critic.alpha_critic. "
-          "Defaults here are hopper-medium's (β = 0.01 → α = 100; α_critic = 0.001); e.g. halfcheetah-medium "
-          "β = 0.001 → α = 1000, α_critic = 0.5; walker2d-medium β = 0.05 → α = 20, α_critic = 0 "
-          "(configs/rebrac/<env>/<dataset>.yaml). Not reproduced: ReBRAC's LayerNorm sits after the ReLU "
-          "(offrl's before it) and its output layers start near zero (uniform ±1e-3 / ±3e-3, biases 0.1).",
+          "Defaults here are hopper-medium's (β = 0.01 → α = 100; α_c = 0.01); set actor.alpha and "
+          "critic.alpha_critic for another dataset from its config: " + _rebrac_table() + ". "
+          "Networks as ReBRAC's: ReLU, LayerNorm after the activation in Q only (critic_ln, actor_ln off), "
+          "hidden kernels U(±1/√fan_in) with biases 0.1 and output layers U(±3e-3) (Q) / U(±1e-3) (actor) "
+          "(init = rebrac). update_td3 updates the critic and then, every 2nd iteration, the actor on the same "
+          "batch and the critic just updated (trainer.shared_batch); 1000 epochs × 1000 updates, evaluation "
+          "every 5 epochs over 10 episodes. LayerNorm's ε is flax's 1e-6 there, PyTorch's 1e-5 here.",
 ))
 
 # --- flow policies (FQL, IFQL) -----------------------------------------------------------------------------------
 
 _FQL = "Park, Li & Levine 2025, Flow Q-Learning (FQL): agents/fql.py defaults and README commands (seohongpark/fql)"
-_FQL_NETS = {"hidden_dims": [512, 512, 512, 512], "activation": "gelu"}
-_FQL_CRITIC = {"name": "td3", **_FQL_NETS, "layer_norm": True, "q_lr": 3e-4, "batch_size": 256,
+#: FQL's networks (seohongpark/fql utils/networks.py MLP): 4×512, flax's nn.gelu (the tanh approximation),
+#: Glorot-uniform kernels with zero biases, LayerNorm after the activation where it is on.
+_FQL_NETS = {"hidden_dims": [512, 512, 512, 512], "activation": "gelu-tanh", "init": "fql"}
+_FQL_LN = {"layer_norm": True, "layer_norm_position": "after-activation"}
+_FQL_CRITIC = {"name": "td3", **_FQL_NETS, **_FQL_LN, "q_lr": 3e-4, "batch_size": 256,
                "discount": 0.99, "target_update_rate": 0.005}
-_FQL_NOTES = ("FQL trains critic and actor with one Adam on the sum of their losses and one batch; offrl updates the "
-              "critic, then the actor, each on its own batch. FQL's MLPs put LayerNorm after the activation "
-              "(offrl: before it) and use Glorot-uniform initialisation. Its critic loss averages over the twin Q "
-              "(offrl sums, as TD3), which Adam's scale invariance makes immaterial.")
+_FQL_TRAINER = {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 50, "update_order": "joint"}
+_FQL_NOTES = ("As FQL's code: one Adam step on the sum of the critic's and the actor's losses, all from the "
+              "parameters before the step, on one batch (trainer.update_order = joint); 4×512 MLPs with flax's "
+              "tanh-approximated GELU, Glorot-uniform kernels and zero biases (init = fql), LayerNorm after the "
+              "activation in Q and V (critic.layer_norm_position). Its critic loss averages over the twin Q "
+              "(offrl sums, as TD3), which Adam's scale invariance makes immaterial; LayerNorm's ε is flax's "
+              "1e-6 there, PyTorch's 1e-5 here.")
+#: Datasets offrl can neither make nor download (Preset.dataset_family / data_note).
+_OGBENCH_NAV_NOTE = ("offrl can neither make OGBench's navigation datasets (no recipe: they are rollouts of "
+                     "expert locomotion policies that OGBench trains separately, data_gen_scripts/main_sac.py) "
+                     "nor download them (OGBench serves its files from its own server, which Minari's remote "
+                     "does not carry); a copy of your own must be in the Minari store.")
 
 
 def _fql_preset(name: str, family: str, alpha: float, discount: float = 0.99, critic_q_agg: str = "mean",
-                steps: int = 1_000_000, reward: str = "none", extra_notes: str = "") -> None:
+                steps: int = 1_000_000, reward: str = "none", extra_notes: str = "",
+                dataset_family: str = "") -> None:
     register_preset(Preset(
         name=name,
         description=f"FQL on {family}: α={alpha:g}, 4×512 GELU nets, LayerNorm in Q, γ={discount}, "
-                    f"{steps // 1000}k steps",
+                    f"{steps // 1000}k steps, joint update",
         source=_FQL,
         values={
             "critic": {**_FQL_CRITIC, "discount": discount},
@@ -263,20 +304,22 @@ def _fql_preset(name: str, family: str, alpha: float, discount: float = 0.99, cr
             "actor": {"name": "fql", "batch_size": 256, "lr": 3e-4},
             "actor@fql": {**_FQL_NETS, "alpha": alpha, "flow_steps": 10, "normalize_q_loss": False, "q_agg": "mean"},
             "data": {"reward": reward},
-            "trainer": {"steps": steps, "eval_every": 100_000, "eval_episodes": 50},
+            "trainer": {**_FQL_TRAINER, "steps": steps},
         },
         notes=" ".join(n for n in (extra_notes, _FQL_NOTES) if n),
+        dataset_family=dataset_family,
+        data_note=_OGBENCH_NAV_NOTE if dataset_family else "",
     ))
 
 
 _fql_preset("fql-ogbench", "OGBench (the code's defaults)", 10.0,
             extra_notes="α must be set per environment family: 10 antmaze/antsoccer, 30 humanoidmaze, 300 cube/scene, "
                         "1000 puzzle (actor.alpha, or the fql-ogbench-FAMILY presets).")
-_fql_preset("fql-ogbench-antmaze", "OGBench antmaze", 10.0, critic_q_agg="min",
+_fql_preset("fql-ogbench-antmaze", "OGBench antmaze", 10.0, critic_q_agg="min", dataset_family="antmaze",
             extra_notes="The README runs antmaze with q_agg=min (critic) and giant mazes with γ=0.995 "
                         "(--set critic.discount=0.995).")
-_fql_preset("fql-ogbench-antsoccer", "OGBench antsoccer", 10.0, discount=0.995)
-_fql_preset("fql-ogbench-humanoidmaze", "OGBench humanoidmaze", 30.0, discount=0.995)
+_fql_preset("fql-ogbench-antsoccer", "OGBench antsoccer", 10.0, discount=0.995, dataset_family="antsoccer")
+_fql_preset("fql-ogbench-humanoidmaze", "OGBench humanoidmaze", 30.0, discount=0.995, dataset_family="humanoidmaze")
 _fql_preset("fql-ogbench-cube", "OGBench cube", 300.0)
 _fql_preset("fql-ogbench-scene", "OGBench scene", 300.0)
 _fql_preset("fql-ogbench-puzzle", "OGBench puzzle", 1000.0)
@@ -284,49 +327,68 @@ _fql_preset("fql-d4rl", "D4RL AntMaze", 10.0, steps=500_000, reward="antmaze",
             extra_notes="FQL's D4RL settings: 500k steps, rewards r − 1 on AntMaze, α=10 (umaze, medium) and α=3 "
                         "(large); on Adroit it uses critic.q_agg=min and α from 3,000 to 30,000 per task (README).")
 
+#: FQL's IQL baseline (agents/iql.py with utils/networks.py Actor): AWR temperature α, the online min-Q in the
+#: advantage, σ = 1 (const_std), an unsquashed mean whose head starts at variance scale 0.01 (init = fql).
+_FQL_IQL_ACTOR = {**_FQL_NETS, "cosine_decay": False, "q_source": "online", "std": "fixed", "tanh_mean": False}
+#: FQL's ReBRAC baseline (agents/rebrac.py): a tanh-squashed deterministic actor (its Actor's mode with
+#: tanh_squash), BC summed over action dims, min of the online twins.
+_FQL_REBRAC_ACTOR = {**_FQL_NETS, "bc_reduction": "sum", "q_agg": "min", "policy": "deterministic"}
+#: IFQL (agents/ifql.py): N = 32 flow samples, argmax of the online min-Q.
+_FQL_IFQL_ACTOR = {**_FQL_NETS, "flow_steps": 10, "num_samples": 32, "selection": "argmax", "q_agg": "min",
+                   "q_source": "online"}
+
 register_preset(Preset(
     name="ogbench-manipulation",
     description="Every extractor on OGBench manipulation tasks at FQL's budget: 4×512 GELU nets, LayerNorm in Q, "
-                "batch 256, 1M steps, 50 evaluation episodes; each actor with the settings FQL's paper ran it with",
-    source=_FQL + "; its baselines agents/iql.py, ifql.py, rebrac.py and their README commands for cube",
+                "batch 256, 1M steps, 50 evaluation episodes, FQL's joint update; each actor with the settings "
+                "FQL's paper ran it with",
+    source=_FQL + "; its baselines agents/iql.py, ifql.py, rebrac.py and their README commands (cube)",
     values={
         "critic": {**_FQL_CRITIC, "name": "expectile"},
         **_iql_critic_keys({"v_lr": 3e-4}, expectile={"tau": 0.9}),
         "critic@td3": {"policy_noise": 0.0, "q_agg": "mean", "alpha_critic": 0.0},
+        "critic@td3+ddpg-bc": {"policy_noise": 0.2, "noise_clip": 0.5, "q_agg": "min", "alpha_critic": 0.0},
         "actor": {"batch_size": 256, "lr": 3e-4},
         "actor@fql": {**_FQL_NETS, "alpha": 300.0, "flow_steps": 10, "normalize_q_loss": False, "q_agg": "mean"},
-        "actor@flow-resample": {**_FQL_NETS, "flow_steps": 10, "num_samples": 32, "selection": "argmax"},
-        "actor@gaussian-awr": {**_FQL_NETS, "beta": 1.0, "cosine_decay": False},
-        "actor@ddpg-bc": {**_FQL_NETS, "alpha": 1.0, "bc_reduction": "sum", "q_agg": "min", "update_every": 2},
+        "actor@flow-resample": _FQL_IFQL_ACTOR,
+        "actor@gaussian-awr": {**_FQL_IQL_ACTOR, "beta": 1.0},
+        "actor@ddpg-bc": {**_FQL_REBRAC_ACTOR, "alpha": 1.0, "update_every": 1},
+        "actor@td3+ddpg-bc": {"update_every": 2},
         "actor@diffusion-resample": {**{k: v for k, v in _IDQL_ACTOR.items() if k != "name"}, "num_samples": 32},
         "data": {"reward": "none"},
-        "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 50},
+        "trainer": dict(_FQL_TRAINER),
     },
-    notes="For comparing extractors on OGBench's manipulation tasks (benchmarks/ogbench.toml). Critic: FQL's "
-          "(expectile τ = 0.9 for the IQL family, as its IQL and IFQL; for td3, FQL's mean-of-twins backup without "
-          "smoothing). fql: α = 300 is FQL's value for cube and scene; puzzle tasks use α = 1000 "
-          "(--set actor@fql.alpha=1000). gaussian-awr: FQL's IQL (AWR temperature α = 1 from its cube command, "
-          "constant LR; FQL's IQL keeps a constant σ, offrl learns a state-independent log σ). ddpg-bc: FQL's "
-          "ReBRAC (α_actor = 1 → actor.alpha = 1 with summed BC, min of the twins, policy delay 2; its "
-          "α_critic = 0). flow-resample: IFQL (N = 32). diffusion-resample: IDQL's network and T = 5 schedule "
-          "with N = 32 as IFQL (FQL's paper has no IDQL row). FQL tunes these per task; values for other "
-          "families are in its paper's appendix. " + _FQL_NOTES,
+    notes="For comparing extractors on OGBench's manipulation tasks (benchmarks/ogbench.toml). The cells FQL's "
+          "paper reports are expectile + gaussian-awr (IQL), td3 + ddpg-bc (ReBRAC), expectile + flow-resample "
+          "(IFQL) and td3 + fql (FQL); pairing-scoped sections (critic@td3+ddpg-bc, actor@td3+ddpg-bc) make "
+          "each of them its agent's code. Critic: FQL's (expectile τ = 0.9 for the IQL family, as its IQL and "
+          "IFQL; td3: FQL's mean-of-twins backup without smoothing — except beside ddpg-bc, where it is "
+          "agents/rebrac.py's: target smoothing σ = 0.2, c = 0.5 from the target actor, min of the twins). "
+          "fql: α = 300 is FQL's value for cube and scene; puzzle tasks use α = 1000 "
+          "(--set actor@fql.alpha=1000). gaussian-awr: FQL's IQL (agents/iql.py: AWR temperature α = 1, the "
+          "online min-Q in the advantage, σ = 1, no tanh on the mean, constant LR). ddpg-bc with td3: FQL's "
+          "ReBRAC (α_actor = 1 → actor.alpha = 1 with summed BC, min of the twins, actor and targets every 2nd "
+          "step, α_critic = 0); with the IQL critic: DDPG+BC on IQL's value (agents/iql.py actor_loss=ddpgbc "
+          "updates it every step; FQL's paper has no such cell). The IQL α = 1 and ReBRAC (1, 0) are the "
+          "README's cube commands (visual-cube-single); the paper's appendix tunes them per task. flow-resample: "
+          "IFQL (N = 32, argmax of the online min-Q). diffusion-resample: IDQL's network and T = 5 schedule "
+          "with N = 32 as IFQL (FQL's paper has no IDQL row); it and edp also train in FQL's joint order here. "
+          + _FQL_NOTES,
 ))
 
 register_preset(Preset(
     name="ifql",
-    description="IFQL (IDQL with FQL's BC flow): expectile τ=0.9, N=32 flow samples re-selected by argmax Q, "
-                "4×512 GELU nets, LayerNorm in Q and V, 1M steps",
+    description="IFQL (IDQL with FQL's BC flow): expectile τ=0.9, N=32 flow samples re-selected by the online "
+                "min-Q, 4×512 GELU nets, LayerNorm in Q and V, 1M steps, joint update",
     source="Park, Li & Levine 2025, FQL paper's IFQL baseline: agents/ifql.py defaults (seohongpark/fql)",
     values={
-        "critic": {"name": "expectile", **_FQL_NETS, "layer_norm": True, "q_lr": 3e-4, "batch_size": 256,
-                   "discount": 0.99, "target_update_rate": 0.005},
+        "critic": {**_FQL_CRITIC, "name": "expectile"},
         **_iql_critic_keys({"v_lr": 3e-4}, expectile={"tau": 0.9}),
         "actor": {"name": "flow-resample", "batch_size": 256, "lr": 3e-4},
-        "actor@flow-resample": {**_FQL_NETS, "flow_steps": 10, "num_samples": 32, "selection": "argmax"},
+        "actor@flow-resample": _FQL_IFQL_ACTOR,
         "data": {"reward": "none"},
-        "trainer": {"steps": 1_000_000, "eval_every": 100_000, "eval_episodes": 50},
+        "trainer": dict(_FQL_TRAINER),
     },
-    notes="IFQL picks the candidate with the highest online min-Q; offrl's selection scores with the target "
-          "ensemble (as for diffusion-resample). " + _FQL_NOTES,
+    notes="IFQL picks the candidate with the highest online min-Q (agents/ifql.py sample_actions: "
+          "critic(...).min(axis=0), argmax): actor.q_source = online. " + _FQL_NOTES,
 ))

@@ -19,6 +19,11 @@ class Preset:
     values: dict[str, dict[str, Any]]
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: A substring every dataset id this preset is made for contains (e.g. "antmaze"); a run of the preset on
+    #: another dataset is refused (offrl.config), so it cannot silently train on the default dataset.
+    dataset_family: str = ""
+    #: Where such datasets come from (shown by ``offrl list`` and in the refusal).
+    data_note: str = ""
 
     def layer(self) -> dict[str, Any]:
         out = copy.deepcopy(self.values)
@@ -28,12 +33,14 @@ class Preset:
     def describe(self) -> str:
         body = json.dumps(self.values, indent=2)
         notes = f"\nNotes: {self.notes}" if self.notes else ""
-        return f"[bold]{self.name}[/]: {self.description}\nSource: {self.source}{notes}\n{body}"
+        data = f"\nData: {self.dataset_family} datasets only. {self.data_note}" if self.dataset_family else ""
+        return f"[bold]{self.name}[/]: {self.description}\nSource: {self.source}{data}{notes}\n{body}"
 
 
 PRESETS: Registry[Preset] = Registry("preset")
 
 
 def register_preset(preset: Preset) -> Preset:
-    PRESETS.add(preset.name, preset, f"{preset.description} ({preset.source})")
+    data = f" [{preset.dataset_family} data: {preset.data_note}]" if preset.dataset_family else ""
+    PRESETS.add(preset.name, preset, f"{preset.description} ({preset.source}){data}")
     return preset

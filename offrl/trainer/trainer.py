@@ -80,7 +80,7 @@ class Trainer:
         self.schedule = UpdateSchedule(
             critic_updates=cfg.critic_cfg.updates_per_step, critic_batch=cfg.critic_cfg.batch_size,
             actor_updates=cfg.actor_cfg.updates_per_step, actor_batch=cfg.actor_cfg.batch_size,
-            actor_every=cfg.actor_cfg.update_every, shared_batch=t.shared_batch,
+            actor_every=cfg.actor_cfg.update_every, shared_batch=t.shared_batch, order=t.update_order,
         )
         agents = [self._build_agent(r.seed) for r in runs]
         try:
