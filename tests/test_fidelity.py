@@ -375,7 +375,7 @@ def test_joint_iql_q_target_uses_the_pre_step_v() -> None:
     one joint step Q moved by Adam's first step on ∇ of L_Q with the initial V; sequentially, with V stepped."""
     schedule = UpdateSchedule(critic_batch=16, actor_batch=16, order="joint")
     lrn = Learner([agent("expectile", "gaussian-awr", 0)], [0], table(), schedule, CPU)
-    rand = lrn.rng.draw(lrn._plan(True))
+    rand = lrn.rng.draw(lrn._plan((True, True)))
     batch = lrn.table.gather(rand[0])
     fresh = agent("expectile", "gaussian-awr", 0).critic  # the same initial weights, unsealed
     b = type(batch)(*[t[0] for t in batch])  # seed 0's batch, without the seed axis
@@ -383,7 +383,7 @@ def test_joint_iql_q_target_uses_the_pre_step_v() -> None:
     grads = torch.autograd.grad(q_loss, list(fresh.q_net.parameters()))
     expected = [p.detach() - 3e-4 * g / (g.abs() + 1e-8) for p, g in zip(fresh.q_net.parameters(), grads)]
     with torch.no_grad():
-        lrn._iteration(rand, True)
+        lrn._iteration(rand, (True, True))
     got = [lrn.stack.state[f"critic.q_net.{n}"][0] for n, _ in fresh.q_net.named_parameters()]
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)

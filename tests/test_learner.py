@@ -177,10 +177,10 @@ def test_an_iteration_never_synchronises_with_the_host(critic: str, actor: str) 
     Acting too (V estimates of critics without V, candidate selection)."""
     lrn = learner(critic, actor, [0, 1])
     lrn.train(1)  # allocates the metric accumulators
-    rand = lrn.rng.draw(lrn._plan(True))
+    rand = lrn.rng.draw(lrn._plan((True, True)))
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     with _NoHostSync(), torch.no_grad():
-        lrn._iteration(rand, True)
+        lrn._iteration(rand, (True, True))
         lrn.act(torch.randn(2, 5, 3), gens)
 
 
@@ -194,8 +194,8 @@ def test_a_joint_iteration_never_synchronises_with_the_host(critic: str, actor: 
                   [0, 1], table(), schedule, CPU)
     lrn.train(1)
     with _NoHostSync(), torch.no_grad():
-        for with_actor in (True, False):
-            lrn._iteration(lrn.rng.draw(lrn._plan(with_actor)), with_actor)
+        for due in ((True, True), (True, False)):
+            lrn._iteration(lrn.rng.draw(lrn._plan(due)), due)
 
 
 FIDELITY_OPTIONS = {
@@ -214,10 +214,10 @@ def test_fidelity_options_never_synchronise_and_seeds_match_alone(actor: str) ->
     opts = FIDELITY_OPTIONS[actor]
     lrn = learner("expectile", actor, [0, 1], **opts)
     lrn.train(1)
-    rand = lrn.rng.draw(lrn._plan(True))
+    rand = lrn.rng.draw(lrn._plan((True, True)))
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     with _NoHostSync(), torch.no_grad():
-        lrn._iteration(rand, True)
+        lrn._iteration(rand, (True, True))
         lrn.act(torch.randn(2, 5, 3), gens)
     group, solo = learner("expectile", actor, [0, 1], **opts), learner("expectile", actor, [1], **opts)
     group.train(5)
