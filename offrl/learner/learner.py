@@ -614,6 +614,9 @@ class Learner:
             "metric_sums": {k: v[e].clone() for k, v in self.sums.items()},
             "metric_counts": dict(self._counts),
             "metric_owner": dict(self.metric_owner),
+            # kinds of iteration that already ran (eagerly, once): a resumed compiled run compiles them at once,
+            # as the uninterrupted run does, so its numbers are the same
+            "variants_run": sorted([list(v) for v in self._eager_variants]),
         }
 
     def load_member_states(self, states: list[dict[str, Any]]) -> list[str]:
@@ -633,4 +636,5 @@ class Learner:
         self.sums = {n: torch.stack([s["metric_sums"][n] for s in states]).to(self.device) for n in names}
         self._counts = dict(states[0]["metric_counts"])
         self.metric_owner = dict(states[0]["metric_owner"])
+        self._eager_variants = {(bool(c), bool(a)) for c, a in states[0].get("variants_run", [])}
         return notes
