@@ -114,9 +114,9 @@ class TrainerConfig:
                                   "between them)"))
     phases: str = field(
         default="joint",
-        metadata=_help("joint (critic and actor updated together) | two-phase (the critic alone for "
-                       "trainer.critic_steps iterations, then the actor alone on the frozen critic; not for critics "
-                       "that back up through the actor, e.g. td3)"),
+        metadata=_help("joint (critic and actor updated together) | two-phase (the critic alone for the first "
+                       "critic_steps iterations, then the actor alone on the frozen critic; not for critics that back "
+                       "up through the actor, e.g. td3)"),
     )
     critic_steps: int = field(
         default=0, metadata=_help("trainer.phases=two-phase: iterations of the critic phase (0 = half of "

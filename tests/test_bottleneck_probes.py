@@ -83,6 +83,42 @@ def test_best_actions_error_is_to_the_nearest_best_mode() -> None:
     assert sorted(bandit.best[:, 0].tolist()) == [-0.7, 0.7]  # the two modes paying 1.0
 
 
+def test_pointmaze_reference_reads_flattened_observations() -> None:
+    from offrl.bottleneck.reference import MazeController
+    from offrl.data.flatten import flatten_obs
+    from offrl.datagen.recipes.pointmaze import controller_for, maze_for
+
+    dataset_id = "offrl/pointmaze/umaze-v0"
+    rng = np.random.default_rng(0)
+    obs = [{"achieved_goal": rng.uniform(-1, 1, 2), "desired_goal": rng.uniform(-1, 1, 2),
+            "observation": rng.uniform(-1, 1, 4)} for _ in range(5)]
+    for o in obs:
+        o["achieved_goal"] = o["observation"][:2]
+    flat = np.stack([flatten_obs(o) for o in obs])
+    expected = np.stack([controller_for(maze_for(dataset_id)).act_on_obs(o) for o in obs])
+    assert np.allclose(MazeController(dataset_id)()(flat), expected)
+
+
+def test_which_reference_each_dataset_gets() -> None:
+    from types import SimpleNamespace
+
+    from offrl.bottleneck.reference import DATASET_ACTION, reference_for
+    from offrl.data.preprocess import ActionScaler, ObsNormalizer
+
+    def dataset(recipe: str | None) -> SimpleNamespace:
+        return SimpleNamespace(metadata={"offrl_recipe": {"recipe": recipe}} if recipe else {},
+                               dataset_id="offrl/pointmaze/umaze-v0", obs_normalizer=ObsNormalizer.identity(8),
+                               action_scaler=ActionScaler(-np.ones(2), np.ones(2)))
+
+    assert isinstance(reference_for(dataset("offrl.datagen.recipes.bandit"), "auto")[0], BestActions)
+    assert reference_for(dataset("offrl.datagen.recipes.bandit"), "dataset") == (None, DATASET_ACTION)
+    ref, name = reference_for(dataset("offrl.datagen.recipes.pointmaze"), "auto")
+    assert ref is not None and "controller" in name
+    ref, name = reference_for(dataset("offrl.datagen.recipes.ogbench"), "auto")
+    assert ref is None and "oracles plan over the simulator state" in name
+    assert reference_for(dataset(None), "auto") == (None, DATASET_ACTION)  # a downloaded dataset
+
+
 # ------------------------------------------------------------------------------------ visits
 
 
