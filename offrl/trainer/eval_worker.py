@@ -103,9 +103,8 @@ class EvalHost:
     @torch.no_grad()
     def evaluate(self, step: int, snapshot: dict[str, torch.Tensor], active: list[bool],
                  episodes: int) -> list[dict[str, Any]]:
-        from offrl.learner.acting import act
-
         from offrl.bottleneck.probe import evaluate
+        from offrl.learner.acting import act
 
         for name, t in self.stack.state.items():
             t.copy_(snapshot[name])
