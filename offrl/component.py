@@ -124,6 +124,9 @@ class Component(nn.Module):
     #: Critics: the stage after which the actor updates when critic and actor share a batch
     #: (``trainer.shared_batch``); ``None`` = after the last one.
     actor_after: ClassVar[str | None] = None
+    #: Critics: True when the critic's own loss reads the actor (a backup through the policy's actions, a
+    #: penalty on them), so it cannot be trained before or without it (``trainer.phases=two-phase`` refuses it).
+    trains_on_actor: ClassVar[bool] = False
 
     def param_groups(self) -> dict[str, ParamGroup]:
         """Group name -> :class:`ParamGroup`. Every trainable parameter belongs to exactly one group."""

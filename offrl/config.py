@@ -3,7 +3,7 @@
 Layers, lowest precedence first: component defaults < preset < config file
 (TOML or JSON) < ``--set KEY=VALUE`` and explicit flags. A layer is a nested
 dict ``{"critic": {"name": ..., key: value}, "actor": {...}, "data": {...},
-"trainer": {...}}``. Unknown sections or keys fail with the valid choices and
+"trainer": {...}, "eval": {...}}``. Unknown sections or keys fail with the valid choices and
 the closest match; values are converted to the field's type.
 
 Sections ``"actor@NAME"`` / ``"critic@NAME"`` apply only when NAME is the
@@ -47,6 +47,28 @@ class DataConfig:
     reward: str = field(default="auto", metadata=_help("Reward preprocessing: auto | none | locomotion | antmaze"))
     normalize_obs: bool = field(default=False, metadata=_help("Normalise observations by dataset mean/std"))
     action_clip_eps: float = field(default=1e-5, metadata=_help("Clip dataset actions to ±(1 − eps) after rescaling"))
+    value_fraction: float = field(
+        default=1.0, metadata=_help("Share of the training episodes the critic learns from: a seeded draw of whole "
+                                    "episodes (the bottleneck study's N_v; docs/bottleneck.md)"))
+    policy_fraction: float = field(
+        default=1.0, metadata=_help("Share of the training episodes the actor learns from: its own seeded draw of "
+                                    "whole episodes (N_π)"))
+    validation_fraction: float = field(
+        default=0.0, metadata=_help("Share of the episodes held out from training (the held-out states of "
+                                    "eval.diagnostics)"))
+    split_seed: int = field(
+        default=0, metadata=_help("Seed of the episode draws (validation split, critic and actor subsets); the same "
+                                  "for every seed of a run"))
+
+    def __post_init__(self) -> None:
+        for key in ("value_fraction", "policy_fraction"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                raise ConfigError(f"data.{key} must be in (0, 1] (a share of the training episodes), "
+                                  f"got {getattr(self, key)!r}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError(f"data.validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+        if self.split_seed < 0:
+            raise ConfigError(f"data.split_seed must be >= 0, got {self.split_seed}")
 
 
 #: Upper bounds that catch typos (1e11 episodes) before they become allocation tracebacks.
@@ -101,6 +123,15 @@ class TrainerConfig:
     eval_workers: int = field(
         default=1, metadata=_help("Evaluation worker processes when eval_async is on (the seeds are split "
                                   "between them)"))
+    phases: str = field(
+        default="joint",
+        metadata=_help("joint (critic and actor updated together) | two-phase (the critic alone for the first "
+                       "critic_steps iterations, then the actor alone on the frozen critic; not for critics that back "
+                       "up through the actor, e.g. td3)"),
+    )
+    critic_steps: int = field(
+        default=0, metadata=_help("trainer.phases=two-phase: iterations of the critic phase (0 = half of "
+                                  "trainer.steps); the actor phase is the rest"))
     eval_every: int = field(default=10_000, metadata=_help("Evaluate every N iterations (and at the end)"))
     eval_episodes: int = field(default=10, metadata=_help("Episodes per evaluation"))
     eval_envs: int = field(default=10, metadata=_help("Vectorised environments per seed used for evaluation"))
@@ -151,10 +182,75 @@ class TrainerConfig:
             if getattr(self, key) not in valid:
                 raise unknown(f"trainer.{key}", getattr(self, key), valid)
         self.seed_list()  # validates trainer.seeds
+        if self.phases not in PHASES:
+            raise unknown("training phases (trainer.phases)", self.phases, PHASES)
+        if self.critic_steps < 0:
+            raise ConfigError(f"trainer.critic_steps must be >= 0, got {self.critic_steps}")
+        if self.phases == "joint" and self.critic_steps:
+            raise ConfigError(f"trainer.critic_steps={self.critic_steps} is the critic phase of "
+                              "trainer.phases=two-phase; this run trains jointly (trainer.phases=joint).")
+        if self.phases == "two-phase" and not 0 < self.critic_phase_steps() < self.steps:
+            raise ConfigError(f"trainer.phases=two-phase needs 0 < trainer.critic_steps < trainer.steps (both phases "
+                              f"non-empty), got critic_steps={self.critic_steps} with steps={self.steps}.")
+
+    def critic_phase_steps(self) -> int:
+        """Two-phase training: the iterations of the critic phase (``critic_steps``, or half the run); 0 if joint."""
+        if self.phases != "two-phase":
+            return 0
+        return self.critic_steps or self.steps // 2
 
     def seed_list(self) -> list[int]:
         """The seeds this run trains: ``trainer.seeds`` parsed, or ``[trainer.seed]``."""
         return parse_seed_list(self.seeds) if self.seeds.strip() else [self.seed]
+
+
+#: Values of ``trainer.phases``.
+PHASES = ("joint", "two-phase")
+#: Values of ``eval.reference``.
+REFERENCES = ("auto", "dataset")
+
+
+@dataclass
+class EvalConfig:
+    """What an evaluation measures besides the score: diagnostics and test-time policy improvement
+    (docs/bottleneck.md). Each runs at every evaluation, beside the plain one, and is logged in eval.jsonl."""
+
+    diagnostics: bool = field(
+        default=False,
+        metadata=_help("Log the policy's action MSE against a reference on training, held-out and visited states, and "
+                       "the critic's value error on visited states against Monte-Carlo returns (diag/*)"))
+    diagnostic_states: int = field(default=1000, metadata=_help("States per set for the action MSE (at most)"))
+    reference: str = field(
+        default="auto",
+        metadata=_help("The reference action: auto (the policy of offrl's data recipe where there is one — the "
+                       "bandit's best modes, PointMaze's controller, the locomotion expert — else the dataset action) "
+                       "| dataset (always the dataset action; none on visited states)"))
+    opex_steps: int = field(
+        default=0, metadata=_help("OPEX: gradient-ascent steps on Q from the actor's action at test time, clipped to "
+                                  "the action bounds (opex/*; 0 = off)"))
+    opex_lr: float = field(default=0.05, metadata=_help("OPEX step size: a ← clip(a + opex_lr · ∇ₐQ(s, a), −1, 1)"))
+    ttt_steps: int = field(
+        default=0, metadata=_help("TTT: actor updates on the evaluation's visited transitions with the critic frozen, "
+                                  "then the adapted policy is evaluated again (ttt/*; 0 = off)"))
+    ttt_lr: float = field(default=0.0, metadata=_help("TTT learning rate (constant; 0 = the actor's own lr)"))
+    ttt_batch: int = field(default=0, metadata=_help("TTT batch size (0 = the actor's batch size)"))
+
+    def __post_init__(self) -> None:
+        for key in ("diagnostic_states", "opex_steps", "ttt_steps", "ttt_batch"):
+            if getattr(self, key) < 0 or (key == "diagnostic_states" and not getattr(self, key)):
+                raise ConfigError(f"eval.{key} must be {'positive' if key == 'diagnostic_states' else '>= 0'}, "
+                                  f"got {getattr(self, key)!r}")
+        if not self.opex_lr > 0:
+            raise ConfigError(f"eval.opex_lr must be positive, got {self.opex_lr!r}")
+        if not self.ttt_lr >= 0:
+            raise ConfigError(f"eval.ttt_lr must be >= 0 (0 = the actor's lr), got {self.ttt_lr!r}")
+        if self.reference not in REFERENCES:
+            raise unknown("reference action (eval.reference)", self.reference, REFERENCES)
+
+    @property
+    def probes(self) -> bool:
+        """Whether an evaluation does more than score the policy."""
+        return self.diagnostics or self.opex_steps > 0 or self.ttt_steps > 0
 
 
 def parse_seed_list(text: str) -> list[int]:
@@ -192,6 +288,7 @@ class RunConfig:
     trainer: TrainerConfig
     preset: str | None = None
     plugins: tuple[str, ...] = ()  # modules imported to register components (see offrl.plugins)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         from offrl import __version__
@@ -201,6 +298,7 @@ class RunConfig:
             "actor": {"name": self.actor, **_plain(dataclasses.asdict(self.actor_cfg))},
             "data": _plain(dataclasses.asdict(self.data)),
             "trainer": _plain(dataclasses.asdict(self.trainer)),
+            "eval": _plain(dataclasses.asdict(self.eval)),
             "preset": self.preset,
             "plugins": list(self.plugins),
             "offrl_version": __version__,
@@ -228,7 +326,7 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-SECTIONS = ("critic", "actor", "data", "trainer")
+SECTIONS = ("critic", "actor", "data", "trainer", "eval")
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -274,8 +372,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ConfigError(f"Config file '{p}' is not valid {kind}: {e}") from None
     if not isinstance(layer, dict):
-        raise ConfigError(f"Config file '{p}' must hold a table of sections ([critic], [actor], [data], [trainer]), "
-                          f"not a {type(layer).__name__}.")
+        raise ConfigError(f"Config file '{p}' must hold a table of sections ([critic], [actor], [data], [trainer], "
+                          f"[eval]), not a {type(layer).__name__}.")
     layer.pop("offrl_version", None)
     for key in layer:
         if key not in (*SECTIONS, "preset", "plugins"):
@@ -332,7 +430,7 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
     merged = _apply_scoped(merged, scoped, chosen)
     critic_cls = CRITICS.get(critic_name)
     actor_cls = ACTORS.get(actor_name)
-    return _check_preset_data(RunConfig(
+    cfg = _check_preset_data(RunConfig(
         critic=critic_name,
         critic_cfg=build_dataclass(critic_cls.Config, merged["critic"], f"critic '{critic_name}'", "critic"),
         actor=actor_name,
@@ -341,7 +439,12 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
         trainer=build_dataclass(TrainerConfig, merged["trainer"], "trainer", "trainer"),
         preset=preset,
         plugins=tuple(dict.fromkeys(plugins)),
+        eval=build_dataclass(EvalConfig, merged["eval"], "eval", "eval"),
     ))
+    from offrl.trainer.phases import check_phases
+
+    check_phases(cfg)
+    return cfg
 
 
 def plugins_from_env() -> list[str]:

@@ -69,6 +69,7 @@ class TD3Config(QOnlyConfig):
 class TD3Critic(QOnlyCritic):
     Config = TD3Config
     cfg: TD3Config
+    trains_on_actor = True  # y = r + γ Q̄(s', π̄(s')): the backup is through the actor
 
     def __init__(self, cfg: TD3Config, obs_dim: int, act_dim: int) -> None:
         super().__init__(cfg, obs_dim, act_dim)

@@ -163,6 +163,12 @@ def write_report(
     else:
         message = "Plots skipped (--no-plots)."
     files += [path for fig in figures for path in fig]
+    from offrl.report import bottleneck  # data-scaling matrices, diagnostics, OPEX/TTT (when the runs hold them)
+
+    extra, section, skipped = bottleneck.write(report.runs, out, plots, report.reps, report.seed, report.confidence,
+                                               title)
+    files += extra
+    message = message or skipped
     ctx = ReportContext(
         sources=report.sources,
         offrl_version=__version__,
@@ -176,7 +182,8 @@ def write_report(
         notes=[message] if message else [],
     )
     md = out / "report.md"
-    md.write_text(render(ctx, report.runs, report.per_dataset, report.aggregate, report.improvement, report.left_out))
+    md.write_text(render(ctx, report.runs, report.per_dataset, report.aggregate, report.improvement, report.left_out)
+                  + (("\n" + section) if section else ""))
     files.append(md)
     return WrittenReport(files, md, message)
 

@@ -34,6 +34,10 @@ TOML layout (every table and key optional)::
     [grid]                          # hyperparameter lists: one cell per combination
     "critic.tau" = [0.6, 0.7, 0.9]
 
+    [bottleneck]                    # a data-scaling study (docs/bottleneck.md): adds the matrix
+    value_fractions = [0.1, 1.0]    # data.value_fraction × data.policy_fraction to the grid and the
+    policy_fractions = [0.1, 1.0]   # protocol's settings to [run] set (offrl.bottleneck.study)
+
     [backend]
     name = "local"                  # or "ray"
     workers = 2
@@ -323,7 +327,7 @@ def format_value(value: Any) -> str:
 
 # ---------------------------------------------------------------- TOML files
 
-_TOML_TABLES = {"sweep", "run", "grid", "backend"}
+_TOML_TABLES = {"sweep", "run", "grid", "backend", "bottleneck"}
 _SWEEP_KEYS = {"name", "out", "critics", "actors", "datasets", "seeds"}
 _RUN_KEYS = {"steps", "eval_every", "eval_episodes", "save_every", "preset", "config", "device", "set", "plugins"}
 _BACKEND_KEYS = {"name", "workers", "cpus_per_cell", "gpus_per_cell", "ray_address", "seeds_per_process"}
@@ -354,6 +358,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     if run.get("config") is not None:
         config = Path(run["config"])
         run["config"] = str(config if config.is_absolute() else (path.parent / config))
+    if "bottleneck" in data:  # the data-scaling matrix and the protocol's settings (offrl.bottleneck.study)
+        from offrl.bottleneck.study import expand
+
+        grid, sets = expand(data["bottleneck"], path, grid, list(run.get("sets", ())))
+        run["sets"] = tuple(sets)
     grid_items: list[tuple[str, tuple[str, ...]]] = []
     for key, values in grid.items():
         values = values if isinstance(values, list) else [values]

@@ -45,6 +45,7 @@ class WorkerInit:
     device: str
     compile_act: bool = False
     autocast: str = "off"
+    probes: Any = None  # offrl.bottleneck.probe.ProbeData of eval.*, or None
 
 
 @dataclass
@@ -87,6 +88,9 @@ class EvalHost:
         self.evaluator = Evaluator(init.spec, len(init.seeds), init.num_envs, self.device)
         core = act_core(self.stack)
         self.core = torch.compile(core, dynamic=False) if init.compile_act else core
+        from offrl.bottleneck.probe import Prober
+
+        self.prober = Prober(init.probes, self.device) if init.probes is not None else None
 
     @contextlib.contextmanager
     def precision(self) -> Iterator[None]:
@@ -99,17 +103,18 @@ class EvalHost:
     @torch.no_grad()
     def evaluate(self, step: int, snapshot: dict[str, torch.Tensor], active: list[bool],
                  episodes: int) -> list[dict[str, Any]]:
+        from offrl.bottleneck.probe import evaluate
         from offrl.learner.acting import act
 
         for name, t in self.stack.state.items():
             t.copy_(snapshot[name])
-        mask = torch.tensor(active, device=self.device).reshape(-1, 1, 1)
 
-        def policy(obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
-            actions = act(self.stack, obs, gens, self.device, self.precision, self.core)
-            return torch.where(mask, actions, torch.zeros_like(actions))  # a diverged seed's NaNs never reach an env
+        def policy(stack: Any, obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+            core = self.core if stack is self.stack else None  # a TTT-adapted copy acts uncompiled
+            return act(stack, obs, gens, self.device, self.precision, core)
 
-        return self.evaluator.evaluate(policy, episodes, self.init.seeds, step)
+        return evaluate(self.evaluator, self.prober, self.stack, policy, active, episodes, self.init.seeds, step,
+                        self.device)  # a diverged seed acts with zeros
 
     def close(self) -> None:
         self.evaluator.close()

@@ -79,8 +79,12 @@ class Evaluator:
         if self.envs is not None:
             self.envs.close()
 
-    def evaluate(self, policy: Policy, episodes: int, seeds: list[int], step: int) -> list[dict[str, Any]]:
-        """Per seed: mean/std return, D4RL-normalised score (0–100), success rate where declared."""
+    def evaluate(self, policy: Policy, episodes: int, seeds: list[int], step: int,
+                 observer: Any = None) -> list[dict[str, Any]]:
+        """Per seed: mean/std return, D4RL-normalised score (0–100), success rate where declared.
+
+        ``observer`` (e.g. :class:`offrl.bottleneck.visits.VisitRecorder`) sees every round start
+        (``round(counted)``) and step (``step(obs, actions, rewards, next_obs, terminated, live)``)."""
         if self.envs is None:
             return [{} for _ in seeds]
         n = self.num_envs
@@ -92,7 +96,9 @@ class Evaluator:
             k = min(n, episodes - start)
             round_seeds = [es[start:start + k] + [x + 1 for x in es[: n - k]] for es in episode_seeds]  # padding
             gens = [torch.Generator(device=self.device).manual_seed(derived_seed(s, step, 11, r)) for s in seeds]
-            total, length, success = self._round(policy, round_seeds, gens)
+            if observer is not None:
+                observer.round(k)
+            total, length, success = self._round(policy, round_seeds, gens, observer)
             for e in range(len(seeds)):
                 returns[e] += total[e, :k].tolist()
                 lengths[e] += length[e, :k].tolist()
@@ -113,7 +119,7 @@ class Evaluator:
             out["success_rate_100"] = 100.0 * float(np.mean(success))
         return out
 
-    def _round(self, policy: Policy, seeds: list[list[int]], gens: list[torch.Generator]
+    def _round(self, policy: Policy, seeds: list[list[int]], gens: list[torch.Generator], observer: Any = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One episode in every env (finished envs keep stepping but are not counted)."""
         assert self.envs is not None
@@ -124,11 +130,15 @@ class Evaluator:
         length = np.zeros(E * n, np.int64)
         success = np.zeros(E * n)
         scaler, norm = self.dataset.action_scaler, self.dataset.obs_normalizer
+        x = norm(flatten_obs(obs).reshape(E * n, -1).astype(np.float64))
         while not done.all():
-            x = norm(flatten_obs(obs).reshape(E * n, -1).astype(np.float64))
             unit = self._to_host(policy(self._to_device(x, (E, n, -1)), gens).reshape(E * n, -1))
             obs, reward, term, trunc, info = self.envs.step(scaler.to_env(unit).astype(np.float32))
             live = ~done
+            x_next = norm(flatten_obs(obs).reshape(E * n, -1).astype(np.float64))
+            if observer is not None:
+                observer.step(x, unit, reward, x_next, term, live)
+            x = x_next
             total[live] += reward[live]
             length[live] += 1
             ended = live & (term | trunc)

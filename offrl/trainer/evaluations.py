@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from offrl import rundir
+from offrl.bottleneck.probe import Prober, evaluate, probe_data
 from offrl.errors import RunDirError, unknown
+from offrl.learner import acting
 from offrl.trainer.evaluation import EvalSpec, Evaluator
 
 if TYPE_CHECKING:
@@ -57,11 +59,13 @@ class Evaluations:
         self.num_envs = min(t.eval_envs, t.eval_episodes)
         self.asynchronous = self.available and resolve_eval_async(t.eval_async, trainer.device, t.steps)
         self.sync: Evaluator | None = None
+        self.prober: Prober | None = None
         self.workers: Any = None
         self.busy_s = 0.0  # time spent evaluating (here or in workers)
         self.blocking_s = 0.0  # time the training loop waited for evaluations
         self.count = 0
         self.notes: list[str] = []
+        self.probes = probe_data(trainer.cfg, trainer.dataset, trainer.split) if self.available else None  # eval.*
 
     # --- lifetime -------------------------------------------------------------------------------
     def open(self) -> None:
@@ -70,6 +74,7 @@ class Evaluations:
         tr = self.trainer
         if not self.asynchronous:
             self.sync = Evaluator(self.spec, len(tr.runs), self.num_envs, tr.device)
+            self.prober = Prober(self.probes, tr.device) if self.probes is not None else None
             return
         from offrl.trainer.eval_worker import AsyncEvaluation, WorkerInit
 
@@ -78,7 +83,7 @@ class Evaluations:
                           obs_dim=tr.dataset.obs_dim, act_dim=tr.dataset.act_dim,
                           actor_updates=tr.schedule.actor_updates_in(t.steps), spec=self.spec,
                           num_envs=self.num_envs, device=str(tr.device), compile_act=tr.mode != "off",
-                          autocast=t.autocast)
+                          autocast=t.autocast, probes=self.probes)
         t0 = time.perf_counter()
         self.workers = AsyncEvaluation(init, list(tr.cfg.plugins), max(1, t.eval_workers))
         self.blocking_s += time.perf_counter() - t0
@@ -117,13 +122,12 @@ class Evaluations:
         assert self.sync is not None
         progress.status("evaluating…")
         t0 = time.perf_counter()
-        mask = torch.tensor(active, device=tr.device).reshape(-1, 1, 1)
 
-        def policy(obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
-            actions = tr.learner.act(obs, gens)
-            return torch.where(mask, actions, torch.zeros_like(actions))  # a diverged seed's NaNs never reach an env
+        def act(stack: Any, obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+            return tr.learner.act(obs, gens) if stack is tr.learner.stack else acting.act(stack, obs, gens, tr.device)
 
-        results = self.sync.evaluate(policy, self.episodes, [r.seed for r in tr.runs], step)
+        results = evaluate(self.sync, self.prober, tr.learner.stack, act, active, self.episodes,
+                           [r.seed for r in tr.runs], step, tr.device)  # a diverged seed acts with zeros
         seconds = time.perf_counter() - t0
         self.busy_s += seconds
         self.blocking_s += seconds
@@ -191,6 +195,9 @@ class Evaluations:
 
     def summary(self, wall_s: float) -> dict[str, Any]:
         """What evaluation cost the run: time evaluating, time training waited, and the share of wall time."""
-        return {"evaluations": self.count, "eval_where": self.where, "eval_s": round(self.busy_s, 3),
-                "eval_blocking_s": round(self.blocking_s, 3),
-                "eval_share": round(self.blocking_s / wall_s, 4) if wall_s > 0 else None}
+        out = {"evaluations": self.count, "eval_where": self.where, "eval_s": round(self.busy_s, 3),
+               "eval_blocking_s": round(self.blocking_s, 3),
+               "eval_share": round(self.blocking_s / wall_s, 4) if wall_s > 0 else None}
+        if self.probes is not None and self.probes.diagnostics:
+            out["diagnostics_reference"] = self.probes.reference_name  # what diag/mse_* is measured against
+        return out

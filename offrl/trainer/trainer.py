@@ -27,11 +27,13 @@ from offrl.config import RunConfig
 from offrl.data.dataset import OfflineDataset, load_offline_dataset
 from offrl.data.preprocess import ObsNormalizer
 from offrl.errors import RunDirError
-from offrl.learner import Agent, Learner, UpdateSchedule, resolve_speed_mode
+from offrl.data.split import split_dataset
+from offrl.learner import Agent, Learner, resolve_speed_mode
 from offrl.trainer import checkpoint as ckpt
 from offrl.trainer.agents import build_agent, is_out_of_memory, too_big
 from offrl.trainer.evaluations import Evaluations
 from offrl.trainer.lock import RunLock
+from offrl.trainer.phases import update_schedule
 from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
 from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir
 from offrl.trainer.progress import TrainingProgress
@@ -76,12 +78,9 @@ class Trainer:
             d.dataset, reward=d.reward, normalize_obs=d.normalize_obs, action_clip_eps=d.action_clip_eps,
             obs_normalizer=saved_norm,
         )
-        self.table = self.dataset.arrays.to_table(self.device)
-        self.schedule = UpdateSchedule(
-            critic_updates=cfg.critic_cfg.updates_per_step, critic_batch=cfg.critic_cfg.batch_size,
-            actor_updates=cfg.actor_cfg.updates_per_step, actor_batch=cfg.actor_cfg.batch_size,
-            actor_every=cfg.actor_cfg.update_every, shared_batch=t.shared_batch, order=t.update_order,
-        )
+        self.split = split_dataset(self.dataset.arrays, d)  # the critic's, the actor's and held-out episodes
+        self.table = self.split.tables(self.device)  # one table, or {"critic": …, "actor": …}
+        self.schedule = update_schedule(cfg)  # joint, or two-phase (offrl.trainer.phases)
         agents = [self._build_agent(r.seed) for r in runs]
         try:
             self.learner = Learner(agents, [r.seed for r in runs], self.table, self.schedule, self.device,
@@ -376,6 +375,7 @@ class Trainer:
             "graph": self.learner.graph_kind or None,
             "device": str(self.device),
             "seeds_in_process": len(self.runs),
+            **self.split.summary(),
             "setup_s": round(getattr(self, "setup_s", 0.0), 3),
             "wall_time_s": self._now(),
             "run_dir": str(r.run_dir),
