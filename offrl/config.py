@@ -21,9 +21,10 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from offrl.errors import ConfigError, OfflineRLError, suggest, unknown
+from offrl.validation import COUNT, DROPOUT, MAX_SEED, Range, check_config
 
 DEFAULT_DATASET = "offrl/bandit/multimodal-v0"
 DEFAULT_CRITIC = "expectile"
@@ -43,10 +44,24 @@ class DataConfig:
     normalize_obs: bool = field(default=False, metadata=_help("Normalise observations by dataset mean/std"))
     action_clip_eps: float = field(default=1e-5, metadata=_help("Clip dataset actions to ±(1 − eps) after rescaling"))
 
+    RANGES: ClassVar[dict[str, Range]] = {"action_clip_eps": DROPOUT}
+
+    def __post_init__(self) -> None:
+        from offrl.data.preprocess import REWARD_MODES
+        from offrl.data.store import validate_id
+
+        check_config(self, "data")
+        validate_id(self.dataset)  # '..', absolute paths: refused when the config is built (a sweep's planning)
+        if self.reward not in REWARD_MODES:
+            raise unknown("reward preprocessing (data.reward)", self.reward, REWARD_MODES)
+
 
 #: Upper bounds that catch typos (1e11 episodes) before they become allocation tracebacks.
 MAX_EVAL_EPISODES = 100_000
 MAX_EVAL_ENVS = 1_000
+#: Most seeds one process trains (``trainer.seeds``): each is a full agent on the seed axis; more is a typo
+#: (``0-100000``) that would otherwise build agents until memory runs out.
+MAX_SEEDS_PER_RUN = 1_024
 
 
 @dataclass
@@ -89,10 +104,13 @@ class TrainerConfig:
     wandb_mode: str = field(default="", metadata=_help("online | offline | disabled (default: W&B's own, "
                                                        "WANDB_MODE)"))
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "steps": COUNT, "seed": Range(0, MAX_SEED), "steps_per_call": COUNT, "eval_every": COUNT,
+        "eval_episodes": COUNT, "eval_envs": COUNT, "save_every": COUNT, "log_every": COUNT,
+    }
+
     def __post_init__(self) -> None:
-        for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every", "steps_per_call"):
-            if getattr(self, n) <= 0:
-                raise ConfigError(f"trainer.{n} must be positive, got {getattr(self, n)!r}")
+        check_config(self, "trainer")
         cpus = os.cpu_count() or 1
         if not 0 <= self.threads <= cpus:
             raise ConfigError(f"trainer.threads must be between 0 (= 1 thread) and this machine's {cpus} CPUs, "
@@ -100,8 +118,6 @@ class TrainerConfig:
         if self.eval_episodes > MAX_EVAL_EPISODES or self.eval_envs > MAX_EVAL_ENVS:
             raise ConfigError(f"trainer.eval_episodes must be at most {MAX_EVAL_EPISODES:,} and trainer.eval_envs at "
                               f"most {MAX_EVAL_ENVS:,}, got {self.eval_episodes:,} and {self.eval_envs:,}")
-        if self.seed < 0:
-            raise ConfigError(f"trainer.seed must be ≥ 0, got {self.seed}")
         from offrl.learner.learner import SPEED_MODES
 
         if self.wandb_mode not in ("", "online", "offline", "disabled"):
@@ -117,7 +133,10 @@ class TrainerConfig:
 
 
 def parse_seed_list(text: str) -> list[int]:
-    """Seeds from ``"0-7"`` (inclusive range), ``"0,3,5"`` or a mix (``"0-2,9"``); no duplicates."""
+    """Seeds from ``"0-7"`` (inclusive range), ``"0,3,5"`` or a mix (``"0-2,9"``); no duplicates.
+
+    Every seed is in [0, MAX_SEED] and there are at most MAX_SEEDS_PER_RUN, checked before a range is expanded
+    (``0-10**18`` is refused at once, not after building a list of that size)."""
     seeds: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -125,13 +144,18 @@ def parse_seed_list(text: str) -> list[int]:
             continue
         lo, dash, hi = part.partition("-")
         try:
-            values = range(int(lo), int(hi) + 1) if dash else [int(part)]
+            first, last = (int(lo), int(hi)) if dash else (int(part), int(part))
         except ValueError:
-            values = None
-        if values is None or (dash and int(hi) < int(lo)):
+            first = last = -1
+        if first < 0 or last < first:
             raise ConfigError(f"trainer.seeds: '{part}' is not a seed or an inclusive range like 0-7 "
-                              f"(seeds are integers >= 0; e.g. --seeds 0-7 or --seeds 0,3,5).")
-        seeds += values
+                              f"(seeds are integers in [0, {MAX_SEED}]; e.g. --seeds 0-7 or --seeds 0,3,5).")
+        if last > MAX_SEED:
+            raise ConfigError(f"trainer.seeds: {last} is not a valid seed (seeds are integers in [0, {MAX_SEED}]).")
+        if len(seeds) + last - first + 1 > MAX_SEEDS_PER_RUN:
+            raise ConfigError(f"trainer.seeds='{text}' names more than {MAX_SEEDS_PER_RUN:,} seeds, the most one "
+                              "process trains; split them over several runs (offrl sweep --seeds-per-process E).")
+        seeds += range(first, last + 1)
     if not seeds:
         raise ConfigError(f"trainer.seeds='{text}' names no seed (e.g. --seeds 0-7 or --seeds 0,3,5).")
     if len(set(seeds)) != len(seeds):
@@ -167,11 +191,7 @@ class RunConfig:
 
     def comparable(self) -> dict[str, Any]:
         """The parts that must match for a run to be resumed (not the version, not how it runs)."""
-        d = self.to_dict()
-        d.pop("offrl_version")
-        d.pop("plugins")  # where components come from, not what they compute
-        d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in RUNTIME_KEYS}
-        return d
+        return comparable_dict(self.to_dict())
 
     def for_seed(self, seed: int) -> "RunConfig":
         """The solo configuration of one seed of this run (what its run directory records)."""
@@ -181,6 +201,40 @@ class RunConfig:
 #: Trainer keys that decide how a run executes, not what it computes: they may change on resume.
 RUNTIME_KEYS = ("device", "threads", "tensorboard", "compile", "steps_per_call", "seeds", "wandb", "wandb_project",
                 "wandb_group", "wandb_name", "wandb_mode")
+
+
+def comparable_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`RunConfig.comparable` of a config dict as :meth:`RunConfig.to_dict` writes it."""
+    d = {k: v for k, v in d.items() if k not in ("offrl_version", "plugins")}  # plugins: where components come
+    trainer = d.get("trainer")                                                  # from, not what they compute
+    if isinstance(trainer, dict):
+        d["trainer"] = {k: v for k, v in trainer.items() if k not in RUNTIME_KEYS}
+    return d
+
+
+def fingerprint(cfg: "RunConfig | dict[str, Any]") -> str:
+    """SHA-256 of what a run computes (:meth:`RunConfig.comparable`): recorded in checkpoints and policy files, so
+    a file copied from another run (another seed, other sizes, an edited config.json) is recognised on load."""
+    import hashlib
+
+    from offrl.rundir import floats_as_text
+
+    d = comparable_dict(cfg.to_dict() if isinstance(cfg, RunConfig) else dict(cfg))
+    text = json.dumps(floats_as_text(d), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], limit: int = 4) -> list[str]:
+    """``section.key: A vs B`` for the keys where two config dicts differ (at most ``limit``)."""
+    a, b = comparable_dict(a), comparable_dict(b)
+    out = []
+    for section in sorted(set(a) | set(b)):
+        x, y = a.get(section), b.get(section)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{section}.{k}: {x.get(k)!r} vs {y.get(k)!r}" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+        elif x != y:
+            out.append(f"{section}: {x!r} vs {y!r}")
+    return out[:limit] + ([f"… {len(out) - limit} more"] if len(out) > limit else [])
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -216,11 +270,13 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML (``.toml``) or JSON config file into a layer."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"Config file '{p}' is a directory; give a TOML or JSON file.")
     if not p.is_file():
         raise ConfigError(f"Config file '{p}' does not exist.")
     kind = "TOML" if p.suffix == ".toml" else "JSON"
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = p.read_bytes().decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the text
     except UnicodeDecodeError as e:
         raise ConfigError(f"Config file '{p}' is not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); "
                           f"a config file is {kind} text.") from None
@@ -275,8 +331,8 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
     from offrl.plugins import load_plugins
 
     plugins = load_plugins(plugins)  # before the names are looked up: plugins register components
-    for base, name, _ in scoped:  # a misspelt scope would otherwise apply to nothing, silently
-        (CRITICS if base == "critic" else ACTORS).get(name)
+    for base, name, values in scoped:  # a misspelt scope or key would otherwise apply to nothing, silently
+        _check_scoped(base, name, (CRITICS if base == "critic" else ACTORS).get(name), values)
     critic_name = merged["critic"].pop("name", DEFAULT_CRITIC)
     actor_name = merged["actor"].pop("name", DEFAULT_ACTOR)
     chosen = {"critic": critic_name, "actor": actor_name}
@@ -293,6 +349,37 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
         preset=preset,
         plugins=tuple(dict.fromkeys(plugins)),
     )
+
+
+def _check_scoped(base: str, name: str, cls: Any, values: dict[str, Any]) -> None:
+    """Keys and values of a ``base@name`` section are checked even when ``name`` is not the chosen component."""
+    names = [f.name for f in dataclasses.fields(cls.Config)]
+    hints = typing.get_type_hints(cls.Config)
+    for key, raw in values.items():
+        if key == "name":
+            raise ConfigError(f"'{base}@{name}' cannot set name: it applies when {base} '{name}' is chosen.")
+        if key not in names:
+            raise unknown(f"hyperparameter of {base} '{name}' ({base}@{name}.KEY)", key, names)
+        coerce(raw, hints[key], f"{base}@{name}.{key}")
+
+
+def resolve_saved(saved: dict[str, Any], source: str, how: str) -> RunConfig:
+    """The :class:`RunConfig` of a config read back from a file (``config.json``, a policy file).
+
+    The plugins it names are recorded, never imported (:func:`offrl.plugins.require` says which one is missing
+    and ``how`` to load it); only plugins the user loaded (``--plugin``, ``OFFRL_PLUGINS``, entry points) count.
+    """
+    from offrl.plugins import require
+
+    layer = {k: v for k, v in saved.items() if k not in ("offrl_version", "plugins")}
+    recorded = saved.get("plugins") or []
+    recorded = [m for m in recorded if isinstance(m, str)] if isinstance(recorded, list) else []
+    require(layer, recorded, source, how)
+    try:
+        cfg = resolve([layer])
+    except OfflineRLError as e:  # an edited or damaged file: say which one
+        raise ConfigError(f"'{source}' holds a configuration this offrl cannot use: {e}") from None
+    return dataclasses.replace(cfg, plugins=tuple(dict.fromkeys([*recorded, *cfg.plugins])))
 
 
 def plugins_from_env() -> list[str]:
@@ -364,6 +451,8 @@ def coerce(raw: Any, typ: Any, key: str) -> Any:
                 raise ValueError
             return float(raw)
         if typ is str:
+            if isinstance(raw, bool) or not isinstance(raw, (str, int)):  # a list or table from a config file
+                raise ValueError
             return str(raw)
         if origin is tuple:
             items = raw

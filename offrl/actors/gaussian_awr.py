@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -22,6 +23,7 @@ from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView
 from offrl.data.transitions import Batch
 from offrl.errors import unknown
+from offrl.validation import COUNT, DROPOUT, NON_NEGATIVE, POSITIVE, Range, check_order
 from offrl.nets import MLP, init_weights_
 
 NEXT_ACTIONS = ("mean", "sample")
@@ -42,8 +44,15 @@ class GaussianAWRConfig(ActorConfig):
         default="mean", metadata={"help": "Next actions a critic backs up through / averages V over: mean | sample"}
     )
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        **ActorConfig.RANGES, "hidden_dims": COUNT, "dropout": DROPOUT, "lr": POSITIVE, "beta": NON_NEGATIVE,
+        "max_weight": Range(0.0, lo_open=True, inf=True), "log_std_min": Range(-20.0, 20.0),
+        "log_std_max": Range(-20.0, 20.0),
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_order(self, "actor", "log_std_min", "log_std_max")
         if self.next_action not in NEXT_ACTIONS:
             raise unknown("next action (actor.next_action)", self.next_action, NEXT_ACTIONS)
 

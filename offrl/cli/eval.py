@@ -27,7 +27,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the episodes and of the policy's sampling (default: the run's seed, which "
                         "reproduces the evaluation logged at the policy's step)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first: the plugin a run of your own critic or actor needs (repeatable; the "
+                        "plugins a policy file names are never imported for you)")
     p.add_argument("--video", metavar="DIR",
                    help="also write an MP4 of every episode to DIR (needs `pip install 'offrl[video]'`; rendering is "
                         "headless: MUJOCO_GL defaults to egl)")
@@ -66,9 +69,17 @@ def run(args: argparse.Namespace) -> int:
     from offrl.policy import load_policy
     from offrl.trainer.evaluation import Evaluator
 
+    from offrl.trainer.runtime import resolve_device
+    from offrl.validation import MAX_SEED
+
     if args.episodes < 1 or args.episodes > 100_000:
         raise ConfigError(f"--episodes must be between 1 and 100,000, got {args.episodes}")
-    policy = load_policy(args.run_dir, which=args.which, device=args.device)
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer in [0, {MAX_SEED}], got {args.seed}")
+    if args.video and Path(args.video).exists() and not Path(args.video).is_dir():
+        raise ConfigError(f"--video '{args.video}' is a file; give a folder for the MP4s (it is created if needed).")
+    device = resolve_device(args.device)
+    policy = load_policy(args.run_dir, which=args.which, device=device, plugins=args.plugins)
     if args.seed is None:
         args.seed = policy.config.trainer.seed
     policy.seed(args.seed)
@@ -91,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                      score_unavailable_reason(decl.ref_min_score, decl.ref_max_score, decl.primary_metric),
                      policy.scaler, ObsNormalizer.identity(policy.obs_dim))
     envs = 1 if args.video else min(10, args.episodes)
-    evaluator = Evaluator(target, 1, envs, torch.device(args.device))  # type: ignore[arg-type]
+    evaluator = Evaluator(target, 1, envs, device)  # type: ignore[arg-type]
 
     def act(obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
         # the evaluator hands over flat raw observations [1, n, O] and the evaluation's generator (so that

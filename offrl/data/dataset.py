@@ -277,6 +277,10 @@ def load_offline_dataset(
     source = "data.reward" if reward != "auto" else ("dataset metadata" if decl.reward_mode else "dataset id")
     arrays.rewards = preprocess_rewards(arrays.rewards, arrays.episode_returns, mode).astype(np.float32)
 
+    if obs_normalizer is not None and obs_normalizer.mean.size != arrays.observations.shape[1]:
+        raise DatasetError(f"The observation statistics saved with the run (obs_stats.json) hold "
+                           f"{obs_normalizer.mean.size} values, but '{dataset_id}' has {arrays.observations.shape[1]} "
+                           "observation values: the file comes from another run. Restore it, or start a new run.")
     if obs_normalizer is None:
         obs_normalizer = (
             ObsNormalizer.fit(arrays.observations) if normalize_obs else ObsNormalizer.identity(arrays.observations.shape[1])

@@ -21,6 +21,8 @@ Robustness rules, because runs may have crashed, diverged or been resumed:
   among the warned runs;
 - if an evaluation step appears more than once (a resume that did not
   truncate), the last occurrence wins, so each evaluation counts once;
+- a run directory, or one of the files read from it, that leads outside the
+  folder given (a symbolic link) is not read, and is listed;
 - ``status`` is the run's state (:func:`offrl.rundir.run_state`): ``finished``,
   ``diverged`` (the trainer stopped it for good), ``failed`` (a sweep recorded
   an error) or ``incomplete`` (still running, interrupted, or not started).
@@ -213,6 +215,10 @@ def collect(paths: Iterable[str | Path]) -> Collected:
             raise RunDirError(f"No run directories (folders with a config.json) found under '{root}'.")
         variants = sweep_variants(root)
         for run_dir in run_dirs:
+            outside = _leads_outside(run_dir, root)
+            if outside:
+                notes.append((str(run_dir), outside))
+                continue
             try:
                 identity = run_identity(run_dir, sweep=root.name, variant=variants.get(run_dir.name, ""))
             except RunDirError as e:
@@ -228,6 +234,16 @@ def collect(paths: Iterable[str | Path]) -> Collected:
     runs = pd.DataFrame(identities, columns=list(RUN_COLUMNS))
     evals = assign_primary_scores(pd.concat(frames, ignore_index=True), notes) if frames else empty_frame()
     return Collected(evals, runs, notes)
+
+
+def _leads_outside(run_dir: Path, root: Path) -> str | None:
+    """Why ``run_dir`` is not read: it, or a file of it, is a link leading outside ``root`` (``None``: read it)."""
+    if not run_dir.resolve().is_relative_to(root.resolve()):
+        return f"leads outside {root} (to {run_dir.resolve()}); not read"
+    for name in (CONFIG, EVAL_LOG, SUMMARY):
+        if (run_dir / name).is_symlink():
+            return f"its {name} is a symbolic link (offrl does not follow links among a run's files); not read"
+    return None
 
 
 def collect_runs(paths: Iterable[str | Path], skipped: Notes | None = None) -> pd.DataFrame:

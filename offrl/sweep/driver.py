@@ -96,7 +96,8 @@ def build_job(
     ]
     if not spec.run.sets_key("trainer.threads") and "trainer.threads" not in dict(cell.overrides):
         fresh += ["--set", f"trainer.threads={threads}"]
-    resume = [*runner, "--resume", str(run_dir), "--quiet"]
+    # a cell is resumed with the plugins the user's own spec names (a run's config.json is never trusted for them)
+    resume = [*runner, *(x for m in user_plugins(spec) for x in ("--plugin", m)), "--resume", str(run_dir), "--quiet"]
     env = {
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
@@ -119,6 +120,17 @@ def build_job(
         resume_argv=tuple(resume),
         env=tuple(sorted(env.items())),
     )
+
+
+def user_plugins(spec: SweepSpec) -> list[str]:
+    """The plugins the sweep's spec asks for: its ``plugins`` and those of its ``config`` file."""
+    found = list(spec.run.plugins)
+    if spec.run.config:
+        from offrl.config import load_config_file
+
+        named = load_config_file(spec.run.config).get("plugins") or []
+        found += [m for m in named if isinstance(m, str) and m not in found] if isinstance(named, list) else []
+    return found
 
 
 def seeds_per_process(spec: SweepSpec) -> int:
@@ -299,6 +311,7 @@ def run_sweep(
     console = console or terminal.console()
     layout = SweepLayout(Path(sweep_dir))
     cells = expand_cells(spec)
+    layout.check_confined([c.key for c in cells])
     layout.make_dirs()
     record_spec(layout, spec, cells)
     backend = backend or make_backend(spec.backend)

@@ -55,6 +55,23 @@ class SeedRun:
         return self.status == "running"
 
 
+def read_obs_stats(run_dir: Path) -> Any:
+    """The observation statistics a run saved (``obs_stats.json``), or ``None`` when it saved none; one
+    :class:`RunDirError` naming the file when it is damaged (its size is checked against the data on load)."""
+    from offrl.data.preprocess import ObsNormalizer
+
+    path = Path(run_dir) / rundir.OBS_STATS
+    if not path.exists() and not path.is_symlink():
+        return None
+    saved = rundir.read_json(path) if not path.is_symlink() else None
+    try:
+        if saved is None:
+            raise ValueError("not a JSON object")
+        return ObsNormalizer.from_dict(saved)
+    except ValueError as e:
+        raise RunDirError(f"'{path}' is damaged ({e}). Restore the file, or start a new run.") from None
+
+
 def prepare_run_dir(run_dir: Path) -> None:
     """Create ``run_dir`` for a new run; refuse one that already holds a run or is not writable."""
     if (run_dir / rundir.CONFIG).exists():

@@ -29,14 +29,13 @@ from offrl.actors import ACTORS
 from offrl.config import RunConfig
 from offrl.critics import CRITICS
 from offrl.data.dataset import OfflineDataset, load_offline_dataset
-from offrl.data.preprocess import ObsNormalizer
 from offrl.errors import ConfigError, RunDirError
 from offrl.learner import Agent, Learner, UpdateSchedule, resolve_speed_mode
 from offrl.trainer import checkpoint as ckpt
 from offrl.trainer.evaluation import Evaluator
 from offrl.trainer.lock import RunLock
 from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
-from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir
+from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir, read_obs_stats
 from offrl.trainer.progress import TrainingProgress
 from offrl.trainer.runtime import configure_threads, resolve_device, seed_everything
 from offrl.trainer.signals import StopFlag
@@ -65,13 +64,7 @@ class Trainer:
         if t.wandb:
             check_wandb()
 
-        saved_norm = None
-        stats = runs[0].run_dir / rundir.OBS_STATS
-        if resume and stats.exists():
-            saved = rundir.read_json(stats)
-            if saved is None:
-                raise RunDirError(f"'{stats}' is damaged (not valid JSON). Start a new run, or restore the file.")
-            saved_norm = ObsNormalizer.from_dict(saved)
+        saved_norm = read_obs_stats(runs[0].run_dir) if resume else None
         d = cfg.data
         self.dataset: OfflineDataset = load_offline_dataset(
             d.dataset, reward=d.reward, normalize_obs=d.normalize_obs, action_clip_eps=d.action_clip_eps,
@@ -183,6 +176,7 @@ class Trainer:
                 "learner": self.learner.member_state(e),
                 "best": r.best,
                 "last_eval": r.last_eval,
+                **ckpt.record(r.cfg, r.seed, self.dataset.obs_dim, self.dataset.act_dim),
             }))
         if states:
             ckpt.save_group(states)
@@ -191,7 +185,8 @@ class Trainer:
                     r.last_checkpoint = self.step
 
     def _load_checkpoints(self) -> None:
-        states, notes = ckpt.load_group([r.run_dir for r in self.runs], self.device)
+        expected = ckpt.Expected.of(self.runs, self.dataset.obs_dim, self.dataset.act_dim, self.learner)
+        states, notes = ckpt.load_group([r.run_dir for r in self.runs], self.device, expected)
         self.notes = notes
         if states is None:  # killed before the first checkpoint: start over in the same directories
             for r in self.runs:
