@@ -17,8 +17,10 @@ column holds that metric and ``metric`` names it.
 Robustness rules, because runs may have crashed, diverged or been resumed:
 
 - a torn or malformed line of ``eval.jsonl`` (a crash mid-write) is skipped;
-- a row whose ``step`` is not a whole number is skipped, and the run is listed
-  among the warned runs;
+- a row whose ``step`` is not a whole number (or is non-finite, negative or
+  beyond 2^53) is skipped, and the run is listed among the warned runs;
+- a run found twice (the same directory given twice, or inside two folders
+  given) is counted once, and said so;
 - if an evaluation step appears more than once (a resume that did not
   truncate), the last occurrence wins, so each evaluation counts once;
 - a run directory, or one of the files read from it, that leads outside the
@@ -132,11 +134,11 @@ def load_run(run_dir: Path, sweep: str = "", variant: str = "", notes: Notes | N
     if evals.empty or "step" not in evals:
         evals = pd.DataFrame({"step": pd.Series(dtype="float64")})
     steps = pd.to_numeric(evals["step"].where(evals["step"].map(_is_plain_number)), errors="coerce")
-    bad = steps.isna() | (steps != np.floor(steps))
+    bad = steps.isna() | ~np.isfinite(steps) | (steps != np.floor(steps)) | (steps < 0) | (steps > MAX_STEP)
     if bad.any() and notes is not None:
         examples = ", ".join(repr(v) for v in evals.loc[bad, "step"].head(3))
         notes.append((str(run_dir), f"skipped {plural(int(bad.sum()), 'row')} of {EVAL_LOG} whose step is not a "
-                                    f"whole number ({examples})"))
+                                    f"whole number in [0, 2^53] ({examples})"))
     evals = evals.loc[~bad].assign(step=steps[~bad].astype("int64"))
     evals = evals.drop_duplicates("step", keep="last").sort_values("step", kind="stable")
     out = pd.DataFrame({"step": evals["step"], "time_s": _column(evals, "time_s")})
@@ -145,6 +147,10 @@ def load_run(run_dir: Path, sweep: str = "", variant: str = "", notes: Notes | N
     for key, value in {**meta, "metric": "", "score": np.nan, "score_std": np.nan}.items():
         out[key] = value
     return out[list(COLUMNS)].reset_index(drop=True)
+
+
+#: Largest step a log row may hold (2^53: beyond it a float no longer holds every integer).
+MAX_STEP = 2**53
 
 
 def _is_plain_number(value: Any) -> bool:
@@ -204,6 +210,7 @@ def collect(paths: Iterable[str | Path]) -> Collected:
     notes: Notes = []
     frames: list[pd.DataFrame] = []
     identities: list[dict[str, Any]] = []
+    seen: dict[Path, str] = {}  # resolved run directory -> how it was first found
     for raw in paths:
         root = Path(raw)
         if not root.exists():
@@ -219,6 +226,10 @@ def collect(paths: Iterable[str | Path]) -> Collected:
             if outside:
                 notes.append((str(run_dir), outside))
                 continue
+            if run_dir.resolve() in seen:
+                notes.append((str(run_dir), f"the same run as {seen[run_dir.resolve()]}, given twice; counted once"))
+                continue
+            seen[run_dir.resolve()] = str(run_dir)
             try:
                 identity = run_identity(run_dir, sweep=root.name, variant=variants.get(run_dir.name, ""))
             except RunDirError as e:

@@ -194,8 +194,17 @@ def record_spec(layout: SweepLayout, spec: SweepSpec, cells: Sequence[Cell]) -> 
     """
     old = read_json(layout.spec_file)
     known: dict[str, dict] = {}
+    if old is None and (layout.spec_file.exists() or layout.spec_file.is_symlink()):
+        raise ConfigError(f"'{layout.spec_file}' is damaged (not a JSON object). The run directories hold every "
+                          "result: delete the file (the sweep writes it again) or use another --out.")
     if old is not None:
-        old_spec = SweepSpec.from_json(old["spec"])
+        try:
+            old_spec = SweepSpec.from_json(old["spec"])
+            if not all(isinstance(c, dict) and isinstance(c.get("key"), str) for c in old.get("cells", [])):
+                raise ValueError("its cells are not a list of tables")
+        except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as e:
+            raise ConfigError(f"'{layout.spec_file}' is damaged ({e}). The run directories hold every result: delete "
+                              "the file (the sweep writes it again) or use another --out.") from None
         before, after = old_spec.identity()["run"], spec.identity()["run"]
         changed = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in after if before.get(k) != after.get(k)]
         if changed:
@@ -312,8 +321,12 @@ def run_sweep(
     layout = SweepLayout(Path(sweep_dir))
     cells = expand_cells(spec)
     layout.check_confined([c.key for c in cells])
-    layout.make_dirs()
-    record_spec(layout, spec, cells)
+    try:
+        layout.make_dirs()
+        record_spec(layout, spec, cells)
+    except OSError as e:
+        raise ConfigError(f"Cannot write the sweep directory '{layout.root}' ({e.filename or layout.root}: "
+                          f"{e.strerror or e}); nothing was started.") from None
     backend = backend or make_backend(spec.backend)
 
     initial = {c.key: disk_state(layout.run_dir(c.key)) for c in cells}
@@ -353,6 +366,8 @@ def run_sweep(
             states[c.key] = "finished" if by_key[c.key].state in ("finished", "skipped") else by_key[c.key].state
         else:
             states[c.key] = "pending"
+    if status.error:
+        console.print(f"warning: {status.error}", markup=False, highlight=False)
     return SweepOutcome(layout.root, cells, states, by_key, time.time() - t0)
 
 

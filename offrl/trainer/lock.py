@@ -38,8 +38,11 @@ class RunLock:
                 f"'{self.path.parent}' is in use by another offrl process (pid {holder}); one process writes "
                 "a run directory at a time. Wait for it to finish, or stop it (Ctrl-C saves a checkpoint)."
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the pid is for the message a second writer gets; a full disk must not stop the run here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 

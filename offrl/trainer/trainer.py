@@ -35,7 +35,7 @@ from offrl.trainer import checkpoint as ckpt
 from offrl.trainer.evaluation import Evaluator
 from offrl.trainer.lock import RunLock
 from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
-from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir, read_obs_stats
+from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir, read_obs_stats, write_new_runs
 from offrl.trainer.progress import TrainingProgress
 from offrl.trainer.runtime import configure_threads, resolve_device, seed_everything
 from offrl.trainer.signals import StopFlag
@@ -108,13 +108,7 @@ class Trainer:
         if resume:
             self._load_checkpoints()
         else:
-            for r in runs:
-                rundir.write_text_atomic(r.run_dir / rundir.CONFIG,
-                                         rundir.dumps(rundir.floats_as_text(r.cfg.to_dict()), 2) + "\n")
-                if d.normalize_obs:
-                    rundir.write_json(r.run_dir / rundir.OBS_STATS, self.dataset.obs_normalizer.to_dict())
-            if group_dir is not None:
-                rundir.write_group(group_dir, [r.seed for r in runs], [r.run_dir for r in runs])
+            write_new_runs(runs, self.dataset.obs_normalizer.to_dict() if d.normalize_obs else None, group_dir)
         self.setup_s = time.perf_counter() - t0
 
     # --- construction ---------------------------------------------------------------------------
