@@ -254,8 +254,6 @@ def mismatch(state: dict[str, Any], expected: Expected, index: int) -> str | Non
     if state["seed"] != want["seed"]:
         return (f"written by seed {state['seed']}, but this run is seed {want['seed']} (a checkpoint copied from "
                 "another run)")
-    if state["step"] > expected.steps:
-        return f"at step {state['step']}, beyond this run's trainer.steps = {expected.steps}"
     got = state.get("belongs")
     if isinstance(got, dict) and got.get("config_sha256") != want["config_sha256"]:
         from offrl.config import config_diff
@@ -269,6 +267,8 @@ def mismatch(state: dict[str, Any], expected: Expected, index: int) -> str | Non
         for key in ("critic", "actor", "dataset", "obs_dim", "act_dim"):
             if got.get(key) != want[key]:
                 return f"written for {key} {got.get(key)!r}, but this run has {want[key]!r}"
+    if state["step"] > expected.steps:
+        return f"at step {state['step']}, beyond this run's trainer.steps = {expected.steps}"
     if expected.template:
         return _shape_mismatch(state["learner"], expected.template)
     return None

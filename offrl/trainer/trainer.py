@@ -102,12 +102,12 @@ class Trainer:
                         name = f"{group_dir.name}-seed{r.seed}" if group_dir else r.run_dir.name
                     r.wandb = WandbLog(r.run_dir, rundir.floats_as_text(r.cfg.to_dict()), t.wandb_project, group, name,
                                        t.wandb_mode)
+            if resume:  # a checkpoint refused here leaves the run directories unlocked (Python callers retry)
+                self._load_checkpoints()
         except BaseException:
             self.release()
             raise
-        if resume:
-            self._load_checkpoints()
-        else:
+        if not resume:
             write_new_runs(runs, self.dataset.obs_normalizer.to_dict() if d.normalize_obs else None, group_dir)
         self.setup_s = time.perf_counter() - t0
 
