@@ -107,6 +107,7 @@ class TrainerConfig:
     RANGES: ClassVar[dict[str, Range]] = {
         "steps": COUNT, "seed": Range(0, MAX_SEED), "steps_per_call": COUNT, "eval_every": COUNT,
         "eval_episodes": COUNT, "eval_envs": COUNT, "save_every": COUNT, "log_every": COUNT,
+        "threads": Range(0),  # and at most this machine's CPUs (below)
     }
 
     def __post_init__(self) -> None:
@@ -123,6 +124,10 @@ class TrainerConfig:
         if self.wandb_mode not in ("", "online", "offline", "disabled"):
             raise unknown("W&B mode (trainer.wandb_mode)", self.wandb_mode, ("online", "offline", "disabled"))
 
+        import re
+
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):  # availability is checked when the run starts
+            raise ConfigError(f"Unknown device (trainer.device) '{self.device}'. Valid choices: auto, cpu, cuda, cuda:N.")
         if self.compile not in SPEED_MODES:
             raise unknown("speed mode (trainer.compile)", self.compile, SPEED_MODES)
         self.seed_list()  # validates trainer.seeds
