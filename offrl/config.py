@@ -337,9 +337,15 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
 
     plugins = load_plugins(plugins)  # before the names are looked up: plugins register components
     for base, name, values in scoped:  # a misspelt scope or key would otherwise apply to nothing, silently
+        if not name.strip():
+            raise ConfigError(f"'{base}@' names no {base}: use {base}@NAME (e.g. actor@fql.alpha=300).")
         _check_scoped(base, name, (CRITICS if base == "critic" else ACTORS).get(name), values)
     critic_name = merged["critic"].pop("name", DEFAULT_CRITIC)
     actor_name = merged["actor"].pop("name", DEFAULT_ACTOR)
+    for section, name in (("critic", critic_name), ("actor", actor_name)):
+        if not isinstance(name, str):
+            raise ConfigError(f"{section}.name must be the name of a {section} (see `offrl list {section}`), "
+                              f"got {name!r}")
     chosen = {"critic": critic_name, "actor": actor_name}
     merged = _apply_scoped(merged, scoped, chosen)
     critic_cls = CRITICS.get(critic_name)

@@ -5,8 +5,9 @@ A plugin is a Python module that registers components when imported
 
 - every installed entry point of the group ``offrl.plugins`` (a package declares
   ``[project.entry-points."offrl.plugins"] name = "module"``), whenever it resolves a configuration;
-- the modules named with ``offrl run --plugin MODULE`` (repeatable), ``OFFRL_PLUGINS=mod1,mod2``,
-  or a config file's ``plugins = [...]`` that you pass with ``--config``.
+- the modules named with ``offrl run --plugin MODULE`` (repeatable, also ``offrl eval``, ``offrl sweep``),
+  ``OFFRL_PLUGINS=mod1,mod2``, a config file's ``plugins = [...]`` that you pass with ``--config``, or
+  ``plugins=[...]`` of ``offrl.load_policy`` / ``offrl.resume``.
 
 That is all: **offrl never imports a module because a file it reads back names
 it.** The plugins a run used are recorded in its ``config.json`` and policy

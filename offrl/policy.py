@@ -170,7 +170,9 @@ def load_policy(run_dir: str | Path, which: str = "final", device: str | torch.d
     """
     from offrl import rundir
     from offrl.plugins import load_plugins
+    from offrl.trainer.runtime import resolve_device
 
+    device = resolve_device(str(device))  # an unknown or unavailable device is one DeviceError
     load_plugins(plugins)
     path = policy_file(run_dir, which)
     if path.is_symlink():
@@ -240,6 +242,16 @@ def check_payload(payload: dict[str, Any], source: str) -> None:
                   "saved, so the file was damaged or edited")
     if not isinstance(payload.get("evaluation"), dict):
         raise bad("it holds no evaluation record")
+    belongs = payload.get("belongs")
+    if belongs is not None:
+        from offrl.config import fingerprint
+
+        try:
+            same = isinstance(belongs, dict) and fingerprint(payload["config"]) == belongs.get("config_sha256")
+        except (TypeError, ValueError):  # a config that is not plain JSON-like data
+            same = False
+        if not same:
+            raise bad("its config is not the one it was trained with (edited after the file was written)")
 
 
 def check_belongs(payload: dict[str, Any], cfg: Any, run_dir: Path, path: Path) -> None:

@@ -166,6 +166,8 @@ def _wrong_shape(payload: dict) -> None:
     ({"state": _nan_weight}, "holds non-finite weights"),
     ({"state": _wrong_shape}, "does not match the networks its config describes"),
     ({"config": None}, "it holds no config"),
+    ({"config": lambda p: p["config"]["data"].update(dataset="offrl/other/x-v0")},
+     "its config is not the one it was trained with"),
 ])
 def test_a_damaged_policy_file_is_refused(runs: dict[str, Path], tmp_path: Path, change: dict, why: str) -> None:
     run = _copy(runs["seed0"], tmp_path / "run")

@@ -119,8 +119,11 @@ def _plant_plugin(run: Path, marker: Path, critic: str | None = None) -> None:
     for which in ("final", "best"):
         payload = torch.load(run / f"policy_{which}.pt", weights_only=True)
         payload["config"]["plugins"] = ["evil_plugin"]
-        if critic:
+        if critic:  # a crafted file is consistent: it records the fingerprint of its own config
+            from offrl.config import fingerprint
+
             payload["config"]["critic"]["name"] = critic
+            payload["belongs"].update(critic=critic, config_sha256=fingerprint(payload["config"]))
         torch.save(payload, run / f"policy_{which}.pt")
 
 

@@ -65,10 +65,12 @@ Notes = list[tuple[str, str]]  # (run directory, what was left out or is worth a
 def sweep_variants(root: Path) -> dict[str, str]:
     """Cell key -> grid values text (``critic.tau=0.9``) from a sweep's ``sweep.json``."""
     data = _read_json(root / "sweep.json") or {}
+    cells = data.get("cells")
     out = {}
-    for cell in data.get("cells", []):
-        overrides = cell.get("overrides") or {}
-        out[cell.get("key", "")] = ",".join(f"{k}={v}" for k, v in overrides.items())
+    for cell in cells if isinstance(cells, list) else []:  # a damaged entry names no variant, it is not fatal
+        overrides = cell.get("overrides") if isinstance(cell, dict) else None
+        if isinstance(cell, dict) and isinstance(cell.get("key"), str) and isinstance(overrides or {}, dict):
+            out[cell["key"]] = ",".join(f"{k}={v}" for k, v in (overrides or {}).items())
     return out
 
 
@@ -104,10 +106,9 @@ def run_identity(run_dir: Path, sweep: str = "", variant: str = "") -> dict[str,
     missing = [k for k, v in (("critic", critic), ("actor", actor), ("dataset", dataset), ("seed", seed)) if v is None]
     if missing:
         raise RunDirError(f"'{run_dir / CONFIG}' does not name the run's {', '.join(missing)}.")
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise RunDirError(f"'{run_dir / CONFIG}' gives the seed as {seed!r}, not an integer.") from None
+    if isinstance(seed, bool) or not isinstance(seed, (int, float)) or not float(seed).is_integer():
+        raise RunDirError(f"'{run_dir / CONFIG}' gives the seed as {seed!r}, not an integer.")
+    seed = int(seed)
     return {
         "sweep": sweep,
         "run": run_dir.name,
