@@ -177,6 +177,9 @@ def load_policy(run_dir: str | Path, which: str = "final", device: str | torch.d
     path = policy_file(run_dir, which)
     if path.is_symlink():
         raise RunDirError(f"'{path}' is a symbolic link; offrl does not follow links among a run's files.")
+    if not path.is_file() and (Path(run_dir) / rundir.GROUP).is_file():
+        raise RunDirError(f"'{run_dir}' is a multi-seed run: its policies are in its seed directories "
+                          f"(e.g. {Path(run_dir) / 'seed0'}).")
     if not path.is_file():
         raise RunDirError(f"'{path}' does not exist: the run saves its policies at each evaluation "
                           f"(runs made before offrl saved policies, or with no evaluation, have none).")
