@@ -229,14 +229,21 @@ def fingerprint(cfg: "RunConfig | dict[str, Any]") -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def config_diff(a: dict[str, Any], b: dict[str, Any], limit: int = 4) -> list[str]:
-    """``section.key: A vs B`` for the keys where two config dicts differ (at most ``limit``)."""
-    a, b = comparable_dict(a), comparable_dict(b)
+def config_diff(recorded: dict[str, Any], current: dict[str, Any], limit: int = 4) -> list[str]:
+    """``section.key: RECORDED vs CURRENT`` for the keys a recorded config (a checkpoint's, a policy file's) holds
+    with another value now (at most ``limit``; empty: the same run).
+
+    Keys the recorded config lacks are not compared: they are hyperparameters a later offrl added, at their
+    defaults, so a run written before an upgrade still continues.
+    """
+    from offrl.rundir import floats_as_text
+
+    a, b = floats_as_text(comparable_dict(recorded)), floats_as_text(comparable_dict(current))
     out = []
-    for section in sorted(set(a) | set(b)):
+    for section in sorted(a):
         x, y = a.get(section), b.get(section)
         if isinstance(x, dict) and isinstance(y, dict):
-            out += [f"{section}.{k}: {x.get(k)!r} vs {y.get(k)!r}" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+            out += [f"{section}.{k}: {x[k]!r} vs {y.get(k)!r}" for k in sorted(x) if x[k] != y.get(k)]
         elif x != y:
             out.append(f"{section}: {x!r} vs {y!r}")
     return out[:limit] + ([f"… {len(out) - limit} more"] if len(out) > limit else [])

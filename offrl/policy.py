@@ -271,10 +271,11 @@ def check_belongs(payload: dict[str, Any], cfg: Any, run_dir: Path, path: Path) 
     recorded = belongs.get("config_sha256") if isinstance(belongs, dict) else fingerprint(cfg)  # format 1
     if recorded == fingerprint(run_cfg):
         return
-    diff = config_diff(payload["config"], run_cfg.to_dict())
-    raise RunDirError(f"'{path}' does not belong to the run in '{run_dir}': it was trained with another "
-                      f"configuration ({'; '.join(diff) or 'its fingerprint differs'}: policy file vs config.json). "
-                      "A policy file copied from another run is not evaluated as this one.")
+    diff = config_diff(payload["config"], run_cfg.to_dict())  # empty: only defaults a later offrl added differ
+    if diff:
+        raise RunDirError(f"'{path}' does not belong to the run in '{run_dir}': it was trained with another "
+                          f"configuration ({'; '.join(diff)}: policy file vs config.json). A policy file copied "
+                          "from another run is not evaluated as this one.")
 
 
 def as_config(cfg: Any) -> dict[str, Any]:

@@ -109,6 +109,22 @@ def test_a_checkpoint_of_other_network_sizes_names_the_keys(runs: dict[str, Path
     _refused(run, "has shape [2, 4, 16] (torch.float32), this run's networks have [2, 4, 64]")
 
 
+def test_a_checkpoint_from_before_new_hyperparameters_were_added_continues(runs: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    """A later offrl adds keys (at their defaults): the fingerprint differs, the recorded keys all match."""
+    run = _copy(runs["seed0"], tmp_path / "run")
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        state = torch.load(run / name, weights_only=True)
+        state["config"]["actor"].pop("init")
+        state["belongs"]["config_sha256"] = "0" * 64
+        torch.save(state, run / name)
+    trainer = continue_runs([run])
+    try:
+        assert trainer.step == 40 and trainer.notes == []
+    finally:
+        trainer.release()
+
+
 def test_config_json_edited_after_the_checkpoint_is_refused(runs: dict[str, Path], tmp_path: Path) -> None:
     run = _copy(runs["seed0"], tmp_path / "run")
     config = json.loads((run / "config.json").read_text())

@@ -258,11 +258,12 @@ def mismatch(state: dict[str, Any], expected: Expected, index: int) -> str | Non
     if isinstance(got, dict) and got.get("config_sha256") != want["config_sha256"]:
         from offrl.config import config_diff
 
-        saved = state.get("config")
-        diff = config_diff(saved, expected.configs[index]) if isinstance(saved, dict) else []
-        what = f" ({'; '.join(diff)}: checkpoint vs config.json)" if diff else ""
-        return ("written by a run with another configuration" + what + "; config.json was changed after the "
-                "checkpoint was written, or the checkpoint comes from another run")
+        saved = state.get("config")  # the fingerprints differ: the keys tell whether only new defaults were added
+        diff = config_diff(saved, expected.configs[index]) if isinstance(saved, dict) else ["it records no config"]
+        if diff:
+            return (f"written by a run with another configuration ({'; '.join(diff)}: checkpoint vs config.json); "
+                    "config.json was changed after the checkpoint was written, or the checkpoint comes from another "
+                    "run")
     if isinstance(got, dict):
         for key in ("critic", "actor", "dataset", "obs_dim", "act_dim"):
             if got.get(key) != want[key]:
