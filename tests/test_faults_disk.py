@@ -257,3 +257,22 @@ def test_an_os_error_no_command_expected_is_one_message(monkeypatch: pytest.Monk
     monkeypatch.setattr(list_cmd, "run", bug)
     assert main(["list"]) == 1
     assert "internal error (ZeroDivisionError" in capsys.readouterr().err
+
+
+def test_injected_full_disk_while_matplotlib_writes_a_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.figure
+
+    from offrl.report.build import build_report, write_report
+    from tests.test_report import make_run
+
+    for seed in range(3):
+        make_run(tmp_path / "runs", "expectile", "edp", "offrl/bandit/multimodal-v0", seed, [(10, 50.0), (20, 60.0)])
+    report = build_report([tmp_path / "runs"], reps=50)
+
+    def no_space(self: object, path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_space)
+    with pytest.raises(RunDirError, match="Could not write the report .*learning_curves.*No space left on device"):
+        write_report(report, tmp_path / "report")
