@@ -34,7 +34,7 @@ def make_config(
     from offrl.config import resolve
 
     layers: list[dict[str, Any]] = []
-    if preset:
+    if preset is not None:
         from offrl.presets import PRESETS
 
         layers.append(PRESETS.get(preset).layer())
@@ -59,19 +59,21 @@ def train(cfg: Any, run_dir: Any, show_progress: bool = False) -> Any:
     return _train(cfg, run_dir, show_progress=show_progress)
 
 
-def resume(run_dir: Any, show_progress: bool = False) -> Any:
-    """Continue the run in ``run_dir`` from its latest checkpoint."""
+def resume(run_dir: Any, show_progress: bool = False, plugins: Any = ()) -> Any:
+    """Continue the run in ``run_dir`` from its latest checkpoint (``plugins``: modules to import first, for a run
+    of your own components — the plugins a run's files name are never imported for you)."""
     from offrl.trainer.api import resume as _resume
 
-    return _resume(run_dir, show_progress=show_progress)
+    return _resume(run_dir, show_progress=show_progress, plugins=plugins)
 
 
-def load_policy(run_dir: Any, which: str = "final", device: Any = "cpu", seed: int = 0) -> Any:
+def load_policy(run_dir: Any, which: str = "final", device: Any = "cpu", seed: int = 0, plugins: Any = ()) -> Any:
     """The policy a run saved: ``which="final"`` (last evaluation) or ``"best"``; acts on raw observations and
-    returns actions in the environment's bounds (see :mod:`offrl.policy`)."""
+    returns actions in the environment's bounds (see :mod:`offrl.policy`). ``plugins``: modules to import first,
+    for a run of your own components (those a policy file names are never imported for you)."""
     from offrl.policy import load_policy as _load
 
-    return _load(run_dir, which=which, device=device, seed=seed)
+    return _load(run_dir, which=which, device=device, seed=seed, plugins=plugins)
 
 
 def __getattr__(name: str) -> Any:

@@ -26,9 +26,10 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from offrl.errors import ConfigError, OfflineRLError, suggest, unknown
+from offrl.validation import COUNT, DROPOUT, MAX_SEED, POSITIVE, Range, check_config
 
 DEFAULT_DATASET = "offrl/bandit/multimodal-v0"
 DEFAULT_CRITIC = "expectile"
@@ -60,20 +61,29 @@ class DataConfig:
         default=0, metadata=_help("Seed of the episode draws (validation split, critic and actor subsets); the same "
                                   "for every seed of a run"))
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "action_clip_eps": DROPOUT,
+        "value_fraction": Range(0.0, 1.0, lo_open=True, label="in (0, 1] (a share of the training episodes)"),
+        "policy_fraction": Range(0.0, 1.0, lo_open=True, label="in (0, 1] (a share of the training episodes)"),
+        "validation_fraction": DROPOUT, "split_seed": Range(0, MAX_SEED),
+    }
+
     def __post_init__(self) -> None:
-        for key in ("value_fraction", "policy_fraction"):
-            if not 0.0 < getattr(self, key) <= 1.0:
-                raise ConfigError(f"data.{key} must be in (0, 1] (a share of the training episodes), "
-                                  f"got {getattr(self, key)!r}")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ConfigError(f"data.validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
-        if self.split_seed < 0:
-            raise ConfigError(f"data.split_seed must be >= 0, got {self.split_seed}")
+        from offrl.data.preprocess import REWARD_MODES
+        from offrl.data.store import validate_id
+
+        check_config(self, "data")
+        validate_id(self.dataset)  # '..', absolute paths: refused when the config is built (a sweep's planning)
+        if self.reward not in REWARD_MODES:
+            raise unknown("reward preprocessing (data.reward)", self.reward, REWARD_MODES)
 
 
 #: Upper bounds that catch typos (1e11 episodes) before they become allocation tracebacks.
 MAX_EVAL_EPISODES = 100_000
 MAX_EVAL_ENVS = 1_000
+#: Most seeds one process trains (``trainer.seeds``): each is a full agent on the seed axis; more is a typo
+#: (``0-100000``) that would otherwise build agents until memory runs out.
+MAX_SEEDS_PER_RUN = 1_024
 
 
 @dataclass
@@ -149,11 +159,15 @@ class TrainerConfig:
     wandb_mode: str = field(default="", metadata=_help("online | offline | disabled (default: W&B's own, "
                                                        "WANDB_MODE)"))
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "steps": COUNT, "seed": Range(0, MAX_SEED), "steps_per_call": COUNT, "eval_every": COUNT,
+        "eval_episodes": COUNT, "eval_envs": COUNT, "save_every": COUNT, "log_every": COUNT,
+        "threads": Range(0),  # and at most this machine's CPUs (below)
+        "eval_workers": COUNT, "critic_steps": Range(0),
+    }
+
     def __post_init__(self) -> None:
-        for n in ("steps", "eval_every", "eval_episodes", "eval_envs", "save_every", "log_every", "steps_per_call",
-                  "eval_workers"):
-            if getattr(self, n) <= 0:
-                raise ConfigError(f"trainer.{n} must be positive, got {getattr(self, n)!r}")
+        check_config(self, "trainer")
         cpus = os.cpu_count() or 1
         if not 0 <= self.threads <= cpus:
             raise ConfigError(f"trainer.threads must be between 0 (= 1 thread) and this machine's {cpus} CPUs, "
@@ -161,8 +175,6 @@ class TrainerConfig:
         if self.eval_episodes > MAX_EVAL_EPISODES or self.eval_envs > MAX_EVAL_ENVS:
             raise ConfigError(f"trainer.eval_episodes must be at most {MAX_EVAL_EPISODES:,} and trainer.eval_envs at "
                               f"most {MAX_EVAL_ENVS:,}, got {self.eval_episodes:,} and {self.eval_envs:,}")
-        if self.seed < 0:
-            raise ConfigError(f"trainer.seed must be ≥ 0, got {self.seed}")
         from offrl.learner.learner import SPEED_MODES, UPDATE_ORDERS
 
         if self.update_order not in UPDATE_ORDERS:
@@ -171,6 +183,10 @@ class TrainerConfig:
         if self.wandb_mode not in ("", "online", "offline", "disabled"):
             raise unknown("W&B mode (trainer.wandb_mode)", self.wandb_mode, ("online", "offline", "disabled"))
 
+        import re
+
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):  # availability is checked when the run starts
+            raise ConfigError(f"Unknown device (trainer.device) '{self.device}'. Valid choices: auto, cpu, cuda, cuda:N.")
         if self.compile not in SPEED_MODES:
             raise unknown("speed mode (trainer.compile)", self.compile, SPEED_MODES)
         from offrl.learner.learner import AUTOCAST_MODES
@@ -235,15 +251,14 @@ class EvalConfig:
     ttt_lr: float = field(default=0.0, metadata=_help("TTT learning rate (constant; 0 = the actor's own lr)"))
     ttt_batch: int = field(default=0, metadata=_help("TTT batch size (0 = the actor's batch size)"))
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "diagnostic_states": COUNT, "opex_steps": Range(0), "opex_lr": POSITIVE,
+        "ttt_steps": Range(0), "ttt_lr": Range(0.0, label=">= 0 (0 = the actor's lr)"),
+        "ttt_batch": Range(0, label=">= 0 (0 = the actor's batch size)"),
+    }
+
     def __post_init__(self) -> None:
-        for key in ("diagnostic_states", "opex_steps", "ttt_steps", "ttt_batch"):
-            if getattr(self, key) < 0 or (key == "diagnostic_states" and not getattr(self, key)):
-                raise ConfigError(f"eval.{key} must be {'positive' if key == 'diagnostic_states' else '>= 0'}, "
-                                  f"got {getattr(self, key)!r}")
-        if not self.opex_lr > 0:
-            raise ConfigError(f"eval.opex_lr must be positive, got {self.opex_lr!r}")
-        if not self.ttt_lr >= 0:
-            raise ConfigError(f"eval.ttt_lr must be >= 0 (0 = the actor's lr), got {self.ttt_lr!r}")
+        check_config(self, "eval")
         if self.reference not in REFERENCES:
             raise unknown("reference action (eval.reference)", self.reference, REFERENCES)
 
@@ -254,7 +269,10 @@ class EvalConfig:
 
 
 def parse_seed_list(text: str) -> list[int]:
-    """Seeds from ``"0-7"`` (inclusive range), ``"0,3,5"`` or a mix (``"0-2,9"``); no duplicates."""
+    """Seeds from ``"0-7"`` (inclusive range), ``"0,3,5"`` or a mix (``"0-2,9"``); no duplicates.
+
+    Every seed is in [0, MAX_SEED] and there are at most MAX_SEEDS_PER_RUN, checked before a range is expanded
+    (``0-10**18`` is refused at once, not after building a list of that size)."""
     seeds: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -262,13 +280,18 @@ def parse_seed_list(text: str) -> list[int]:
             continue
         lo, dash, hi = part.partition("-")
         try:
-            values = range(int(lo), int(hi) + 1) if dash else [int(part)]
+            first, last = (int(lo), int(hi)) if dash else (int(part), int(part))
         except ValueError:
-            values = None
-        if values is None or (dash and int(hi) < int(lo)):
+            first = last = -1
+        if first < 0 or last < first:
             raise ConfigError(f"trainer.seeds: '{part}' is not a seed or an inclusive range like 0-7 "
-                              f"(seeds are integers >= 0; e.g. --seeds 0-7 or --seeds 0,3,5).")
-        seeds += values
+                              f"(seeds are integers in [0, {MAX_SEED}]; e.g. --seeds 0-7 or --seeds 0,3,5).")
+        if last > MAX_SEED:
+            raise ConfigError(f"trainer.seeds: {last} is not a valid seed (seeds are integers in [0, {MAX_SEED}]).")
+        if len(seeds) + last - first + 1 > MAX_SEEDS_PER_RUN:
+            raise ConfigError(f"trainer.seeds='{text}' names more than {MAX_SEEDS_PER_RUN:,} seeds, the most one "
+                              "process trains; split them over several runs (offrl sweep --seeds-per-process E).")
+        seeds += range(first, last + 1)
     if not seeds:
         raise ConfigError(f"trainer.seeds='{text}' names no seed (e.g. --seeds 0-7 or --seeds 0,3,5).")
     if len(set(seeds)) != len(seeds):
@@ -306,11 +329,7 @@ class RunConfig:
 
     def comparable(self) -> dict[str, Any]:
         """The parts that must match for a run to be resumed (not the version, not how it runs)."""
-        d = self.to_dict()
-        d.pop("offrl_version")
-        d.pop("plugins")  # where components come from, not what they compute
-        d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in RUNTIME_KEYS}
-        return d
+        return comparable_dict(self.to_dict())
 
     def for_seed(self, seed: int) -> "RunConfig":
         """The solo configuration of one seed of this run (what its run directory records)."""
@@ -320,6 +339,47 @@ class RunConfig:
 #: Trainer keys that decide how a run executes, not what it computes: they may change on resume.
 RUNTIME_KEYS = ("device", "threads", "tensorboard", "compile", "steps_per_call", "seeds", "wandb", "wandb_project",
                 "wandb_group", "wandb_name", "wandb_mode", "matmul_precision", "eval_async", "eval_workers")
+
+
+def comparable_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`RunConfig.comparable` of a config dict as :meth:`RunConfig.to_dict` writes it."""
+    d = {k: v for k, v in d.items() if k not in ("offrl_version", "plugins")}  # plugins: where components come
+    trainer = d.get("trainer")                                                  # from, not what they compute
+    if isinstance(trainer, dict):
+        d["trainer"] = {k: v for k, v in trainer.items() if k not in RUNTIME_KEYS}
+    return d
+
+
+def fingerprint(cfg: "RunConfig | dict[str, Any]") -> str:
+    """SHA-256 of what a run computes (:meth:`RunConfig.comparable`): recorded in checkpoints and policy files, so
+    a file copied from another run (another seed, other sizes, an edited config.json) is recognised on load."""
+    import hashlib
+
+    from offrl.rundir import floats_as_text
+
+    d = comparable_dict(cfg.to_dict() if isinstance(cfg, RunConfig) else dict(cfg))
+    text = json.dumps(floats_as_text(d), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_diff(recorded: dict[str, Any], current: dict[str, Any], limit: int = 4) -> list[str]:
+    """``section.key: RECORDED vs CURRENT`` for the keys a recorded config (a checkpoint's, a policy file's) holds
+    with another value now (at most ``limit``; empty: the same run).
+
+    Keys the recorded config lacks are not compared: they are hyperparameters a later offrl added, at their
+    defaults, so a run written before an upgrade still continues.
+    """
+    from offrl.rundir import floats_as_text
+
+    a, b = floats_as_text(comparable_dict(recorded)), floats_as_text(comparable_dict(current))
+    out = []
+    for section in sorted(a):
+        x, y = a.get(section), b.get(section)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{section}.{k}: {x[k]!r} vs {y.get(k)!r}" for k in sorted(x) if x[k] != y.get(k)]
+        elif x != y:
+            out.append(f"{section}: {x!r} vs {y!r}")
+    return out[:limit] + ([f"… {len(out) - limit} more"] if len(out) > limit else [])
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -357,11 +417,13 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML (``.toml``) or JSON config file into a layer."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"Config file '{p}' is a directory; give a TOML or JSON file.")
     if not p.is_file():
         raise ConfigError(f"Config file '{p}' does not exist.")
     kind = "TOML" if p.suffix == ".toml" else "JSON"
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = p.read_bytes().decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the text
     except UnicodeDecodeError as e:
         raise ConfigError(f"Config file '{p}' is not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); "
                           f"a config file is {kind} text.") from None
@@ -417,15 +479,22 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
     from offrl.plugins import load_plugins
 
     plugins = load_plugins(plugins)  # before the names are looked up: plugins register components
-    for _, base, name, _ in scoped:  # a misspelt scope would otherwise apply to nothing, silently
+    for _, base, name, values in scoped:  # a misspelt scope or key would otherwise apply to nothing, silently
+        if not name.strip():
+            raise ConfigError(f"'{base}@' names no {base}: use {base}@NAME (e.g. actor@fql.alpha=300).")
         critic, plus, actor = name.partition("+")
-        if plus:
+        if plus:  # a pairing section: both names must exist; its keys belong to its own base's component
             CRITICS.get(critic)
             ACTORS.get(actor)
+            _check_scoped(base, name, CRITICS.get(critic) if base == "critic" else ACTORS.get(actor), values)
         else:
-            (CRITICS if base == "critic" else ACTORS).get(name)
+            _check_scoped(base, name, (CRITICS if base == "critic" else ACTORS).get(name), values)
     critic_name = merged["critic"].pop("name", DEFAULT_CRITIC)
     actor_name = merged["actor"].pop("name", DEFAULT_ACTOR)
+    for section, name in (("critic", critic_name), ("actor", actor_name)):
+        if not isinstance(name, str):
+            raise ConfigError(f"{section}.name must be the name of a {section} (see `offrl list {section}`), "
+                              f"got {name!r}")
     chosen = {"critic": critic_name, "actor": actor_name}
     merged = _apply_scoped(merged, scoped, chosen)
     critic_cls = CRITICS.get(critic_name)
@@ -445,6 +514,37 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
 
     check_phases(cfg)
     return cfg
+
+
+def _check_scoped(base: str, name: str, cls: Any, values: dict[str, Any]) -> None:
+    """Keys and values of a ``base@name`` section are checked even when ``name`` is not the chosen component."""
+    names = [f.name for f in dataclasses.fields(cls.Config)]
+    hints = typing.get_type_hints(cls.Config)
+    for key, raw in values.items():
+        if key == "name":
+            raise ConfigError(f"'{base}@{name}' cannot set name: it applies when {base} '{name}' is chosen.")
+        if key not in names:
+            raise unknown(f"hyperparameter of {base} '{name}' ({base}@{name}.KEY)", key, names)
+        coerce(raw, hints[key], f"{base}@{name}.{key}")
+
+
+def resolve_saved(saved: dict[str, Any], source: str, how: str) -> RunConfig:
+    """The :class:`RunConfig` of a config read back from a file (``config.json``, a policy file).
+
+    The plugins it names are recorded, never imported (:func:`offrl.plugins.require` says which one is missing
+    and ``how`` to load it); only plugins the user loaded (``--plugin``, ``OFFRL_PLUGINS``, entry points) count.
+    """
+    from offrl.plugins import require
+
+    layer = {k: v for k, v in saved.items() if k not in ("offrl_version", "plugins")}
+    recorded = saved.get("plugins") or []
+    recorded = [m for m in recorded if isinstance(m, str)] if isinstance(recorded, list) else []
+    require(layer, recorded, source, how)
+    try:
+        cfg = resolve([layer])
+    except OfflineRLError as e:  # an edited or damaged file: say which one
+        raise ConfigError(f"'{source}' holds a configuration this offrl cannot use: {e}") from None
+    return dataclasses.replace(cfg, plugins=tuple(dict.fromkeys([*recorded, *cfg.plugins])))
 
 
 def plugins_from_env() -> list[str]:
@@ -537,6 +637,8 @@ def coerce(raw: Any, typ: Any, key: str) -> Any:
                 raise ValueError
             return float(raw)
         if typ is str:
+            if isinstance(raw, bool) or not isinstance(raw, (str, int)):  # a list or table from a config file
+                raise ValueError
             return str(raw)
         if origin is tuple:
             items = raw

@@ -29,14 +29,21 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """Name -> component, with helpful errors on unknown names."""
+    """Name -> component, with helpful errors on unknown names.
 
-    def __init__(self, kind: str) -> None:
+    A name belongs to the first object registered under it: registering another object under a taken name
+    (a plugin reusing ``expectile``) is an error, so a plugin can never silently replace a built-in. Registering
+    the same class again (a module imported twice) is allowed. ``check(kind, name, obj)`` rejects malformed
+    objects (critics and actors: a class with a ``Config`` dataclass) at registration, not at first use.
+    """
+
+    def __init__(self, kind: str, check: Callable[[str, str, Any], None] | None = None) -> None:
         self.kind = kind
+        self.check = check
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, description: str = "") -> Callable[[T], T]:
-        """Decorator registering ``obj`` under ``name``; re-registering replaces it."""
+        """Decorator registering ``obj`` under ``name`` (see the class docstring for taken names)."""
 
         def deco(obj: T) -> T:
             self.add(name, obj, description)
@@ -45,8 +52,14 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T, description: str = "") -> None:
-        if not name or any(c.isspace() for c in name):
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise ValueError(f"invalid {self.kind} name {name!r}: must be non-empty, no spaces")
+        if self.check is not None:
+            self.check(self.kind, name, obj)
+        old = self._entries.get(name)
+        if old is not None and old.obj is not obj and _origin(old.obj) != _origin(obj):
+            raise ValueError(f"a {self.kind} named '{name}' is already registered ({_origin(old.obj)}); "
+                             f"register {_origin(obj)} under another name")
         self._entries[name] = Entry(name, obj, description or _first_line(obj))
 
     def get(self, name: str) -> T:
@@ -69,6 +82,20 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _origin(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def check_component(kind: str, name: str, obj: Any) -> None:
+    """A critic or actor is a class with a ``Config`` dataclass (docs/extending.md)."""
+    if not isinstance(obj, type):
+        raise ValueError(f"{kind} '{name}' must be a class, got {obj!r}")
+    config = getattr(obj, "Config", None)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        raise ValueError(f"{kind} '{name}' ({_origin(obj)}) needs a Config attribute that is a dataclass of its "
+                         "hyperparameters (see docs/extending.md)")
 
 
 def _first_line(obj: Any) -> str:

@@ -21,6 +21,13 @@ Every file is written atomically (a uniquely named temporary file in the same
 directory, then a rename), so a reader never sees half a file and two writers
 never collide on a temporary name. JSON is strict: ``NaN`` and ``Infinity``
 are not JSON, so logs and summaries record non-finite numbers as ``null``.
+
+A run directory may come from elsewhere (downloaded, shared), so what it
+holds is data, never instructions: a path read from one of its files
+(``group.json``'s run directories) must stay inside the folder that holds the
+file (:func:`inside`), and offrl never follows a symbolic link among a run's
+files (:func:`check_no_links`), so a crafted folder cannot make offrl read or
+write elsewhere.
 """
 from __future__ import annotations
 
@@ -123,6 +130,28 @@ def read_json(path: Path) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ JSONL logs
 
 
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The config layer saved in ``run_dir/config.json`` (without ``offrl_version``); one :class:`RunDirError`
+    when the directory holds no run or the file is damaged."""
+    from offrl.errors import RunDirError
+
+    path = Path(run_dir) / CONFIG
+    if path.is_symlink():
+        raise RunDirError(f"'{path}' is a symbolic link; offrl does not follow links among a run's files.")
+    if not path.is_file():
+        raise RunDirError(f"'{run_dir}' holds no offrl run (no {CONFIG}); nothing to resume.")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise RunDirError(f"'{path}' is damaged ({e}); the run cannot be resumed.") from None
+    except OSError as e:
+        raise RunDirError(f"'{path}' cannot be read ({e.strerror or e}).") from None
+    if not isinstance(saved, dict):
+        raise RunDirError(f"'{path}' is damaged (not a JSON object); the run cannot be resumed.")
+    saved.pop("offrl_version", None)
+    return saved
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a ``.jsonl`` file; unreadable lines (a torn last write) are skipped."""
     try:
@@ -144,8 +173,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    """Append one row (strict JSON, non-finite numbers as null)."""
-    with open(path, "a", encoding="utf-8") as f:
+    """Append one row (strict JSON, non-finite numbers as null); never through a symbolic link."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(dumps(finite_or_none(row)) + "\n")
 
 
@@ -245,7 +275,7 @@ def try_lock(path: Path) -> int | None:
     every process holding it has closed it or exited (a ``kill -9`` included). Closing the
     descriptor in one process does not unlock it for the others. POSIX only (Linux, macOS).
     """
-    return _lock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+    return _lock(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644))
 
 
 def _lock(fd: int) -> int | None:
@@ -278,6 +308,46 @@ def run_dir_busy(run_dir: Path) -> bool:
     return False
 
 
+# ------------------------------------------------------------------ paths read from files
+
+
+#: The files of a run directory offrl reads or writes (none of them may be a symbolic link).
+RUN_FILES = (CONFIG, SUMMARY, TRAIN_LOG, EVAL_LOG, OBS_STATS, CHECKPOINT, PREV_CHECKPOINT, ERROR, GROUP, LOCK,
+             "policy_final.pt", "policy_best.pt")
+
+
+def inside(base: Path, name: Any, source: Path) -> Path:
+    """``base / name`` for a relative path ``name`` read from the file ``source``, refused (:class:`RunDirError`
+    naming ``source``) when it is not a plain relative path or leads outside ``base`` (``..``, an absolute path,
+    a symbolic link pointing elsewhere)."""
+    from offrl.errors import RunDirError
+
+    text = name if isinstance(name, str) else None
+    rel = Path(text) if text else None
+    if rel is None or rel.is_absolute() or ".." in rel.parts or text.strip() != text:
+        raise RunDirError(f"'{source}' names {name!r}, which is not a path inside '{base}'; offrl only follows "
+                          "paths that stay inside the folder of the file naming them (the file may be damaged or "
+                          "crafted).")
+    path = Path(base) / rel
+    if not path.resolve().is_relative_to(Path(base).resolve()):
+        raise RunDirError(f"'{source}' names '{name}', which leads outside '{base}' (to {path.resolve()}) through "
+                          "a symbolic link; offrl only follows paths that stay inside the folder of the file naming "
+                          "them.")
+    return path
+
+
+def check_no_links(run_dir: Path) -> None:
+    """Refuse a run directory in which one of offrl's files is a symbolic link (it could lead anywhere: a lock
+    file linked to a file of yours would be truncated, a log linked elsewhere appended to)."""
+    from offrl.errors import RunDirError
+
+    for name in RUN_FILES:
+        path = Path(run_dir) / name
+        if path.is_symlink():
+            raise RunDirError(f"'{path}' is a symbolic link (to {os.readlink(path)}); offrl does not follow links "
+                              "among a run's files. Replace it with the file itself, or remove it.")
+
+
 # ------------------------------------------------------------------ multi-seed groups
 
 
@@ -286,23 +356,38 @@ def seed_dir(group_dir: Path, seed: int) -> Path:
 
 
 def write_group(group_dir: Path, seeds: Iterable[int], run_dirs: Iterable[Path]) -> None:
-    dirs = [str(Path(d).resolve().relative_to(Path(group_dir).resolve()))
-            if Path(d).resolve().is_relative_to(Path(group_dir).resolve()) else str(d) for d in run_dirs]
+    """``group.json``: the seeds and their run directories, relative to the group directory (always inside it)."""
+    base = Path(group_dir).resolve()
+    dirs = [str(Path(d).resolve().relative_to(base)) for d in run_dirs]
     write_json(Path(group_dir) / GROUP, {"seeds": list(seeds), "run_dirs": dirs})
 
 
 def read_group(group_dir: Path) -> list[Path] | None:
-    """The run directories of the multi-seed run in ``group_dir``; ``None`` if it is not one."""
-    data = read_json(Path(group_dir) / GROUP)
-    if data is None or not isinstance(data.get("run_dirs"), list):
+    """The run directories of the multi-seed run in ``group_dir``; ``None`` if it is not one.
+
+    A damaged ``group.json``, or one naming a directory outside the group (``"../../elsewhere"``, an absolute
+    path, a link leading out), is one :class:`RunDirError` naming the file.
+    """
+    from offrl.errors import RunDirError
+
+    path = Path(group_dir) / GROUP
+    if not path.exists() and not path.is_symlink():
         return None
-    return [Path(group_dir) / d if not Path(d).is_absolute() else Path(d) for d in data["run_dirs"]]
+    if path.is_symlink():
+        raise RunDirError(f"'{path}' is a symbolic link; offrl does not follow links among a run's files.")
+    data = read_json(path)
+    dirs = data.get("run_dirs") if data is not None else None
+    if not isinstance(dirs, list) or not dirs:
+        raise RunDirError(f"'{path}' is damaged (not a JSON object listing the seeds' run directories). Restore it, "
+                          f"or continue each seed's directory on its own: `offrl run --resume {Path(group_dir)}/seed<S>`.")
+    return [inside(Path(group_dir), d, path) for d in dirs]
 
 
 __all__ = [
     "CHECKPOINT", "CONFIG", "ERROR", "EVAL_LOG", "GROUP", "LOCK", "METRIC_LABELS", "OBS_STATS", "PREV_CHECKPOINT",
-    "PRIMARY_METRICS", "SCALED_METRICS", "STATES", "SUMMARY", "TRAIN_LOG", "append_jsonl", "dumps", "find_run_dirs",
-    "finite_or_none", "floats_as_text", "has_ended", "is_run_dir", "last_row", "lock_run_dir", "primary_metric",
+    "PRIMARY_METRICS", "RUN_FILES", "SCALED_METRICS", "STATES", "SUMMARY", "TRAIN_LOG", "append_jsonl",
+    "check_no_links", "dumps", "find_run_dirs", "finite_or_none", "floats_as_text", "has_ended", "inside",
+    "is_run_dir", "last_row", "lock_run_dir", "primary_metric",
     "read_group", "read_json", "read_jsonl", "read_summary", "run_dir_busy", "run_state", "seed_dir", "truncate_jsonl",
     "try_lock", "write_group", "write_json", "write_text_atomic",
 ]

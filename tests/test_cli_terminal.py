@@ -52,7 +52,7 @@ def test_defaults_shown_only_where_there_is_one() -> None:
     run_help = " ".join(parsers["offrl run"].format_help().split())
     assert "--steps STEPS trainer iterations (trainer.steps) --seed" in run_help  # no "(default: None)" appended
     report_help = " ".join(parsers["offrl report"].format_help().split())
-    assert "bootstrap resamples (default: 10000)" in report_help
+    assert "bootstrap resamples, at most 100,000 (default: 10000)" in report_help
 
 
 def test_examples_keep_their_lines() -> None:

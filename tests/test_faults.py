@@ -73,13 +73,13 @@ def test_divergence_stops_the_run_names_step_and_quantity_and_keeps_the_last_goo
 
 # --- settings out of range, hostile config files ---------------------------------------------------------------
 @pytest.mark.parametrize("args, message", [
-    (["--seed", "-1"], "trainer.seed must be ≥ 0, got -1"),
+    (["--seed", "-1"], "trainer.seed must be in [0, 4294967295], got -1"),
     (["--threads", "100000"], "trainer.threads must be between 0"),
     (["--eval-episodes", "1e11"], "trainer.eval_episodes must be at most 100,000"),
     (["--steps", "1e400"], "trainer.steps='1e400' is not a valid integer"),
     (["--set", "critic.batch_size=1e10"], "critic.batch_size=10000000000"),
     (["--set", "critic.hidden_dims=[1e8,1e8]"], "critic.hidden_dims=[100000000, 100000000]"),
-    (["--set", "critic.hidden_dims=[-5,64]"], "hidden layer widths must be positive integers, got [-5, 64]"),
+    (["--set", "critic.hidden_dims=[-5,64]"], "critic.hidden_dims must be positive, got [-5, 64]"),
     (["--set", "trainer.tensorboard=true"], "trainer.tensorboard=true needs tensorboard"),
 ])
 def test_bad_settings_fail_before_anything_is_written(args: list[str], message: str, tmp_path: Path) -> None:

@@ -152,7 +152,7 @@ class PluginCritic(IQLCritic):
 '''
 
 
-def test_plugin_module_is_recorded_and_resume_and_sweep_find_it(tmp_path: Path) -> None:
+def test_plugin_module_is_recorded_and_loaded_only_when_asked(tmp_path: Path) -> None:
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "my_components.py").write_text(PLUGIN)
     env = {"PYTHONPATH": f"{tmp_path / 'mods'}:{ROOT}"}
@@ -163,11 +163,18 @@ def test_plugin_module_is_recorded_and_resume_and_sweep_find_it(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "config.json").read_text())["plugins"] == ["my_components"]
     (out / "summary.json").unlink()
-    resumed = run_cli("run", "--resume", str(out), "--quiet", env=env)  # no --plugin: the config names it
+    # the plugin config.json records is never imported for you: one message says which one and how to load it
+    refused = run_cli("run", "--resume", str(out), "--quiet", env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "from plugin 'my_components', which is not loaded" in refused.stderr
+    assert f"offrl run --resume {out} --plugin my_components" in refused.stderr
+    resumed = run_cli("run", "--resume", str(out), "--plugin", "my_components", "--quiet", env=env)
     assert resumed.returncode == 0, resumed.stderr
     sys.path.insert(0, str(tmp_path / "mods"))
     try:
-        assert offrl.load_policy(out).config.critic == "plugin-expectile"  # load_policy imports it too
+        with pytest.raises(offrl.errors.ConfigError, match="plugins=\\['my_components'\\]"):
+            offrl.load_policy(out)
+        assert offrl.load_policy(out, plugins=["my_components"]).config.critic == "plugin-expectile"
     finally:
         sys.path.remove(str(tmp_path / "mods"))
     listed = run_cli("list", "critic", env={**env, "OFFRL_PLUGINS": "my_components"})

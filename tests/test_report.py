@@ -286,7 +286,7 @@ def test_rows_with_a_non_numeric_step_are_skipped_and_the_run_is_listed(
     skipped: list[tuple[str, str]] = []
     df = collect_runs([tmp_path], skipped=skipped)
     assert list(df["step"]) == [10, 20] and list(df["score"]) == [5.0, 6.0]
-    assert skipped == [(str(run), "skipped 4 rows of eval.jsonl whose step is not a whole number ('ten', 2.5, True)")]
+    assert skipped == [(str(run), "skipped 4 rows of eval.jsonl whose step is not a whole number in [0, 2^53] ('ten', 2.5, True)")]
     out = tmp_path / "report"
     assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "50", "--no-plots"]) == 0
     assert "skipped 4 rows of eval.jsonl" in capsys.readouterr().out

@@ -93,7 +93,8 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(group_referenc
     (run / "checkpoint.prev.pt").write_bytes(b"garbage")
     (run / "summary.json").unlink()
     proc = run_cli("run", "--resume", str(run), "--quiet")
-    assert proc.returncode == 2 and "No readable checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "No usable checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    assert "checkpoint.prev.pt: unreadable (damaged" in proc.stderr
 
 
 def test_checkpoint_from_before_the_learner_is_a_clear_error(tmp_path: Path) -> None:

@@ -19,13 +19,14 @@ has one), never through the critic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from offrl.component import Component, NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
-from offrl.errors import ConfigError
 from offrl.nets.init import check_init
+from offrl.validation import COUNT, NON_NEGATIVE, Range, check_config
 
 
 def lr_schedule(cosine_decay: bool) -> str:
@@ -52,13 +53,14 @@ class ActorConfig:
                           "variance scale 0.01) | rebrac (ReBRAC's code: biases 0.1, output layer U(±1e-3))"},
     )
 
+    #: Valid values of each numeric field (offrl.validation); subclasses extend it.
+    RANGES: ClassVar[dict[str, Range]] = {
+        "batch_size": COUNT, "updates_per_step": COUNT, "update_every": COUNT, "max_grad_norm": NON_NEGATIVE,
+    }
+
     def __post_init__(self) -> None:
+        check_config(self, "actor")
         check_init(self.init, "actor.init")
-        for n in ("batch_size", "updates_per_step", "update_every"):
-            if getattr(self, n) <= 0:
-                raise ConfigError(f"actor.{n} must be positive, got {getattr(self, n)!r}")
-        if not self.max_grad_norm >= 0:
-            raise ConfigError(f"actor.max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
 
 
 class Actor(Component):

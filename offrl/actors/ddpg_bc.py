@@ -38,6 +38,7 @@ never read it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import copy
 
@@ -49,8 +50,9 @@ from offrl.actors.registry import ACTORS
 from offrl.component import Noise, NoiseSpec, NoiseTensors, polyak_
 from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
-from offrl.errors import ConfigError, unknown
+from offrl.errors import unknown
 from offrl.nets import MLP, check_ln_position, init_weights_
+from offrl.validation import COUNT, NON_NEGATIVE, POSITIVE, RATE, Range, check_order
 
 POLICIES = ("deterministic", "gaussian")
 BC_REDUCTIONS = ("sum", "mean")
@@ -94,24 +96,20 @@ class DDPGBCConfig(ActorConfig):
                                      metadata={"help": "before-activation | after-activation (ReBRAC's and FQL's "
                                                        "code)"})
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        **ActorConfig.RANGES, "hidden_dims": COUNT, "lr": POSITIVE, "alpha": NON_NEGATIVE,
+        "log_std_min": Range(-20.0, 20.0), "log_std_max": Range(-20.0, 20.0), "target_update_rate": RATE,
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.alpha >= 0.0:
-            raise ConfigError(f"actor.alpha must be ≥ 0, got {self.alpha}")
-        if not self.lr > 0.0:
-            raise ConfigError(f"actor.lr must be positive, got {self.lr}")
         if self.bc_reduction not in BC_REDUCTIONS:
             raise unknown("ddpg-bc BC reduction (actor.bc_reduction)", self.bc_reduction, BC_REDUCTIONS)
         if self.policy not in POLICIES:
             raise unknown("ddpg-bc policy (actor.policy)", self.policy, POLICIES)
         check_q_agg(self.q_agg, "actor.q_agg")
         check_ln_position(self.layer_norm_position, "actor.layer_norm_position")
-        if not 0.0 < self.target_update_rate <= 1.0:
-            raise ConfigError(f"actor.target_update_rate must be in (0, 1], got {self.target_update_rate}")
-        if not self.log_std_min < self.log_std_max:
-            raise ConfigError(
-                f"actor.log_std_min ({self.log_std_min}) must be < actor.log_std_max ({self.log_std_max})"
-            )
+        check_order(self, "actor", "log_std_min", "log_std_max")
 
 
 @ACTORS.register("ddpg-bc", "Behaviour-constrained policy gradient: λ·Q(s, μ(s)) − ‖μ(s) − a‖² (TD3+BC)")

@@ -17,7 +17,7 @@ and the critic inside the critic's own target.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from einops import rearrange
@@ -39,6 +39,7 @@ from offrl.generative.diffusion.networks import TIME_EMBEDDINGS
 from offrl.generative.diffusion.solvers import dpm_solver_noise
 from offrl.nets import ACTIVATIONS, init_weights_
 from offrl.errors import ConfigError, unknown
+from offrl.validation import COUNT, DROPOUT, NON_NEGATIVE, POSITIVE, RATE, Range
 
 SAMPLERS = ("ddpm", "dpm-solver")
 SOLVERS = ("multistep", "singlestep")
@@ -99,6 +100,13 @@ class DiffusionPolicyConfig(ActorConfig):
                     "min | mean | q1 | random (one member per state when selecting, per update in a loss)"),
     )
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        **ActorConfig.RANGES, "hidden": COUNT, "depth": COUNT, "dropout": DROPOUT, "time_dim": Range(0),
+        "time_mlp": COUNT, "timesteps": COUNT, "solver_steps": COUNT, "solver_order": Range(1, 3),
+        "solver_t_end": Range(0.0, 1.0, hi_open=True), "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
+        "ema_rate": RATE, "ema_every": COUNT, "ema_start": Range(0), "num_samples": COUNT, "temperature": POSITIVE,
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check_q_agg(self.q_agg, "actor.q_agg")
@@ -106,35 +114,18 @@ class DiffusionPolicyConfig(ActorConfig):
             raise unknown("selection rule (actor.selection)", self.selection, RULES)
         if self.sampler not in SAMPLERS:
             raise unknown("sampler (actor.sampler)", self.sampler, SAMPLERS)
-        for n in ("num_samples", "timesteps", "solver_steps", "hidden", "depth"):
-            if getattr(self, n) <= 0:
-                raise ConfigError(f"actor.{n} must be positive, got {getattr(self, n)!r}")
         if self.activation not in ACTIVATIONS:
             raise unknown("activation (actor.activation)", self.activation, ACTIVATIONS)
         if self.time_embedding not in ("auto", *TIME_EMBEDDINGS):
             raise unknown("time embedding (actor.time_embedding)", self.time_embedding, ("auto", *TIME_EMBEDDINGS))
         if self.time_dim < 0 or self.time_dim % 2:
             raise ConfigError(f"actor.time_dim must be even and >= 0 (0 = the network's), got {self.time_dim!r}")
-        if any(int(w) < 1 for w in self.time_mlp):
-            raise ConfigError(f"actor.time_mlp widths must be positive, got {list(self.time_mlp)}")
         if self.solver not in SOLVERS:
             raise unknown("DPM-Solver variant (actor.solver)", self.solver, SOLVERS)
         if self.solver_spacing not in SPACINGS:
             raise unknown("DPM-Solver spacing (actor.solver_spacing)", self.solver_spacing, SPACINGS)
-        if self.solver_order not in (1, 2, 3):
-            raise ConfigError(f"actor.solver_order must be 1, 2 or 3, got {self.solver_order!r}")
-        if not 0.0 <= self.solver_t_end < 1.0:
-            raise ConfigError(f"actor.solver_t_end must be in [0, 1) (0 = 1/T), got {self.solver_t_end}")
         if self.act_with not in ACT_WITH:
             raise unknown("acting weights (actor.act_with)", self.act_with, ACT_WITH)
-        if self.ema_every <= 0:
-            raise ConfigError(f"actor.ema_every must be positive, got {self.ema_every!r}")
-        if self.ema_start < 0:
-            raise ConfigError(f"actor.ema_start must be >= 0, got {self.ema_start!r}")
-        if not 0.0 < self.ema_rate <= 1.0:
-            raise ConfigError(f"actor.ema_rate must be in (0, 1], got {self.ema_rate}")
-        if self.temperature <= 0:
-            raise ConfigError(f"actor.temperature must be positive, got {self.temperature}")
 
 
 class DiffusionPolicyActor(Actor):

@@ -27,6 +27,7 @@ selected by softmax over Q at temperature 1 (EDP's energy-based selection).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -37,6 +38,7 @@ from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView, q_for_actor
 from offrl.data.transitions import Batch
 from offrl.errors import unknown
+from offrl.validation import NON_NEGATIVE, Range
 
 GUIDES = ("weighted", "q-gradient")
 #: How the noise MSE is reduced over action dimensions: mean (EDP's ``mean_flat``) or sum.
@@ -66,6 +68,9 @@ class EDPConfig(DiffusionPolicyConfig):
         default="mean",
         metadata=_h("Noise MSE over action dims: mean (EDP's code, mean_flat) | sum (guide A× weaker)"),
     )
+
+    RANGES: ClassVar[dict[str, Range]] = {**DiffusionPolicyConfig.RANGES, "beta": NON_NEGATIVE,
+                                          "max_weight": Range(0.0, lo_open=True, inf=True), "alpha": NON_NEGATIVE}
 
     def __post_init__(self) -> None:
         super().__post_init__()

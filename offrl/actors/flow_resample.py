@@ -19,6 +19,7 @@ Next actions for a critic: one flow sample per state (no selection).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -28,7 +29,8 @@ from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView, check_q_agg
 from offrl.critics.selection import Q_SOURCES, RULES, sample_candidates, selection_noise
 from offrl.data.transitions import Batch
-from offrl.errors import ConfigError, unknown
+from offrl.errors import unknown
+from offrl.validation import COUNT, POSITIVE, Range
 from offrl.generative.diffusion import repeat_states
 from offrl.nets import check_ln_position, init_weights_
 from offrl.generative.flow import VelocityField, euler_sample, flow_matching_loss, flow_noise
@@ -57,6 +59,9 @@ class FlowResampleConfig(ActorConfig):
     q_source: str = field(default="target", metadata=_h("Q networks that score the candidates: target (Polyak "
                                                         "copies) | online (IFQL's code)"))
 
+    RANGES: ClassVar[dict[str, Range]] = {**ActorConfig.RANGES, "hidden_dims": COUNT, "lr": POSITIVE,
+                                          "flow_steps": COUNT, "num_samples": COUNT, "temperature": POSITIVE}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check_q_agg(self.q_agg, "actor.q_agg")
@@ -65,13 +70,6 @@ class FlowResampleConfig(ActorConfig):
             raise unknown("Q source (actor.q_source)", self.q_source, Q_SOURCES)
         if self.selection not in RULES:
             raise unknown("selection rule (actor.selection)", self.selection, RULES)
-        for key in ("flow_steps", "num_samples"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"actor.{key} must be positive, got {getattr(self, key)!r}")
-        if not self.lr > 0.0:
-            raise ConfigError(f"actor.lr must be positive, got {self.lr}")
-        if not self.temperature > 0:
-            raise ConfigError(f"actor.temperature must be positive, got {self.temperature}")
 
 
 @ACTORS.register("flow-resample", "IFQL: BC flow behaviour policy, candidates re-selected by the critic")

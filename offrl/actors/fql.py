@@ -30,6 +30,7 @@ and, for ``q_agg = random``, one uniform picking the Q member.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -38,7 +39,7 @@ from offrl.actors.registry import ACTORS
 from offrl.component import Noise, NoiseSpec, NoiseTensors
 from offrl.critics.base import CriticView, check_q_agg, q_for_actor
 from offrl.data.transitions import Batch
-from offrl.errors import ConfigError
+from offrl.validation import COUNT, NON_NEGATIVE, POSITIVE, Range
 from offrl.generative.flow import VelocityField, euler_sample, flow_matching_loss, flow_noise
 from offrl.nets import MLP, check_ln_position, init_weights_
 
@@ -66,16 +67,13 @@ class FQLConfig(ActorConfig):
     normalize_q_loss: bool = field(default=False, metadata=_h("Scale the Q term by 1/sg(mean|Q|) (FQL: off)"))
     q_agg: str = field(default="mean", metadata=_h("Q over the critic ensemble: mean (FQL) | min | q1 | random"))
 
+    RANGES: ClassVar[dict[str, Range]] = {**ActorConfig.RANGES, "hidden_dims": COUNT, "lr": POSITIVE,
+                                          "alpha": NON_NEGATIVE, "flow_steps": COUNT}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check_q_agg(self.q_agg, "actor.q_agg")
         check_ln_position(self.layer_norm_position, "actor.layer_norm_position")
-        if not self.alpha >= 0.0:
-            raise ConfigError(f"actor.alpha must be >= 0, got {self.alpha}")
-        if not self.lr > 0.0:
-            raise ConfigError(f"actor.lr must be positive, got {self.lr}")
-        if self.flow_steps <= 0:
-            raise ConfigError(f"actor.flow_steps must be positive, got {self.flow_steps!r}")
 
 
 @ACTORS.register("fql", "FQL: one-step policy distilled from a BC flow, pushed up Q (flow Q-learning)")

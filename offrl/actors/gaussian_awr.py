@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ from offrl.data.transitions import Batch
 from offrl.critics.selection import Q_SOURCES
 from offrl.errors import unknown
 from offrl.nets import MLP, check_ln_position, init_weights_
+from offrl.validation import COUNT, DROPOUT, NON_NEGATIVE, POSITIVE, Range, check_order
 
 NEXT_ACTIONS = ("mean", "sample")
 STDS = ("learned", "fixed")
@@ -61,8 +63,15 @@ class GaussianAWRConfig(ActorConfig):
     layer_norm_position: str = field(default="before-activation",
                                      metadata={"help": "before-activation | after-activation (FQL's code)"})
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        **ActorConfig.RANGES, "hidden_dims": COUNT, "dropout": DROPOUT, "lr": POSITIVE, "beta": NON_NEGATIVE,
+        "max_weight": Range(0.0, lo_open=True, inf=True), "log_std_min": Range(-20.0, 20.0),
+        "log_std_max": Range(-20.0, 20.0),
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_order(self, "actor", "log_std_min", "log_std_max")
         if self.next_action not in NEXT_ACTIONS:
             raise unknown("next action (actor.next_action)", self.next_action, NEXT_ACTIONS)
         if self.q_source not in Q_SOURCES:

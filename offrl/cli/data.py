@@ -21,6 +21,10 @@ from typing import Any, Callable
 
 from offrl.errors import OfflineRLError
 
+#: A budget flag may ask for at most this many times the recipe's default budget: more is a typo
+#: (``--episodes 100000000000``) that would otherwise allocate until memory runs out.
+MAX_BUDGET_FACTOR = 100
+
 #: Budget flags of ``make``: (flag, recipe keyword, help).
 BUDGET_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--episodes", "episodes", "number of episodes (bandit, OGBench)"),
@@ -171,8 +175,13 @@ def budget_for(spec: Any, quick: bool, overrides: dict[str, Any]) -> dict[str, A
             f"its options: {', '.join(valid) or '(none)'}."
         )
     for key, value in given.items():
+        flag = "--" + key.replace("_", "-")
+        most = MAX_BUDGET_FACTOR * int(spec.default_budget.get(key, 0) or 0)
         if value < 1:
-            raise OfflineRLError(f"{key.replace('_', '-')} must be positive (got {value}).")
+            raise OfflineRLError(f"{flag} must be positive (got {value}).")
+        if most and value > most:
+            raise OfflineRLError(f"{flag} {value:,} is more than {MAX_BUDGET_FACTOR}× the recipe's default budget "
+                                 f"({spec.default_budget[key]:,}); '{spec.id}' accepts at most {most:,}.")
     budget.update(given)
     return budget
 
@@ -194,7 +203,11 @@ def _make(args: argparse.Namespace) -> int:
     from offrl.datagen.builtins import BUILTIN_DATASETS, check_requirements
     from offrl.datagen.writer import dataset_lock
 
+    from offrl.validation import MAX_SEED
+
     validate_id(args.dataset_id)
+    if not 0 <= args.seed <= MAX_SEED:
+        raise OfflineRLError(f"--seed must be an integer in [0, {MAX_SEED}], got {args.seed}.")
     if not is_builtin_id(args.dataset_id):
         raise OfflineRLError(
             f"'{args.dataset_id}' is not a built-in dataset, so offrl cannot generate it: download it "

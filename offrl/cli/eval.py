@@ -26,8 +26,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="seed of the episodes and of the policy's sampling (default: the run's seed, which "
                         "reproduces the evaluation logged at the policy's step)")
     p.add_argument("--device", default=None,
-                   help="cpu | cuda | cuda:N (default: the device type the run trained on, which reproduces its "
-                        "logged scores; cpu when that is not available here)")
+                   help="cpu | cuda | cuda:N | auto (default: the device type the run trained on, which reproduces "
+                        "its logged scores; cpu when that is not available here)")
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first: the plugin a run of your own critic or actor needs (repeatable; the "
+                        "plugins a policy file names are never imported for you)")
     p.add_argument("--video", metavar="DIR",
                    help="also write an MP4 of every episode to DIR (needs `pip install 'offrl[video]'`; rendering is "
                         "headless: MUJOCO_GL defaults to egl)")
@@ -48,15 +51,20 @@ def run(args: argparse.Namespace) -> int:
     from offrl.policy import load_policy
     from offrl.trainer.evaluation import EvalSpec, Evaluator
 
+    from offrl.validation import MAX_SEED
+
     if args.episodes < 1 or args.episodes > 100_000:
         raise ConfigError(f"--episodes must be between 1 and 100,000, got {args.episodes}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer in [0, {MAX_SEED}], got {args.seed}")
+    if args.video and Path(args.video).exists() and not Path(args.video).is_dir():
+        raise ConfigError(f"--video '{args.video}' is a file; give a folder for the MP4s (it is created if needed).")
     device, note = _device(args.device, args.run_dir, args.which)
     if note:
         from offrl.cli.terminal import console as _console
 
         _console(stderr=True).print(f"note: {note}")
-    args.device = device
-    policy = load_policy(args.run_dir, which=args.which, device=args.device)
+    policy = load_policy(args.run_dir, which=args.which, device=device, plugins=args.plugins)
     if args.seed is None:
         args.seed = policy.config.trainer.seed
     policy.seed(args.seed)
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                       decl.ref_min_score, decl.ref_max_score,
                       score_unavailable_reason(decl.ref_min_score, decl.ref_max_score, decl.primary_metric))
     envs = 1 if args.video else min(10, args.episodes)
-    evaluator = Evaluator(target, 1, envs, torch.device(args.device))
+    evaluator = Evaluator(target, 1, envs, device)
 
     def act(obs: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
         # the evaluator hands over flat raw observations [1, n, O] and the evaluation's generator (so that
@@ -129,7 +137,7 @@ def _recording(make_env: Callable[[], Any], folder: Path) -> Callable[[], Any]:
     return make
 
 
-def _device(requested: str | None, run_dir: str, which: str) -> tuple[str, str]:
+def _device(requested: str | None, run_dir: str, which: str) -> tuple[Any, str]:
     """The device to evaluate on and a note: ``requested`` (checked), else the run's own device type when
     this machine has it — so the acting noise, drawn on that device, is the logged evaluation's."""
     import torch
@@ -138,14 +146,15 @@ def _device(requested: str | None, run_dir: str, which: str) -> tuple[str, str]:
     from offrl.trainer.runtime import resolve_device
 
     if requested is not None:
-        return str(resolve_device(requested)), ""
+        return resolve_device(requested), ""
     try:
         saved = torch.load(policy_file(run_dir, which), map_location="cpu", weights_only=True)
         trained_on = str(saved.get("device", "cpu")) if isinstance(saved, dict) else "cpu"
     except Exception:  # load_policy reports an unreadable file properly
-        return "cpu", ""
+        return torch.device("cpu"), ""
     kind = trained_on.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
-        return "cpu", (f"the run trained on {trained_on}; evaluating on cpu here, so sampling actors draw other "
-                       "noise than the logged evaluations did (scores agree statistically, not exactly)")
-    return ("cuda" if kind == "cuda" else "cpu"), ""
+        return torch.device("cpu"), (f"the run trained on {trained_on}; evaluating on cpu here, so sampling actors "
+                                     "draw other noise than the logged evaluations did (scores agree statistically, "
+                                     "not exactly)")
+    return resolve_device("cuda" if kind == "cuda" else "cpu"), ""

@@ -5,10 +5,17 @@ Each subcommand is a module ``offrl.cli.<name>`` exposing
 User errors (:class:`offrl.errors.OfflineRLError`) are printed as one clear
 message and exit non-zero, without a traceback. Output piped into a reader
 that stops early (``offrl ... | head``) ends the command quietly.
+
+Nothing a user can do with files and flags prints a traceback: an ``OSError``
+that no command turned into its own message (a full disk, a read-only or
+vanished folder) is one message naming the file and the cause, and an
+unexpected exception is one message saying it is a bug in offrl
+(``OFFRL_TRACEBACK=1`` shows the traceback).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -64,11 +71,45 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print_error("interrupted")
             code = 130
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            if os.environ.get("OFFRL_TRACEBACK"):
+                raise
+            print_error(describe_os_error(e))
+            code = 2
+        except MemoryError:
+            print_error("out of memory: the sizes asked for (batch sizes, network widths, seeds, episodes) do not fit "
+                        "in this machine's memory; lower them.")
+            code = 2
+        except Exception as e:
+            if os.environ.get("OFFRL_TRACEBACK"):
+                raise
+            detail = str(e).splitlines()[0] if str(e) else ""
+            print_error(f"internal error ({type(e).__name__}{': ' + detail if detail else ''}). This is a bug in "
+                        "offrl, not in what you typed: rerun with OFFRL_TRACEBACK=1 for the traceback and report it.")
+            code = 1
         sys.stdout.flush()  # a reader that went away shows up here, not in the interpreter's exit
         return code
     except BrokenPipeError:
         _detach_stdout()
         return BROKEN_PIPE_EXIT
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for an operating-system error: what failed, on which file, and what to do."""
+    where = f" ({e.filename})" if e.filename else ""
+    what = e.strerror or str(e) or type(e).__name__
+    hint = {
+        errno.ENOSPC: "free some space and rerun",
+        errno.EDQUOT: "free some space and rerun",
+        errno.EACCES: "make it writable (or readable) and rerun",
+        errno.EPERM: "make it writable (or readable) and rerun",
+        errno.EROFS: "the file system is read-only: use a writable folder",
+        errno.EIO: "the disk reported an input/output error",
+    }.get(e.errno or -1, "check the path and rerun")
+    return (f"{what}{where}: {hint}. offrl writes its files atomically, so what they held before is intact "
+            "(a run continues with `offrl run --resume`).")
 
 
 def _detach_stdout() -> None:

@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="sweep directories (or run directories)")
     p.add_argument("--out", required=True, help="report directory to write")
-    p.add_argument("--reps", type=int, default=DEFAULT_REPS, metavar="N", help="bootstrap resamples")
+    p.add_argument("--reps", type=int, default=DEFAULT_REPS, metavar="N", help="bootstrap resamples, at most 100,000")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed, for reproducible intervals")
     p.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE, metavar="LEVEL", help="interval level")
     p.add_argument("--include-incomplete", action="store_true",

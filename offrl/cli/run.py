@@ -82,7 +82,7 @@ def build_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
                               "give one preset.")
         preset = named
     layers: list[dict[str, Any]] = []
-    if preset:
+    if preset is not None:  # an empty name is an unknown preset, not "no preset"
         layers.append(PRESETS.get(preset).layer())
     if file_layer is not None:
         layers.append(file_layer)
@@ -103,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume:
         trainer = _resume(args)
+        from offrl.cli.terminal import print_warning
+
+        for note in getattr(trainer, "notes", []):  # a checkpoint that could not be used: continued from another
+            print_warning(f"not used: {note}")
     else:
         cfg = resolve(build_layers(args))
         trainer = start(cfg, Path(args.out) if args.out else default_run_dir(cfg), show_progress=not args.quiet)
@@ -129,20 +133,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> Any:
-    """Continue runs; flags that change how the run executes apply, anything else must match."""
+    """Continue runs; flags that change how the run executes apply, anything else must match.
+
+    Only the plugins named here (``--plugin``, the ``--config`` file, ``OFFRL_PLUGINS``, entry points) are
+    imported, never those the run's config.json records (see offrl.plugins)."""
     from offrl.config import RUNTIME_KEYS, resolve
-    from offrl.trainer.api import continue_runs, resume_dirs, saved_config_layer
+    from offrl.plugins import load_plugins
+    from offrl.trainer.api import continue_runs, load_run_config, resume_dirs, saved_config_layer
 
     if args.out:
         raise RunDirError("--out cannot be combined with --resume: a run continues in its own directory.")
     requested = build_layers(args)
+    plugins = [m for layer in requested for m in layer.get("plugins", [])]
+    load_plugins(plugins)
     runtime = {k: requested[-1]["trainer"].pop(k) for k in list(requested[-1].get("trainer", {}))
                if k in RUNTIME_KEYS and k != "seeds"}
     if "seeds" in requested[-1].get("trainer", {}):
         raise RunDirError("--seeds cannot be combined with --resume: the run continues the seeds it has.")
     first = resume_dirs(args.resume[0])[0][0]
-    if any(layer for layer in requested if any(layer.values()) or "preset" in layer):
-        saved = resolve([saved_config_layer(first)])
+    saved = load_run_config(first)  # the plugins it needs are loaded (or one message says which)
+    if any(layer for layer in requested if any(v for k, v in layer.items() if k != "plugins") or "preset" in layer):
         _check_same(saved, resolve([saved_config_layer(first), *requested]), first)
     return continue_runs(args.resume, show_progress=not args.quiet, runtime=runtime)
 

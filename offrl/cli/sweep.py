@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.runner:  # a custom runner's rules are unknown: only `offrl run`'s are checked
         validate_spec(spec, cells)
     layout = SweepLayout(Path(spec.out))
+    layout.check_confined([c.key for c in cells])
     if args.dry_run:
         for line in plan_lines(spec, cells, layout):
             console.print(line, markup=False)

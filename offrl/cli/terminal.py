@@ -66,6 +66,19 @@ def print_error(message: str, file: IO[str] | None = None) -> None:
         stream.flush()
 
 
+def print_warning(message: str, file: IO[str] | None = None) -> None:
+    """``warning: MESSAGE`` on stderr: something was continued, not refused, and the user should know why."""
+    stream = file if file is not None else sys.stderr
+    out = console(stderr=file is None, file=file)
+    if out.is_terminal:
+        from rich.text import Text
+
+        out.print(Text.assemble(("warning:", "bold yellow"), " ", message))
+    else:
+        stream.write(f"warning: {message}\n")
+        stream.flush()
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     """``plural(1, "cell")`` -> "1 cell"; ``plural(3, "cell")`` -> "3 cells" (``many`` for irregular words)."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
@@ -119,4 +132,4 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-__all__ = ["LOG_WIDTH", "ArgumentParser", "HelpFormatter", "console", "plural", "print_error"]
+__all__ = ["LOG_WIDTH", "ArgumentParser", "HelpFormatter", "console", "plural", "print_error", "print_warning"]

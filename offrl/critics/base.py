@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 from einops import reduce
 
 from offrl.component import Component, NoiseTensors, ParamGroup, Stage, polyak_
 from offrl.data.transitions import Batch
-from offrl.errors import ConfigError, unknown
+from offrl.errors import unknown
 from offrl.nets import EnsembleMLP, MLP, check_ln_position, init_weights_
 from offrl.nets.init import check_init
+from offrl.validation import COUNT, NON_NEGATIVE, POSITIVE, RATE, UNIT, Range, check_config
 
 
 def _help(text: str) -> dict[str, str]:
@@ -84,16 +85,16 @@ class QCriticConfig:
                        "layer U(±3e-3))"),
     )
 
+    #: Valid values of each numeric field (offrl.validation); subclasses extend it.
+    RANGES: ClassVar[dict[str, Range]] = {
+        "hidden_dims": COUNT, "num_q": COUNT, "q_lr": POSITIVE, "discount": UNIT, "target_update_rate": RATE,
+        "batch_size": COUNT, "updates_per_step": COUNT, "max_grad_norm": NON_NEGATIVE,
+    }
+
     def __post_init__(self) -> None:
-        _check_positive(self, "batch_size", "updates_per_step", "num_q", "q_lr")
+        check_config(self, "critic")
         check_init(self.init, "critic.init")
         check_ln_position(self.layer_norm_position, "critic.layer_norm_position")
-        if not self.max_grad_norm >= 0:
-            raise ConfigError(f"critic.max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
-        if not 0.0 <= self.discount <= 1.0:
-            raise ConfigError(f"critic.discount must be in [0, 1], got {self.discount}")
-        if not 0.0 < self.target_update_rate <= 1.0:
-            raise ConfigError(f"critic.target_update_rate must be in (0, 1], got {self.target_update_rate}")
 
 
 @dataclass
@@ -103,16 +104,7 @@ class CriticConfig(QCriticConfig):
     value_layer_norm: bool = field(default=False, metadata=_help("LayerNorm on V's input (IDQL's value net)"))
     v_lr: float = field(default=3e-4, metadata=_help("Adam learning rate of V"))
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_positive(self, "v_lr")
-
-
-def _check_positive(cfg: object, *names: str) -> None:
-    for n in names:
-        v = getattr(cfg, n)
-        if not v > 0:
-            raise ConfigError(f"critic.{n} must be positive, got {v!r}")
+    RANGES: ClassVar[dict[str, Range]] = {**QCriticConfig.RANGES, "v_lr": POSITIVE}
 
 
 def check_q_agg(agg: str, key: str, choices: tuple[str, ...] = Q_AGGS) -> None:

@@ -6,22 +6,20 @@ f(u) = |τ − 1(u < 0)| · u²  ;  implicit weight w ∝ |f'(u)| / |u| = 2 |τ 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from offrl.critics.base import CriticConfig, IQLCritic
 from offrl.critics.registry import CRITICS
-from offrl.errors import ConfigError
+from offrl.validation import OPEN_UNIT, Range
 
 
 @dataclass
 class ExpectileConfig(CriticConfig):
     tau: float = field(default=0.7, metadata={"help": "Expectile τ ∈ (0, 1): 0.7 locomotion, 0.9 AntMaze"})
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 < self.tau < 1.0:
-            raise ConfigError(f"critic.tau must be in (0, 1), got {self.tau}")
+    RANGES: ClassVar[dict[str, Range]] = {**CriticConfig.RANGES, "tau": OPEN_UNIT}
 
 
 def expectile_weight(u: torch.Tensor, tau: float) -> torch.Tensor:

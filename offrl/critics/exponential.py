@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from offrl.critics.base import CriticConfig, IQLCritic
 from offrl.critics.registry import CRITICS
-from offrl.errors import ConfigError
+from offrl.validation import POSITIVE, Range
 
 #: Cap on αu inside the loss's exp (e^80 ≈ 5.5e34 < float32 max): only bites when clip = inf.
 MAX_LOSS_EXPONENT = 80.0
@@ -67,12 +68,9 @@ class ExponentialConfig(CriticConfig):
         metadata={"help": "Clip c > 1 of e^{αu} in V's gradient (IDQL: 6); inf disables it"},
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not (self.alpha > 0.0 and math.isfinite(self.alpha)):
-            raise ConfigError(f"critic.alpha must be a positive finite number, got {self.alpha}")
-        if not self.clip > 1.0:  # c ≤ 1 makes the V gradient non-positive everywhere: V → −∞
-            raise ConfigError(f"critic.clip must be > 1 (or inf), got {self.clip}")
+    # c ≤ 1 makes the V gradient non-positive everywhere (V → −∞); inf disables the clip
+    RANGES: ClassVar[dict[str, Range]] = {**CriticConfig.RANGES, "alpha": POSITIVE,
+                                          "clip": Range(1.0, lo_open=True, inf=True)}
 
 
 def exponential_surrogate(u: torch.Tensor, alpha: float, clip: float) -> torch.Tensor:

@@ -30,7 +30,7 @@ behaviour samples), which is what w ≡ const means. Use ``argmax`` or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from einops import reduce, repeat
@@ -38,6 +38,7 @@ from einops import reduce, repeat
 from offrl.component import Noise, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import QCriticConfig, QEnsembleCritic
 from offrl.errors import ConfigError
+from offrl.validation import COUNT, Range
 
 #: Seed of the generator the quadrature points z_k are drawn from (independent of the run's seed).
 V_NOISE_SEED = 20240611
@@ -53,10 +54,7 @@ class QOnlyConfig(QCriticConfig):
                           "(1 is used for deterministic actors)"},
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.v_samples <= 0:
-            raise ConfigError(f"critic.v_samples must be positive, got {self.v_samples!r}")
+    RANGES: ClassVar[dict[str, Range]] = {**QCriticConfig.RANGES, "v_samples": COUNT}
 
 
 def next_action_noise_layout(actor: Any) -> dict[str, Noise]:

@@ -19,14 +19,14 @@ the largest-to-smallest weight ratio over candidates at
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from offrl.critics.base import CriticConfig, IQLCritic
 from offrl.critics.registry import CRITICS
-from offrl.errors import ConfigError
+from offrl.validation import OPEN_UNIT, POSITIVE, Range
 
 
 @dataclass
@@ -37,12 +37,7 @@ class QuantileConfig(CriticConfig):
         metadata={"help": "Floor ε on |Q − V| in the implicit weight |τ − 1(u<0)| / max(|u|, ε) (Q units)"},
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 < self.tau < 1.0:
-            raise ConfigError(f"critic.tau must be in (0, 1), got {self.tau}")
-        if not (self.adv_floor > 0.0 and math.isfinite(self.adv_floor)):
-            raise ConfigError(f"critic.adv_floor must be a positive finite number, got {self.adv_floor}")
+    RANGES: ClassVar[dict[str, Range]] = {**CriticConfig.RANGES, "tau": OPEN_UNIT, "adv_floor": POSITIVE}
 
 
 def quantile_tau_weight(u: torch.Tensor, tau: float) -> torch.Tensor:

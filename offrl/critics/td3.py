@@ -31,7 +31,7 @@ backup is a constant of the Q stage: no gradient reaches the actor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -40,7 +40,7 @@ from offrl.critics.base import aggregate_q, check_q_agg
 from offrl.critics.q_only import QOnlyConfig, QOnlyCritic
 from offrl.critics.registry import CRITICS
 from offrl.data.transitions import Batch
-from offrl.errors import ConfigError
+from offrl.validation import NON_NEGATIVE, Range
 
 TARGET_AGGS = ("min", "mean")
 #: Prefix of the actor's next-action noise inside this critic's update noise.
@@ -57,12 +57,12 @@ class TD3Config(QOnlyConfig):
         metadata={"help": "ReBRAC's critic BC penalty α_c: the target uses Q̄(s', a') − α_c‖a' − a'_data‖² (0 = off)"},
     )
 
+    RANGES: ClassVar[dict[str, Range]] = {**QOnlyConfig.RANGES, "policy_noise": NON_NEGATIVE,
+                                          "noise_clip": NON_NEGATIVE, "alpha_critic": NON_NEGATIVE}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check_q_agg(self.q_agg, "critic.q_agg", TARGET_AGGS)
-        for key in ("policy_noise", "noise_clip", "alpha_critic"):
-            if not getattr(self, key) >= 0.0:
-                raise ConfigError(f"critic.{key} must be >= 0, got {getattr(self, key)!r}")
 
 
 @CRITICS.register("td3", "Q backed up through the actor's next action (TD3, ReBRAC, FQL); no V")

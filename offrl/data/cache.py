@@ -56,12 +56,14 @@ def cached(data_dir: Path, build: Callable[[], TransitionArrays]) -> TransitionA
         except (OSError, KeyError, ValueError):
             pass  # unreadable entry: rebuild it
     arrays = build()
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **{f_.name: getattr(arrays, f_.name) for f_ in dataclasses.fields(TransitionArrays)})
         os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache location only costs speed
+    except OSError:  # a read-only or full cache location only costs speed; a partial file is not left behind
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return arrays

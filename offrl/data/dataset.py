@@ -156,24 +156,54 @@ def open_dataset(dataset_id: str, make_missing: bool = True) -> tuple[Any, dict[
     return ds, meta, decl
 
 
+def _flags(values: Any, name: str, episode: int, dataset_id: str, T: int) -> np.ndarray:
+    """An episode's terminations or truncations as booleans; anything but 0/1 (0.5, 2, NaN) is refused, never
+    rounded to "terminal"."""
+    raw = np.asarray(values)
+    if raw.shape not in ((T,), (T, 1)):
+        raise DatasetError(f"Dataset '{dataset_id}': episode {episode} has {name} of shape {raw.shape}, expected ({T},).")
+    if raw.dtype != bool:
+        ok = np.isin(raw, (0, 1)) if np.issubdtype(raw.dtype, np.number) else np.zeros(raw.shape, bool)
+        if not ok.all():
+            first = int(np.flatnonzero(~ok.reshape(-1))[0])
+            raise DatasetError(f"Dataset '{dataset_id}': episode {episode} has {name} that are not booleans "
+                               f"({raw.reshape(-1)[first].item()!r} at step {first}); {name} must be true/false "
+                               "(or 0/1).")
+    return raw.astype(bool).reshape(T)
+
+
 def flatten_episodes(ds: Any) -> TransitionArrays:
-    """Concatenate all episodes into transitions (obs has T+1 entries per episode)."""
+    """Concatenate all episodes into transitions (obs has T+1 entries per episode).
+
+    Refused: terminations or truncations that are not booleans, actions that are not one flat vector per step.
+    Episodes without a transition are skipped, with a warning (they hold nothing to learn from)."""
     obs, nobs, acts, rews, terms, truncs, starts, returns = [], [], [], [], [], [], [], []
-    n = 0
-    for ep in ds.iterate_episodes():
-        o = flatten_obs(ep.observations).reshape(len(ep.rewards) + 1, -1)
+    n = empty = 0
+    dataset_id = ds.spec.dataset_id
+    for i, ep in enumerate(ds.iterate_episodes()):
         T = len(ep.rewards)
+        if T == 0:
+            empty += 1
+            continue
+        o = flatten_obs(ep.observations).reshape(T + 1, -1)
+        a = np.asarray(ep.actions, np.float64)
+        if a.ndim != 2 or a.shape[0] != T:
+            raise DatasetError(f"Dataset '{dataset_id}': episode {i} has actions of shape {a.shape}; offrl needs one "
+                               f"flat action vector per step ({T}, action size).")
         obs.append(o[:-1])
         nobs.append(o[1:])
-        acts.append(np.asarray(ep.actions, np.float64).reshape(T, -1))
+        acts.append(a)
         rews.append(np.asarray(ep.rewards, np.float64).reshape(T))
-        terms.append(np.asarray(ep.terminations, bool).reshape(T))
-        truncs.append(np.asarray(ep.truncations, bool).reshape(T))
+        terms.append(_flags(ep.terminations, "terminations", i, dataset_id, T))
+        truncs.append(_flags(ep.truncations, "truncations", i, dataset_id, T))
         starts.append(n)
         returns.append(float(np.sum(ep.rewards)))
         n += T
     if n == 0:
-        raise DatasetError(f"Dataset '{ds.spec.dataset_id}' holds no transitions.")
+        raise DatasetError(f"Dataset '{dataset_id}' holds no transitions.")
+    if empty:
+        print(f"warning: dataset '{dataset_id}': skipped {empty} episode{'s' if empty != 1 else ''} without a "
+              "transition.", file=sys.stderr, flush=True)
     return TransitionArrays(
         observations=np.concatenate(obs).astype(np.float64),
         actions=np.concatenate(acts),
@@ -202,6 +232,29 @@ def check_finite(arrays: TransitionArrays, dataset_id: str) -> None:
             )
     if problems:
         raise DatasetError(f"Dataset '{dataset_id}' contains NaN/inf: " + "; ".join(problems) + ".")
+
+
+#: Dataset actions may lie outside the action space by this fraction of its half-width (float rounding of
+#: recorded actions); beyond it they are clipped with a warning, and beyond FAR_OUTSIDE the dataset is refused.
+OUTSIDE_TOLERANCE = 1e-3
+FAR_OUTSIDE = 0.5
+
+
+def check_action_bounds(unit: np.ndarray, arrays: TransitionArrays, dataset_id: str, act_space: Any) -> None:
+    """Actions rescaled to [−1, 1] by the action space: far outside it means the space is wrong (refused, never
+    trained on clipped garbage); slightly outside is clipped, and said."""
+    excess = np.abs(unit).max(axis=1) - 1.0
+    worst = int(np.argmax(excess))
+    if excess[worst] > FAR_OUTSIDE:
+        episode = int(np.searchsorted(arrays.episode_starts, worst, side="right") - 1)
+        raise DatasetError(
+            f"Dataset '{dataset_id}' has actions far outside its action space {act_space} (e.g. "
+            f"{np.round(arrays.actions[worst], 4).tolist()} at transition {worst}, episode {episode}); its action "
+            "space does not describe its actions. Fix the dataset's action_space.")
+    outside = int((excess > OUTSIDE_TOLERANCE).sum())
+    if outside:
+        print(f"warning: dataset '{dataset_id}': {outside} actions lie outside the action space by up to "
+              f"{float(excess.max()):.1%} of its half-width; they are clipped to it.", file=sys.stderr, flush=True)
 
 
 def check_shapes(arrays: TransitionArrays, obs_space: gym.Space, act_space: gym.Space, dataset_id: str, what: str) -> None:
@@ -256,6 +309,9 @@ def load_offline_dataset(
     obs_space, act_space = ds.spec.observation_space, ds.spec.action_space
     if not isinstance(act_space, gym.spaces.Box):
         raise DatasetError(f"Dataset '{dataset_id}' has a {type(act_space).__name__} action space; offrl needs continuous (Box) actions.")
+    if len(act_space.shape) != 1:
+        raise DatasetError(f"Dataset '{dataset_id}' has actions of shape {act_space.shape}; offrl needs a flat (1-D) "
+                           "Box action space.")
     check_shapes(arrays, obs_space, act_space, dataset_id, "dataset's")
     make_env, eval_unavailable = env_factory(ds, meta)
     if make_env is not None and check_env:
@@ -269,14 +325,22 @@ def load_offline_dataset(
     high = np.asarray(act_space.high, np.float64).reshape(-1)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         raise DatasetError(f"Dataset '{dataset_id}' has unbounded actions ({act_space}); offrl needs finite bounds.")
+    if not np.all(low < high):
+        raise DatasetError(f"Dataset '{dataset_id}' has empty or inverted action bounds (low {low}, high {high}).")
     scaler = ActionScaler(low, high)
     limit = 1.0 - action_clip_eps
-    arrays.actions = np.clip(scaler.to_unit(arrays.actions), -limit, limit).astype(np.float32)
+    unit = scaler.to_unit(arrays.actions)
+    check_action_bounds(unit, arrays, dataset_id, act_space)
+    arrays.actions = np.clip(unit, -limit, limit).astype(np.float32)
 
     mode = resolve_reward_mode(reward, dataset_id, declared=decl.reward_mode)
     source = "data.reward" if reward != "auto" else ("dataset metadata" if decl.reward_mode else "dataset id")
     arrays.rewards = preprocess_rewards(arrays.rewards, arrays.episode_returns, mode).astype(np.float32)
 
+    if obs_normalizer is not None and obs_normalizer.mean.size != arrays.observations.shape[1]:
+        raise DatasetError(f"The observation statistics saved with the run (obs_stats.json) hold "
+                           f"{obs_normalizer.mean.size} values, but '{dataset_id}' has {arrays.observations.shape[1]} "
+                           "observation values: the file comes from another run. Restore it, or start a new run.")
     if obs_normalizer is None:
         obs_normalizer = (
             ObsNormalizer.fit(arrays.observations) if normalize_obs else ObsNormalizer.identity(arrays.observations.shape[1])

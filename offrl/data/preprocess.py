@@ -98,5 +98,17 @@ class ObsNormalizer:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, list[float]]) -> "ObsNormalizer":
-        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+    def from_dict(cls, d: dict[str, list[float]], size: int | None = None) -> "ObsNormalizer":
+        """Statistics read back from a file; ``ValueError`` saying what is wrong when they are not ``size``
+        finite means and positive finite stds (a damaged or foreign ``obs_stats.json`` or policy file)."""
+        try:
+            mean, std = np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("it needs 'mean' and 'std' lists of numbers") from None
+        if mean.ndim != 1 or mean.shape != std.shape or mean.size == 0:
+            raise ValueError(f"'mean' and 'std' must be lists of equal length, got shapes {mean.shape} and {std.shape}")
+        if size is not None and mean.size != size:
+            raise ValueError(f"it holds statistics of {mean.size} observation values, the data has {size}")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise ValueError("its means must be finite and its stds finite and positive")
+        return cls(mean.astype(np.float32), std.astype(np.float32))

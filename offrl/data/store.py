@@ -26,9 +26,15 @@ _ID = re.compile(r"[^/]+(/[^/]+)*-v\d+")
 
 
 def datasets_root() -> Path:
-    """The local Minari store, read at call time (tests and sweeps change it)."""
+    """The local Minari store, read at call time (tests and sweeps change it); one message when
+    ``MINARI_DATASETS_PATH`` names something that is not a folder."""
     env = os.environ.get("MINARI_DATASETS_PATH")
-    return Path(env) if env else Path.home() / ".minari" / "datasets"
+    root = Path(env) if env else Path.home() / ".minari" / "datasets"
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"The dataset store {'MINARI_DATASETS_PATH=' if env else ''}{root} is a file, not a folder: "
+                           "point MINARI_DATASETS_PATH at a folder (it is created when needed), or unset it to use "
+                           "~/.minari/datasets.")
+    return root
 
 
 @contextlib.contextmanager

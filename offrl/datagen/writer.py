@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from offrl.data.store import dataset_dir, datasets_root, minari_root
 from offrl.datagen.tempdirs import clean_dead_temps, private_temp_dir
+from offrl.errors import DatasetError
 
 __all__ = ["dataset_lock", "episode_buffer", "write_minari_dataset", "clean_dead_writers", "minari_root"]
 
@@ -39,9 +40,17 @@ def dataset_lock(dataset_id: str, timeout: float = 3600.0) -> Iterator[None]:
     """Exclusive lock for creating ``dataset_id`` in the current store."""
     root = datasets_root()
     lock_dir = root / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_dir / (dataset_id.replace("/", "__") + ".lock")), timeout=timeout):
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_dir / (dataset_id.replace("/", "__") + ".lock")), timeout=timeout)
+        lock.acquire()
+    except OSError as e:
+        raise DatasetError(f"Cannot write to the dataset store {root} ({e.strerror or e}): datasets are made there; "
+                           "make it writable, or point MINARI_DATASETS_PATH at a writable folder.") from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def episode_buffer(
@@ -115,42 +124,72 @@ def write_minari_dataset(
     if final.exists() and not replace:
         raise FileExistsError(f"dataset {dataset_id} already exists at {final}")
     root = datasets_root()
-    root.mkdir(parents=True, exist_ok=True)
-    clean_dead_writers(root)
-    tmp_root = private_temp_dir(root, "write")
     try:
-        with minari_root(tmp_root), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = minari.create_dataset_from_buffers(
-                dataset_id,
-                list(episodes),
-                env=env,
-                eval_env=eval_env,
-                observation_space=observation_space,
-                action_space=action_space,
-                ref_min_score=ref_min_score,
-                ref_max_score=ref_max_score,
-                algorithm_name=algorithm_name,
-                author=author,
-                author_email="offrl@users.noreply.invalid",
-                code_permalink="https://pypi.org/project/offrl/",
-                description=description or dataset_id,
-                requirements=requirements,
-            )
-            if extra_metadata:
-                ds.storage.update_metadata(json.loads(json.dumps(extra_metadata, default=str)))
-        _copy_namespace_metadata(tmp_root, root, dataset_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # replace: swap only now that the new dataset is complete
-            (tmp_root / _REPLACING).write_text(dataset_id)
-            aside = tmp_root / _REPLACED / dataset_id
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(final, aside)
-        os.replace(tmp_root / dataset_id, final)
+        root.mkdir(parents=True, exist_ok=True)
+        clean_dead_writers(root)
+        tmp_root = private_temp_dir(root, "write")
+    except OSError as e:
+        raise write_error(dataset_id, root, e, final.exists()) from None
+    try:
+        with _write_errors(dataset_id, root, final.exists()):
+            with minari_root(tmp_root), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = minari.create_dataset_from_buffers(
+                    dataset_id,
+                    list(episodes),
+                    env=env,
+                    eval_env=eval_env,
+                    observation_space=observation_space,
+                    action_space=action_space,
+                    ref_min_score=ref_min_score,
+                    ref_max_score=ref_max_score,
+                    algorithm_name=algorithm_name,
+                    author=author,
+                    author_email="offrl@users.noreply.invalid",
+                    code_permalink="https://pypi.org/project/offrl/",
+                    description=description or dataset_id,
+                    requirements=requirements,
+                )
+                if extra_metadata:
+                    ds.storage.update_metadata(json.loads(json.dumps(extra_metadata, default=str)))
+            _copy_namespace_metadata(tmp_root, root, dataset_id)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # replace: swap only now that the new dataset is complete
+                (tmp_root / _REPLACING).write_text(dataset_id)
+                aside = tmp_root / _REPLACED / dataset_id
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(final, aside)
+            os.replace(tmp_root / dataset_id, final)
     finally:
         _restore_interrupted_swap(tmp_root)  # an exception between the two renames must not lose the old dataset
         shutil.rmtree(tmp_root, ignore_errors=True)
     return final
+
+
+def write_error(dataset_id: str, root: Path, e: BaseException, replacing: bool) -> DatasetError:
+    """One message for a failed dataset write (a full disk, a read-only store), saying what is kept."""
+    if isinstance(e, OSError):
+        why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    else:  # h5py reports write failures as RuntimeError, with the OS error inside the text
+        text = str(e)
+        start = text.find("error message = '")
+        why = text[start + 17:text.find("'", start + 17)] if start >= 0 else text.splitlines()[0]
+    kept = "The old dataset is kept." if replacing else "Nothing was left in the store."
+    return DatasetError(f"Could not write dataset '{dataset_id}' into {root} ({why}). {kept} Free space (or make the "
+                        "store writable) and run the command again.")
+
+
+@contextlib.contextmanager
+def _write_errors(dataset_id: str, root: Path, replacing: bool) -> Iterator[None]:
+    """OS errors of writing a dataset (and h5py's RuntimeErrors that carry one) as one :func:`write_error`."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(dataset_id, root, e, replacing) from None
+    except RuntimeError as e:
+        if "write failed" not in str(e) and "errno" not in str(e):
+            raise
+        raise write_error(dataset_id, root, e, replacing) from None
 
 
 def _copy_namespace_metadata(tmp_root: Path, root: Path, dataset_id: str) -> None:

@@ -58,10 +58,15 @@ def build_report(
 ) -> Report:
     """Collect the runs under ``paths`` and compute every table (finished runs only, unless asked;
     diverged runs are counted, never averaged)."""
+    from offrl.validation import MAX_SEED
+
     if not 0 < confidence < 1:
         raise RunDirError(f"confidence must be in (0, 1), got {confidence}")
-    if reps < 1:
-        raise RunDirError(f"reps must be >= 1, got {reps}")
+    if not 1 <= reps <= MAX_REPS:
+        raise RunDirError(f"reps must be in [1, {MAX_REPS:,}], got {reps:,} (more resamples do not sharpen an "
+                          "interval that rests on a few runs; they only take longer)")
+    if not 0 <= seed <= MAX_SEED:
+        raise RunDirError(f"seed must be in [0, {MAX_SEED}], got {seed}")
     sources = [str(p) for p in paths]
     collected = collect(sources)
     evals = collected.evals
@@ -87,6 +92,10 @@ def build_report(
         confidence=confidence,
         include_incomplete=include_incomplete,
     )
+
+
+#: Most bootstrap resamples a report computes (rliable's default is 50,000; offrl's 10,000).
+MAX_REPS = 100_000
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
@@ -140,10 +149,18 @@ def write_report(
     ``labels`` renames pairings in the figures and report.md (the CSVs keep the pairings' own
     names); ``title`` heads report.md and every figure.
     """
+    out = prepare_out_dir(out_dir)
+    try:
+        return _write(report, out, plots, title, dict(labels or {}))
+    except OSError as e:  # a full disk, a folder made read-only: one message, the run directories untouched
+        where = f"{e.filename}: " if e.filename else ""
+        raise RunDirError(f"Could not write the report in '{out}' ({where}{e.strerror or e}). Free space or choose "
+                          "another --out; the run directories are only read, never changed.") from None
+
+
+def _write(report: Report, out: Path, plots: bool, title: str | None, labels: dict[str, str]) -> WrittenReport:
     from offrl import __version__
 
-    labels = dict(labels or {})
-    out = prepare_out_dir(out_dir)
     files = write_table(report.evals, out, "runs")
     for name, frame in (
         ("run_scores", report.runs),

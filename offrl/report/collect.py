@@ -17,10 +17,14 @@ column holds that metric and ``metric`` names it.
 Robustness rules, because runs may have crashed, diverged or been resumed:
 
 - a torn or malformed line of ``eval.jsonl`` (a crash mid-write) is skipped;
-- a row whose ``step`` is not a whole number is skipped, and the run is listed
-  among the warned runs;
+- a row whose ``step`` is not a whole number (or is non-finite, negative or
+  beyond 2^53) is skipped, and the run is listed among the warned runs;
+- a run found twice (the same directory given twice, or inside two folders
+  given) is counted once, and said so;
 - if an evaluation step appears more than once (a resume that did not
   truncate), the last occurrence wins, so each evaluation counts once;
+- a run directory, or one of the files read from it, that leads outside the
+  folder given (a symbolic link) is not read, and is listed;
 - ``status`` is the run's state (:func:`offrl.rundir.run_state`): ``finished``,
   ``diverged`` (the trainer stopped it for good), ``failed`` (a sweep recorded
   an error) or ``incomplete`` (still running, interrupted, or not started).
@@ -61,10 +65,12 @@ Notes = list[tuple[str, str]]  # (run directory, what was left out or is worth a
 def sweep_variants(root: Path) -> dict[str, str]:
     """Cell key -> grid values text (``critic.tau=0.9``) from a sweep's ``sweep.json``."""
     data = _read_json(root / "sweep.json") or {}
+    cells = data.get("cells")
     out = {}
-    for cell in data.get("cells", []):
-        overrides = cell.get("overrides") or {}
-        out[cell.get("key", "")] = ",".join(f"{k}={v}" for k, v in overrides.items())
+    for cell in cells if isinstance(cells, list) else []:  # a damaged entry names no variant, it is not fatal
+        overrides = cell.get("overrides") if isinstance(cell, dict) else None
+        if isinstance(cell, dict) and isinstance(cell.get("key"), str) and isinstance(overrides or {}, dict):
+            out[cell["key"]] = ",".join(f"{k}={v}" for k, v in (overrides or {}).items())
     return out
 
 
@@ -100,10 +106,9 @@ def run_identity(run_dir: Path, sweep: str = "", variant: str = "") -> dict[str,
     missing = [k for k, v in (("critic", critic), ("actor", actor), ("dataset", dataset), ("seed", seed)) if v is None]
     if missing:
         raise RunDirError(f"'{run_dir / CONFIG}' does not name the run's {', '.join(missing)}.")
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise RunDirError(f"'{run_dir / CONFIG}' gives the seed as {seed!r}, not an integer.") from None
+    if isinstance(seed, bool) or not isinstance(seed, (int, float)) or not float(seed).is_integer():
+        raise RunDirError(f"'{run_dir / CONFIG}' gives the seed as {seed!r}, not an integer.")
+    seed = int(seed)
     return {
         "sweep": sweep,
         "run": run_dir.name,
@@ -130,11 +135,11 @@ def load_run(run_dir: Path, sweep: str = "", variant: str = "", notes: Notes | N
     if evals.empty or "step" not in evals:
         evals = pd.DataFrame({"step": pd.Series(dtype="float64")})
     steps = pd.to_numeric(evals["step"].where(evals["step"].map(_is_plain_number)), errors="coerce")
-    bad = steps.isna() | (steps != np.floor(steps))
+    bad = steps.isna() | ~np.isfinite(steps) | (steps != np.floor(steps)) | (steps < 0) | (steps > MAX_STEP)
     if bad.any() and notes is not None:
         examples = ", ".join(repr(v) for v in evals.loc[bad, "step"].head(3))
         notes.append((str(run_dir), f"skipped {plural(int(bad.sum()), 'row')} of {EVAL_LOG} whose step is not a "
-                                    f"whole number ({examples})"))
+                                    f"whole number in [0, 2^53] ({examples})"))
     evals = evals.loc[~bad].assign(step=steps[~bad].astype("int64"))
     evals = evals.drop_duplicates("step", keep="last").sort_values("step", kind="stable")
     out = pd.DataFrame({"step": evals["step"], "time_s": _column(evals, "time_s")})
@@ -143,6 +148,10 @@ def load_run(run_dir: Path, sweep: str = "", variant: str = "", notes: Notes | N
     for key, value in {**meta, "metric": "", "score": np.nan, "score_std": np.nan}.items():
         out[key] = value
     return out[list(COLUMNS)].reset_index(drop=True)
+
+
+#: Largest step a log row may hold (2^53: beyond it a float no longer holds every integer).
+MAX_STEP = 2**53
 
 
 def _is_plain_number(value: Any) -> bool:
@@ -202,6 +211,7 @@ def collect(paths: Iterable[str | Path]) -> Collected:
     notes: Notes = []
     frames: list[pd.DataFrame] = []
     identities: list[dict[str, Any]] = []
+    seen: dict[Path, str] = {}  # resolved run directory -> how it was first found
     for raw in paths:
         root = Path(raw)
         if not root.exists():
@@ -213,6 +223,14 @@ def collect(paths: Iterable[str | Path]) -> Collected:
             raise RunDirError(f"No run directories (folders with a config.json) found under '{root}'.")
         variants = sweep_variants(root)
         for run_dir in run_dirs:
+            outside = _leads_outside(run_dir, root)
+            if outside:
+                notes.append((str(run_dir), outside))
+                continue
+            if run_dir.resolve() in seen:
+                notes.append((str(run_dir), f"the same run as {seen[run_dir.resolve()]}, given twice; counted once"))
+                continue
+            seen[run_dir.resolve()] = str(run_dir)
             try:
                 identity = run_identity(run_dir, sweep=root.name, variant=variants.get(run_dir.name, ""))
             except RunDirError as e:
@@ -228,6 +246,16 @@ def collect(paths: Iterable[str | Path]) -> Collected:
     runs = pd.DataFrame(identities, columns=list(RUN_COLUMNS))
     evals = assign_primary_scores(pd.concat(frames, ignore_index=True), notes) if frames else empty_frame()
     return Collected(evals, runs, notes)
+
+
+def _leads_outside(run_dir: Path, root: Path) -> str | None:
+    """Why ``run_dir`` is not read: it, or a file of it, is a link leading outside ``root`` (``None``: read it)."""
+    if not run_dir.resolve().is_relative_to(root.resolve()):
+        return f"leads outside {root} (to {run_dir.resolve()}); not read"
+    for name in (CONFIG, EVAL_LOG, SUMMARY):
+        if (run_dir / name).is_symlink():
+            return f"its {name} is a symbolic link (offrl does not follow links among a run's files); not read"
+    return None
 
 
 def collect_runs(paths: Iterable[str | Path], skipped: Notes | None = None) -> pd.DataFrame:

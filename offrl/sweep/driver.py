@@ -96,7 +96,8 @@ def build_job(
     ]
     if not spec.run.sets_key("trainer.threads") and "trainer.threads" not in dict(cell.overrides):
         fresh += ["--set", f"trainer.threads={threads}"]
-    resume = [*runner, "--resume", str(run_dir), "--quiet"]
+    # a cell is resumed with the plugins the user's own spec names (a run's config.json is never trusted for them)
+    resume = [*runner, *(x for m in user_plugins(spec) for x in ("--plugin", m)), "--resume", str(run_dir), "--quiet"]
     env = {
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
@@ -119,6 +120,17 @@ def build_job(
         resume_argv=tuple(resume),
         env=tuple(sorted(env.items())),
     )
+
+
+def user_plugins(spec: SweepSpec) -> list[str]:
+    """The plugins the sweep's spec asks for: its ``plugins`` and those of its ``config`` file."""
+    found = list(spec.run.plugins)
+    if spec.run.config:
+        from offrl.config import load_config_file
+
+        named = load_config_file(spec.run.config).get("plugins") or []
+        found += [m for m in named if isinstance(m, str) and m not in found] if isinstance(named, list) else []
+    return found
 
 
 def seeds_per_process(spec: SweepSpec) -> int:
@@ -182,8 +194,17 @@ def record_spec(layout: SweepLayout, spec: SweepSpec, cells: Sequence[Cell]) -> 
     """
     old = read_json(layout.spec_file)
     known: dict[str, dict] = {}
+    if old is None and (layout.spec_file.exists() or layout.spec_file.is_symlink()):
+        raise ConfigError(f"'{layout.spec_file}' is damaged (not a JSON object). The run directories hold every "
+                          "result: delete the file (the sweep writes it again) or use another --out.")
     if old is not None:
-        old_spec = SweepSpec.from_json(old["spec"])
+        try:
+            old_spec = SweepSpec.from_json(old["spec"])
+            if not all(isinstance(c, dict) and isinstance(c.get("key"), str) for c in old.get("cells", [])):
+                raise ValueError("its cells are not a list of tables")
+        except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as e:
+            raise ConfigError(f"'{layout.spec_file}' is damaged ({e}). The run directories hold every result: delete "
+                              "the file (the sweep writes it again) or use another --out.") from None
         before, after = old_spec.identity()["run"], spec.identity()["run"]
         changed = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in after if before.get(k) != after.get(k)]
         if changed:
@@ -299,8 +320,13 @@ def run_sweep(
     console = console or terminal.console()
     layout = SweepLayout(Path(sweep_dir))
     cells = expand_cells(spec)
-    layout.make_dirs()
-    record_spec(layout, spec, cells)
+    layout.check_confined([c.key for c in cells])
+    try:
+        layout.make_dirs()
+        record_spec(layout, spec, cells)
+    except OSError as e:
+        raise ConfigError(f"Cannot write the sweep directory '{layout.root}' ({e.filename or layout.root}: "
+                          f"{e.strerror or e}); nothing was started.") from None
     backend = backend or make_backend(spec.backend)
 
     initial = {c.key: disk_state(layout.run_dir(c.key)) for c in cells}
@@ -340,6 +366,8 @@ def run_sweep(
             states[c.key] = "finished" if by_key[c.key].state in ("finished", "skipped") else by_key[c.key].state
         else:
             states[c.key] = "pending"
+    if status.error:
+        console.print(f"warning: {status.error}", markup=False, highlight=False)
     return SweepOutcome(layout.root, cells, states, by_key, time.time() - t0)
 
 

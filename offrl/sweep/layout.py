@@ -52,6 +52,22 @@ class SweepLayout:
         for sub in ("runs", "logs", "locks"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
+    def check_confined(self, keys: list[str]) -> None:
+        """Refuse a sweep directory whose folders or cells lead outside it through symbolic links (a sweep
+        directory from elsewhere could otherwise make a rerun write, or clear, folders that are not its own)."""
+        from offrl.errors import ConfigError
+
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"Sweep directory '{self.root}' is a file; give a folder (--out).")
+        base = self.root.resolve()
+        paths = [self.spec_file, self.status_file, *(self.root / sub for sub in ("runs", "logs", "locks"))]
+        paths += [p for key in keys for p in (self.run_dir(key), self.log_file(key), self.lock_file(key))]
+        for path in paths:
+            if (path.exists() or path.is_symlink()) and not path.resolve().is_relative_to(base):
+                raise ConfigError(f"'{path}' leads outside the sweep directory '{self.root}' (to {path.resolve()}) "
+                                  "through a symbolic link; offrl only writes inside the sweep directory. Remove the "
+                                  "link, or use another --out.")
+
 
 def disk_state(run_dir: Path) -> str:
     """'finished', 'diverged', 'failed' (error.txt), 'partial' (resumable checkpoint) or 'pending'."""

@@ -57,6 +57,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from offrl.errors import ConfigError
+from offrl.validation import MAX_SEED
+
+#: Most seeds a sweep may name, and most cells its grid may expand to: more is a typo (``seeds = "0-100000000"``)
+#: that would otherwise take minutes to expand and gigabytes to hold before anything runs.
+MAX_SWEEP_SEEDS = 10_000
+MAX_CELLS = 100_000
 
 DEFAULT_CRITICS: tuple[str, ...] = ("expectile",)
 DEFAULT_ACTORS: tuple[str, ...] = ("gaussian-awr",)
@@ -83,6 +89,20 @@ class RunOptions:
     device: str | None = None
     sets: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "eval_every", "eval_episodes", "save_every"):  # text is checked by offrl run's rules
+            value = getattr(self, key)
+            if value is not None and not (_is_int(value) or isinstance(value, str)):
+                raise ConfigError(f"[run] {key} must be an integer, got {value!r}")
+        for key in ("preset", "config", "device"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"[run] {key} must be a string, got {value!r}")
+        for key in ("sets", "plugins"):
+            value = getattr(self, key)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ConfigError(f"[run] {'set' if key == 'sets' else key} must be a list of strings, got {value!r}")
 
     def argv(self) -> list[str]:
         """The ``offrl run`` flags for these options (unset ones omitted)."""
@@ -115,16 +135,17 @@ class BackendOptions:
     # every seed on CUDA)
 
     def __post_init__(self) -> None:
-        if self.name not in BACKENDS:
-            raise ConfigError(f"Unknown backend '{self.name}'. Valid choices: {', '.join(BACKENDS)}.")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        if self.cpus_per_cell is not None and self.cpus_per_cell < 1:
-            raise ConfigError(f"cpus_per_cell must be >= 1, got {self.cpus_per_cell}")
-        if self.seeds_per_process is not None and self.seeds_per_process < 1:
-            raise ConfigError(f"seeds_per_process must be >= 1, got {self.seeds_per_process}")
-        if self.gpus_per_cell < 0:
-            raise ConfigError(f"gpus_per_cell must be >= 0, got {self.gpus_per_cell}")
+        if not isinstance(self.name, str) or self.name not in BACKENDS:
+            raise ConfigError(f"Unknown backend {self.name!r}. Valid choices: {', '.join(BACKENDS)}.")
+        for key in ("workers", "cpus_per_cell", "seeds_per_process"):
+            value = getattr(self, key)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+        value = self.gpus_per_cell
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise ConfigError(f"gpus_per_cell must be a number >= 0 (a GPU share, e.g. 0.25), got {value!r}")
+        if self.ray_address is not None and not isinstance(self.ray_address, str):
+            raise ConfigError(f"ray_address must be a string (e.g. 'auto'), got {self.ray_address!r}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +163,14 @@ class SweepSpec:
     out: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"The sweep's name must be a non-empty string, got {self.name!r}")
+        if self.out is not None and (not isinstance(self.out, str) or not self.out.strip()):
+            raise ConfigError(f"The sweep's out must be a folder (a string), got {self.out!r}")
+        for label in ("critics", "actors", "datasets"):
+            values = getattr(self, label)
+            if not isinstance(values, tuple) or not all(isinstance(v, str) and v.strip() for v in values):
+                raise ConfigError(f"The sweep's {label} must be a list of names (strings), got {values!r}")
         for label in ("critics", "actors", "datasets", "seeds"):
             values = getattr(self, label)
             if not values:
@@ -149,8 +178,14 @@ class SweepSpec:
             if len(set(values)) != len(values):
                 raise ConfigError(f"Duplicate {label} in the sweep: {list(values)}")
         for s in self.seeds:
-            if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-                raise ConfigError(f"Seeds must be non-negative integers, got {s!r}")
+            if not _is_int(s) or not 0 <= s <= MAX_SEED:
+                raise ConfigError(f"Seeds must be integers in [0, {MAX_SEED}], got {s!r}")
+        if len(self.seeds) > MAX_SWEEP_SEEDS:
+            raise ConfigError(f"The sweep names {len(self.seeds):,} seeds; at most {MAX_SWEEP_SEEDS:,} are allowed.")
+        from offrl.data.store import validate_id
+
+        for dataset in self.datasets:  # '..' or an absolute path: refused when the sweep is planned
+            validate_id(dataset)
         keys = [k for k, _ in self.grid]
         if len(set(keys)) != len(keys):
             raise ConfigError(f"Duplicate grid keys: {keys}")
@@ -164,6 +199,12 @@ class SweepSpec:
                 raise ConfigError(f"Grid key '{key}' has no values.")
             if len(set(values)) != len(values):
                 raise ConfigError(f"Duplicate values for grid key '{key}': {list(values)}")
+        cells = len(self.critics) * len(self.actors) * len(self.datasets) * len(self.seeds)
+        for _, values in self.grid:
+            cells *= len(values)
+        if cells > MAX_CELLS:
+            raise ConfigError(f"The sweep's grid has {cells:,} cells; at most {MAX_CELLS:,} are allowed (split it into "
+                              "several sweeps).")
 
     @property
     def grid_dict(self) -> dict[str, tuple[str, ...]]:
@@ -226,6 +267,10 @@ class SweepSpec:
         )
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items()}
@@ -277,15 +322,19 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise ConfigError(f"Invalid seeds {value!r}: give a count, a list, 'a,b,c' or 'a-b'.")
     if isinstance(value, int):
-        if value < 1:
-            raise ConfigError(f"A seed count must be >= 1, got {value}.")
+        if not 1 <= value <= MAX_SWEEP_SEEDS:
+            raise ConfigError(f"A seed count must be in [1, {MAX_SWEEP_SEEDS:,}], got {value:,}.")
         return tuple(range(value))
     if isinstance(value, (list, tuple)):
-        try:
-            return tuple(int(v) for v in value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"Invalid seeds {list(value)!r}: seeds are integers.") from None
-    text = str(value).strip()
+        if len(value) > MAX_SWEEP_SEEDS:
+            raise ConfigError(f"{len(value):,} seeds given; a sweep names at most {MAX_SWEEP_SEEDS:,}.")
+        bad = [v for v in value if not (_is_int(v) or (isinstance(v, str) and v.strip().isdigit()))]
+        if bad:  # 0.5 would otherwise become seed 0, silently
+            raise ConfigError(f"Invalid seeds {list(value)!r}: seeds are whole numbers, got {bad[0]!r}.")
+        return tuple(int(v) for v in value)
+    if not isinstance(value, str):
+        raise ConfigError(f"Invalid seeds {value!r}: give a count, a list, 'a,b,c' or 'a-b'.")
+    text = value.strip()
     seeds: list[int] = []
     try:
         for part in text.split(","):
@@ -296,6 +345,9 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
                 lo, hi = (int(x) for x in part.split("-"))
                 if hi < lo:
                     raise ValueError
+                if len(seeds) + hi - lo + 1 > MAX_SWEEP_SEEDS:  # checked before the range is expanded
+                    raise ConfigError(f"Seeds '{text}' name more than {MAX_SWEEP_SEEDS:,} seeds, the most a sweep "
+                                      "may name.")
                 seeds += range(lo, hi + 1)
             else:
                 seeds.append(int(part))
@@ -355,7 +407,10 @@ def load_spec(path: str | Path) -> SweepSpec:
                 f"(e.g. set = [\"critic.tau=0.9\"]), got {sets!r}."
             )
         run["sets"] = tuple(sets)
-    if run.get("config") is not None:
+    if "plugins" in run:
+        run["plugins"] = (run["plugins"],) if isinstance(run["plugins"], str) else run["plugins"]
+        run["plugins"] = tuple(run["plugins"]) if isinstance(run["plugins"], list) else run["plugins"]
+    if run.get("config") is not None and isinstance(run["config"], str):
         config = Path(run["config"])
         run["config"] = str(config if config.is_absolute() else (path.parent / config))
     if "bottleneck" in data:  # the data-scaling matrix and the protocol's settings (offrl.bottleneck.study)
@@ -370,7 +425,11 @@ def load_spec(path: str | Path) -> SweepSpec:
 
     def names(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = sweep.get(key, default)
-        return (value,) if isinstance(value, str) else tuple(value)
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"[sweep] {key} must be a name or a list of names, got {value!r}.")
+        return tuple(value)
 
     try:
         return SweepSpec(
@@ -384,7 +443,9 @@ def load_spec(path: str | Path) -> SweepSpec:
             backend=BackendOptions(**backend),
             out=sweep.get("out"),
         )
-    except TypeError as e:  # wrong value types in the file
+    except (TypeError, ValueError) as e:  # wrong value types in the file
+        raise ConfigError(f"Sweep spec '{path}': {e}") from None
+    except ConfigError as e:
         raise ConfigError(f"Sweep spec '{path}': {e}") from None
 
 

@@ -3,12 +3,18 @@
 A new run (one seed, or several on a seed axis) or the continuation of
 existing run directories each becomes one :class:`~offrl.trainer.trainer.Trainer`;
 runs that already ended are read, never written (:class:`EndedRuns`).
+
+Continuing a run trusts nothing in its folder: the run directories a group
+lists stay inside the group (:func:`offrl.rundir.read_group`), no run file may
+be a symbolic link, the plugins ``config.json`` names are never imported
+(only those the caller loads: ``plugins=``, ``--plugin``, ``OFFRL_PLUGINS``,
+entry points), and checkpoints are read as data and checked against the run
+(:mod:`offrl.trainer.checkpoint`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from offrl import rundir
 from offrl.config import RunConfig
@@ -50,18 +56,25 @@ def resume_dirs(path: str | Path) -> tuple[list[Path], Path | None]:
 
 
 def continue_runs(paths: list[str | Path], show_progress: bool = False,
-                  runtime: dict[str, Any] | None = None) -> "Trainer | EndedRuns":
+                  runtime: dict[str, Any] | None = None, plugins: Iterable[str] = ()) -> "Trainer | EndedRuns":
     """A trainer continuing the runs in ``paths`` (run or group directories) together.
 
     ``runtime`` may change how the run executes (device, threads, compile, …: the
     trainer keys of :data:`offrl.config.RUNTIME_KEYS`), never what it computes.
+    ``plugins`` are imported first (a run trained with your own components; the plugins its
+    ``config.json`` names are never imported for you).
     """
+    from offrl.plugins import load_plugins
+
+    load_plugins(plugins)
     dirs: list[Path] = []
     group_dir = None
     for p in paths:
         found, group = resume_dirs(p)
         dirs += found
         group_dir = group if len(paths) == 1 else None
+    for d in dirs:
+        rundir.check_no_links(d)
     cfgs = [load_run_config(d) for d in dirs]
     if runtime:
         cfgs = [_with_runtime(c, runtime) for c in cfgs]
@@ -132,30 +145,27 @@ def train(cfg: RunConfig, run_dir: str | Path, show_progress: bool = False) -> R
     return GroupResult(Path(run_dir), results) if trainer.group_dir is not None else results[0]
 
 
-def resume(run_dir: str | Path, show_progress: bool = False) -> RunResult | GroupResult:
-    """Python API: continue the run (or the multi-seed run) in ``run_dir`` from its latest checkpoint."""
-    trainer = continue_runs([run_dir], show_progress=show_progress)
+def resume(run_dir: str | Path, show_progress: bool = False, plugins: Iterable[str] = ()) -> RunResult | GroupResult:
+    """Python API: continue the run (or the multi-seed run) in ``run_dir`` from its latest checkpoint
+    (``plugins``: modules to import first, for a run of your own components)."""
+    trainer = continue_runs([run_dir], show_progress=show_progress, plugins=plugins)
     results = trainer.run()
     return GroupResult(Path(run_dir), results) if trainer.group_dir is not None else results[0]
 
 
 def saved_config_layer(run_dir: str | Path) -> dict[str, Any]:
-    """The config layer saved in ``run_dir``; a clear error if it holds no run."""
-    path = Path(run_dir) / rundir.CONFIG
-    if not path.is_file():
-        raise RunDirError(f"'{run_dir}' holds no offrl run (no {rundir.CONFIG}); nothing to resume.")
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunDirError(f"'{path}' is damaged ({e}); the run cannot be resumed.") from None
-    if not isinstance(saved, dict):
-        raise RunDirError(f"'{path}' is damaged (not a JSON object); the run cannot be resumed.")
-    saved.pop("offrl_version", None)
+    """The config layer saved in ``run_dir`` without the plugins it records (never imported from a file: see
+    :func:`load_run_config`); a clear error if it holds no run."""
+    saved = rundir.read_config(Path(run_dir))
+    saved.pop("plugins", None)
     return saved
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The :class:`RunConfig` saved in ``run_dir``."""
-    from offrl.config import resolve
+    """The :class:`RunConfig` saved in ``run_dir``; the plugins it names are recorded, not imported (one message
+    naming a plugin whose components are not registered, and ``--plugin`` to load it)."""
+    from offrl.config import resolve_saved
 
-    return resolve([saved_config_layer(run_dir)])
+    return resolve_saved(rundir.read_config(Path(run_dir)), str(Path(run_dir) / rundir.CONFIG),
+                         f"`offrl run --resume {run_dir} --plugin MODULE` (Python: "
+                         "`offrl.resume(RUN_DIR, plugins=['MODULE'])`)")

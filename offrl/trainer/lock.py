@@ -23,8 +23,10 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
+        if self.path.is_symlink():  # never truncate a file a crafted run folder links run.lock to
+            raise RunDirError(f"'{self.path}' is a symbolic link; offrl does not follow links among a run's files.")
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as e:
             raise RunDirError(f"Cannot write to run directory '{self.path.parent}': {e.strerror or e}.") from None
         try:
@@ -36,8 +38,11 @@ class RunLock:
                 f"'{self.path.parent}' is in use by another offrl process (pid {holder}); one process writes "
                 "a run directory at a time. Wait for it to finish, or stop it (Ctrl-C saves a checkpoint)."
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the pid is for the message a second writer gets; a full disk must not stop the run here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 

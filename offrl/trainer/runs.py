@@ -55,6 +55,44 @@ class SeedRun:
         return self.status == "running"
 
 
+def read_obs_stats(run_dir: Path) -> Any:
+    """The observation statistics a run saved (``obs_stats.json``), or ``None`` when it saved none; one
+    :class:`RunDirError` naming the file when it is damaged (its size is checked against the data on load)."""
+    from offrl.data.preprocess import ObsNormalizer
+
+    path = Path(run_dir) / rundir.OBS_STATS
+    if not path.exists() and not path.is_symlink():
+        return None
+    saved = rundir.read_json(path) if not path.is_symlink() else None
+    try:
+        if saved is None:
+            raise ValueError("not a JSON object")
+        return ObsNormalizer.from_dict(saved)
+    except ValueError as e:
+        raise RunDirError(f"'{path}' is damaged ({e}). Restore the file, or start a new run.") from None
+
+
+def write_new_runs(runs: list[SeedRun], obs_stats: dict[str, Any] | None, group_dir: Path | None) -> None:
+    """The files a new run starts with: each seed's ``config.json`` (and ``obs_stats.json``), the group's
+    ``group.json``. A write error (a full disk) is one :class:`RunDirError`; the locks are released."""
+    try:
+        for r in runs:
+            rundir.write_text_atomic(r.run_dir / rundir.CONFIG,
+                                     rundir.dumps(rundir.floats_as_text(r.cfg.to_dict()), 2) + "\n")
+            if obs_stats is not None:
+                rundir.write_json(r.run_dir / rundir.OBS_STATS, obs_stats)
+        if group_dir is not None:
+            rundir.write_group(group_dir, [r.seed for r in runs], [r.run_dir for r in runs])
+    except OSError as e:
+        for r in runs:
+            if r.lock is not None:
+                r.lock.release()
+                r.lock = None
+        where = e.filename or (group_dir or runs[0].run_dir)
+        raise RunDirError(f"Could not start the run: writing {where} failed ({e.strerror or e}). Nothing was "
+                          "trained yet; free space or choose another --out, and start it again.") from None
+
+
 def prepare_run_dir(run_dir: Path) -> None:
     """Create ``run_dir`` for a new run; refuse one that already holds a run or is not writable."""
     if (run_dir / rundir.CONFIG).exists():

@@ -25,9 +25,8 @@ from typing import Any
 from offrl import rundir
 from offrl.config import RunConfig
 from offrl.data.dataset import OfflineDataset, load_offline_dataset
-from offrl.data.preprocess import ObsNormalizer
-from offrl.errors import RunDirError
 from offrl.data.split import split_dataset
+from offrl.errors import RunDirError
 from offrl.learner import Agent, Learner, resolve_speed_mode
 from offrl.trainer import checkpoint as ckpt
 from offrl.trainer.agents import build_agent, is_out_of_memory, too_big
@@ -35,7 +34,7 @@ from offrl.trainer.evaluations import Evaluations
 from offrl.trainer.lock import RunLock
 from offrl.trainer.phases import update_schedule
 from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
-from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir
+from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir, read_obs_stats, write_new_runs
 from offrl.trainer.progress import TrainingProgress
 from offrl.trainer.runtime import configure_precision, configure_threads, resolve_device
 from offrl.trainer.signals import StopFlag
@@ -66,13 +65,7 @@ class Trainer:
         if t.wandb:
             check_wandb()
 
-        saved_norm = None
-        stats = runs[0].run_dir / rundir.OBS_STATS
-        if resume and stats.exists():
-            saved = rundir.read_json(stats)
-            if saved is None:
-                raise RunDirError(f"'{stats}' is damaged (not valid JSON). Start a new run, or restore the file.")
-            saved_norm = ObsNormalizer.from_dict(saved)
+        saved_norm = read_obs_stats(runs[0].run_dir) if resume else None
         d = cfg.data
         self.dataset: OfflineDataset = load_offline_dataset(
             d.dataset, reward=d.reward, normalize_obs=d.normalize_obs, action_clip_eps=d.action_clip_eps,
@@ -109,19 +102,13 @@ class Trainer:
                         name = f"{group_dir.name}-seed{r.seed}" if group_dir else r.run_dir.name
                     r.wandb = WandbLog(r.run_dir, rundir.floats_as_text(r.cfg.to_dict()), t.wandb_project, group, name,
                                        t.wandb_mode)
+            if resume:  # a checkpoint refused here leaves the run directories unlocked (Python callers retry)
+                self._load_checkpoints()
         except BaseException:
             self.release()
             raise
-        if resume:
-            self._load_checkpoints()
-        else:
-            for r in runs:
-                rundir.write_text_atomic(r.run_dir / rundir.CONFIG,
-                                         rundir.dumps(rundir.floats_as_text(r.cfg.to_dict()), 2) + "\n")
-                if d.normalize_obs:
-                    rundir.write_json(r.run_dir / rundir.OBS_STATS, self.dataset.obs_normalizer.to_dict())
-            if group_dir is not None:
-                rundir.write_group(group_dir, [r.seed for r in runs], [r.run_dir for r in runs])
+        if not resume:
+            write_new_runs(runs, self.dataset.obs_normalizer.to_dict() if d.normalize_obs else None, group_dir)
         self.setup_s = time.perf_counter() - t0
 
     # --- construction ---------------------------------------------------------------------------
@@ -175,6 +162,7 @@ class Trainer:
                 "learner": self.learner.member_state(e),
                 "best": r.best,
                 "last_eval": r.last_eval,
+                **ckpt.record(r.cfg, r.seed, self.dataset.obs_dim, self.dataset.act_dim),
             }))
         if states:
             ckpt.save_group(states)
@@ -183,7 +171,8 @@ class Trainer:
                     r.last_checkpoint = self.step
 
     def _load_checkpoints(self) -> None:
-        states, notes = ckpt.load_group([r.run_dir for r in self.runs], self.device)
+        expected = ckpt.Expected.of(self.runs, self.dataset.obs_dim, self.dataset.act_dim, self.learner)
+        states, notes = ckpt.load_group([r.run_dir for r in self.runs], self.device, expected)
         self.notes += notes
         if states is None:  # killed before the first checkpoint: start over in the same directories
             for r in self.runs:
