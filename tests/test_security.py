@@ -98,7 +98,9 @@ def test_a_checkpoint_holds_only_plain_data(finished: Path) -> None:
     from offrl.trainer.checkpoint import plain
 
     state = torch.load(finished / "checkpoint.pt", weights_only=True)
-    assert state["format"] == 3 and state["belongs"]["seed"] == 0 and state["learner"]["generator"].dtype == torch.uint8
+    gen = state["learner"]["generator"]
+    assert state["format"] == 3 and state["belongs"]["seed"] == 0 and gen["state"].dtype == torch.uint8
+    assert gen["device_type"] == "cpu"
     assert plain({"a": (1, 2), "b": __import__("numpy").float64(0.5)}) == {"a": [1, 2], "b": 0.5}
     with pytest.raises(TypeError, match="not plain data"):
         plain({"x": object()})

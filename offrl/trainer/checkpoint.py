@@ -238,7 +238,12 @@ def problem(state: dict[str, Any]) -> str | None:
     for key in (*SHAPED, "metric_sums"):
         if not isinstance(learner.get(key), dict):
             return f"damaged: learner.{key} is missing"
-    if not isinstance(learner.get("generator"), torch.Tensor) or learner["generator"].dtype != torch.uint8:
+    gen = learner.get("generator")
+    if isinstance(gen, dict):  # format 3: {"device_type": "cpu" | "cuda", "state": uint8 tensor}
+        if gen.get("device_type") not in ("cpu", "cuda"):
+            return f"damaged: learner.generator.device_type is {gen.get('device_type')!r} (cpu or cuda)"
+        gen = gen.get("state")
+    if not isinstance(gen, torch.Tensor) or gen.dtype != torch.uint8:
         return "damaged: learner.generator is not a generator state (a uint8 tensor)"
     if not _whole(learner.get("iterations")) or learner["iterations"] < 0:
         return "damaged: learner.iterations is not a whole number"
