@@ -250,6 +250,10 @@ class EvalConfig:
                                   "then the adapted policy is evaluated again (ttt/*; 0 = off)"))
     ttt_lr: float = field(default=0.0, metadata=_help("TTT learning rate (constant; 0 = the actor's own lr)"))
     ttt_batch: int = field(default=0, metadata=_help("TTT batch size (0 = the actor's batch size)"))
+    env: str = field(
+        default="", metadata=_help("Evaluate in this registered gymnasium environment (id, or module:Id) instead of "
+                                   "the dataset's recorded one; its spaces must match the data (`offrl run "
+                                   "--eval-env`; '' = the dataset's)"))
 
     RANGES: ClassVar[dict[str, Range]] = {
         "diagnostic_states": COUNT, "opex_steps": Range(0), "opex_lr": POSITIVE,

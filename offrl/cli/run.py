@@ -22,6 +22,7 @@ FLAG_KEYS = {
     "eval_episodes": ("trainer", "eval_episodes"),
     "save_every": ("trainer", "save_every"),
     "threads": ("trainer", "threads"),
+    "eval_env": ("eval", "env"),
 }
 
 #: Exit code of a run in which a seed diverged (non-finite losses or weights).
@@ -50,6 +51,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/<critic>_<actor>_<dataset>_seed<S>_<time>)")
     p.add_argument("--eval-every", dest="eval_every", help="evaluate every N iterations")
     p.add_argument("--eval-episodes", dest="eval_episodes", help="episodes per evaluation")
+    p.add_argument("--eval-env", dest="eval_env", metavar="ENV_ID",
+                   help="evaluate in this registered gymnasium environment instead of the dataset's (eval.env; "
+                        "its spaces must match the data)")
     p.add_argument("--save-every", dest="save_every", help="checkpoint every N iterations")
     p.add_argument("--threads", help="CPU intra-op threads (0 = 1 thread, the measured fastest)")
     p.add_argument("--preset", help="a paper's hyperparameter set (see: offrl list preset)")
