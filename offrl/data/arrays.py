@@ -185,7 +185,7 @@ def _flag(arrays: Mapping[str, Any], key: str, n: int, source: str) -> np.ndarra
         ok = np.isin(raw, (0, 1)) if np.issubdtype(raw.dtype, np.number) else np.zeros(raw.shape, bool)
         if not ok.all():
             first = int(np.flatnonzero(~ok.reshape(-1))[0])
-            raise _bad(source, f"'{key}' holds {raw.reshape(-1)[first]!r} at row {first}; flags must be 0/1 or booleans")
+            raise _bad(source, f"'{key}' holds {raw.reshape(-1)[first].item()!r} at row {first}; flags must be 0/1 or booleans")
     return raw.astype(bool).reshape(n)
 
 

@@ -36,6 +36,9 @@ def _action_space(rec: Recovered, env: gym.Env | None) -> tuple[gym.spaces.Box, 
     acts = np.concatenate([e.actions for e in rec.episodes])
     if env is not None:
         space = env.action_space
+        if not isinstance(space, gym.spaces.Box) or int(np.prod(space.shape)) != acts.shape[1]:
+            raise DatasetError(f"The environment '{env.spec.id if env.spec else env}' does not match the data: its "
+                               f"action space is {space}, the data's actions are {acts.shape[1]} continuous values.")
         return gym.spaces.Box(np.asarray(space.low, np.float32), np.asarray(space.high, np.float32),
                               dtype=np.float32), "the environment's action space"
     lo, hi = acts.min(0), acts.max(0)
