@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="estimate a run's policy value from its dataset alone (fitted Q evaluation, bootstrap CI)",
         description="Fitted Q evaluation (FQE, as d3rlpy's) of the run's saved policy on its dataset: the mean "
         "initial-state value (discounted, raw rewards) with a bootstrap CI over episodes; written to "
-        "RUN/ope_WHICH.json, which `offrl report --rank-by ope` ranks by. No environment is needed.",
+        "RUN/ope_WHICH.json, which `offrl report` ranks by when the runs have no evaluation. No environment is needed.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN", help="a run directory (for a multi-seed run: one of its seed<S> folders)")

@@ -124,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         return 130
     print_summary([r.summary for r in results], trainer.cfg.trainer.steps)
+    if trainer.cfg.eval.ope:
+        from offrl.ope import after_training
+
+        for est in after_training(results, trainer.cfg):
+            ci = est["ci"]
+            print(f"OPE (FQE, {est['split']}) {est['run_dir']}: initial-state value {est['estimate']:.4g}"
+                  + (f" (CI {ci[0]:.4g} … {ci[1]:.4g})" if ci else ""), flush=True)
     diverged = [r for r in results if r.summary.get("status") == "diverged"]
     for r in diverged:
         from offrl.cli.terminal import print_error

@@ -6,7 +6,7 @@ or the episodes it held out (``data.validation_fraction``) — and writes
 ``RUN/ope_<which>.json``: the initial-state value, its bootstrap CI, and, where
 the discounted value is the return (γ = 1, or every transition terminal as in
 the bandit), the return and the normalised score. ``offrl report`` ranks runs
-by it when they have no evaluation (``--rank-by ope``). ``eval.ope=true``
+by it when their dataset's runs have no evaluation. ``eval.ope=true``
 writes it at the end of training (``eval.ope_steps``, ``eval.ope_split``).
 """
 from __future__ import annotations
@@ -77,6 +77,19 @@ def evaluate_run(run_dir: str | Path, which: str = "final", split: str = "all", 
     return out
 
 
+def after_training(results: list[Any], cfg: Any) -> list[dict[str, Any]]:
+    """``eval.ope=true``: the FQE estimate of each finished run's final policy, written beside it."""
+    if not getattr(cfg.eval, "ope", False):
+        return []
+    out = []
+    for r in results:
+        if r.summary.get("status") == "finished" and (Path(r.run_dir) / "policy_final.pt").is_file():
+            out.append(evaluate_run(r.run_dir, "final", cfg.eval.ope_split, FQEConfig(steps=cfg.eval.ope_steps,
+                                                                                         seed=int(r.summary.get("seed", 0))),
+                                    plugins=tuple(cfg.plugins)))
+    return out
+
+
 def read_ope(run_dir: str | Path, which: str = "final") -> dict[str, Any] | None:
     """The OPE estimate written for ``run_dir`` (None when there is none)."""
     from offrl import rundir
@@ -84,4 +97,4 @@ def read_ope(run_dir: str | Path, which: str = "final") -> dict[str, Any] | None
     return rundir.read_json(ope_path(run_dir, which))
 
 
-__all__ = ["FQEConfig", "OPE_FILE", "SPLITS", "evaluate_run", "fit_fqe", "ope_path", "read_ope", "split_arrays"]
+__all__ = ["FQEConfig", "OPE_FILE", "SPLITS", "after_training", "evaluate_run", "fit_fqe", "ope_path", "read_ope", "split_arrays"]

@@ -47,7 +47,7 @@ class FQEConfig:
 
     steps: int = field(default=5_000, metadata={"help": "Gradient steps of the Q fit"})
     batch_size: int = field(default=256, metadata={"help": "Transitions per step"})
-    lr: float = field(default=3e-4, metadata={"help": "Adam learning rate"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     hidden: int = field(default=128, metadata={"help": "Width of the Q network's two hidden layers"})
     gamma: float = field(default=-1.0, metadata={"help": "Discount; < 0 = the run's critic discount (else 0.99)"})
     target_update_rate: float = field(default=0.005, metadata={"help": "Polyak rate of the target Q"})
