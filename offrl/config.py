@@ -250,17 +250,29 @@ class EvalConfig:
                                   "then the adapted policy is evaluated again (ttt/*; 0 = off)"))
     ttt_lr: float = field(default=0.0, metadata=_help("TTT learning rate (constant; 0 = the actor's own lr)"))
     ttt_batch: int = field(default=0, metadata=_help("TTT batch size (0 = the actor's batch size)"))
+    env: str = field(
+        default="", metadata=_help("Evaluate in this registered gymnasium environment (id, or module:Id) instead of "
+                                   "the dataset's recorded one; its spaces must match the data (`offrl run "
+                                   "--eval-env`; '' = the dataset's)"))
+    ope: bool = field(
+        default=False, metadata=_help("At the end of training, estimate the final policy's value from the data alone "
+                                      "(FQE, as `offrl ope`; RUN_DIR/ope_final.json, docs/ope.md)"))
+    ope_steps: int = field(default=5_000, metadata=_help("eval.ope: FQE gradient steps"))
+    ope_split: str = field(default="all", metadata=_help("eval.ope: episodes FQE fits on: all | train | heldout "
+                                                         "(data.validation_fraction's)"))
 
     RANGES: ClassVar[dict[str, Range]] = {
         "diagnostic_states": COUNT, "opex_steps": Range(0), "opex_lr": POSITIVE,
         "ttt_steps": Range(0), "ttt_lr": Range(0.0, label=">= 0 (0 = the actor's lr)"),
-        "ttt_batch": Range(0, label=">= 0 (0 = the actor's batch size)"),
+        "ttt_batch": Range(0, label=">= 0 (0 = the actor's batch size)"), "ope_steps": COUNT,
     }
 
     def __post_init__(self) -> None:
         check_config(self, "eval")
         if self.reference not in REFERENCES:
             raise unknown("reference action (eval.reference)", self.reference, REFERENCES)
+        if self.ope_split not in ("all", "train", "heldout"):
+            raise unknown("OPE split (eval.ope_split)", self.ope_split, ("all", "train", "heldout"))
 
     @property
     def probes(self) -> bool:

@@ -54,7 +54,7 @@ def policy_file(run_dir: str | Path, which: str) -> Path:
 
 def save_policy(path: Path, *, config: dict[str, Any], state: dict[str, torch.Tensor], obs_normalizer: dict,
                 action_low: np.ndarray, action_high: np.ndarray, obs_dim: int, act_dim: int, step: int,
-                evaluation: dict[str, Any], device: str = "cpu") -> None:
+                evaluation: dict[str, Any], device: str = "cpu", scoring: dict[str, Any] | None = None) -> None:
     """Write a policy file atomically (plain values and tensors only: loadable with ``weights_only=True``).
 
     The bytes are serialised in memory first, so a full disk is an ``OSError`` of the write, never a failure
@@ -75,6 +75,9 @@ def save_policy(path: Path, *, config: dict[str, Any], state: dict[str, torch.Te
         "step": int(step),
         "evaluation": {k: v for k, v in evaluation.items() if isinstance(v, (int, float, str, type(None)))},
         "device": str(device),  # where the run trained and evaluated: `offrl eval` reproduces its score there
+        # the evaluation environment and reference scores (offrl.trainer.evaluation.scoring_record): `offrl eval`
+        # works without the dataset
+        "scoring": {k: v for k, v in (scoring or {}).items() if isinstance(v, (int, float, str, type(None)))},
         "belongs": {"seed": trainer.get("seed"), "config_sha256": fingerprint(config),
                     "critic": (config.get("critic") or {}).get("name"), "actor": (config.get("actor") or {}).get("name"),
                     "dataset": (config.get("data") or {}).get("dataset"), "obs_dim": int(obs_dim),
@@ -115,6 +118,8 @@ class Policy:
         self.evaluation = payload["evaluation"]
         self.obs_dim, self.act_dim = payload["obs_dim"], payload["act_dim"]
         self.trained_on = str(payload.get("device", "cpu"))
+        scoring = payload.get("scoring")
+        self.scoring: dict[str, Any] = dict(scoring) if isinstance(scoring, dict) else {}  # older files: none
         self.device = torch.device(device)
         critic = CRITICS.get(cfg.critic)(cfg.critic_cfg, self.obs_dim, self.act_dim)
         actor = ACTORS.get(cfg.actor)(cfg.actor_cfg, self.obs_dim, self.act_dim, 1)

@@ -39,7 +39,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LANGS = {"python", "bash", "text", "toml", "json"}
 FENCE = re.compile(r"^```(\S*)\n(.*?)^```$", re.S | re.M)
 #: (document, index among its python blocks) -> the test that executes that block.
-COVERED = {("README.md", 0): "tests/test_policy.py", ("docs/extending.md", 0): "tests/test_extending.py"}
+COVERED = {("README.md", 0): "tests/test_policy.py", ("docs/extending.md", 0): "tests/test_extending.py",
+           ("docs/datasets.md", 0): "tests/test_import_data.py"}
 
 
 def blocks() -> list[tuple[str, int, str, str]]:

@@ -5,6 +5,8 @@
 ``offrl data download ID``               Minari's remote download (fails fast offline)
 ``offrl data make ID [--seed S] [--quick] [--steps N | --episodes N | --sac-steps N] [--workers N] [--force]``
                                          generate a built-in dataset into the local store
+``offrl data import FILE|DIR --id NAME/...-v0 [--env ENV_ID] [--ref-min X --ref-max Y] [--layout L] [--force]``
+                                         your own arrays (D4RL or OGBench layout) as a local dataset
 
 Output that is piped into a program that stops reading early (``| head``)
 ends quietly instead of with a BrokenPipeError traceback.
@@ -72,12 +74,36 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="parallel worker processes (recipes that support it, e.g. OGBench; default 1)")
     for flag, dest, help_ in BUDGET_FLAGS:
         q.add_argument(flag, dest=dest, type=int, default=None, metavar="N", help=help_)
+
+    q = dsub.add_parser(
+        "import",
+        help="your own arrays (.npz, .hdf5, a folder; D4RL or OGBench layout) as a local dataset",
+        description="Cut flat arrays into episodes and write them as a local Minari dataset that offrl run, "
+        "data info and eval use like any other (docs/datasets.md, 'Your own data'). d4rl layout: terminals = true "
+        "terminal states, timeouts = time-limit cuts; ogbench layout: terminals = trajectory ends, masks = 0 at "
+        "terminal states.",
+    )
+    q.add_argument("source", metavar="FILE|DIR", help="a .npz or .hdf5/.h5 file, or a folder of .npy (one per key) "
+                   "or of .npz files")
+    q.add_argument("--id", dest="dataset_id", required=True, metavar="ID",
+                   help="the new dataset's id, e.g. mine/robot/pick-v0 (not in the offrl/ namespace)")
+    q.add_argument("--env", default=None, metavar="ENV_ID",
+                   help="registered gymnasium environment the data comes from: its spec becomes the evaluation "
+                        "environment and its action bounds the action space (spaces are checked)")
+    q.add_argument("--ref-min", dest="ref_min", type=float, default=None, metavar="X",
+                   help="return that scores 0 (e.g. a random policy's), for normalised scores")
+    q.add_argument("--ref-max", dest="ref_max", type=float, default=None, metavar="Y",
+                   help="return that scores 100 (e.g. an expert's)")
+    q.add_argument("--layout", default="auto", help="auto | d4rl | ogbench (auto: ogbench when masks or valids "
+                   "are present)")
+    q.add_argument("--force", action="store_true", help="replace the dataset if it is already present")
+    q.add_argument("--json", action="store_true", help="print the import summary as JSON")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     action: Callable[[argparse.Namespace], int] = {
-        "list": _list, "info": _info, "download": _download, "make": _make
+        "list": _list, "info": _info, "download": _download, "make": _make, "import": _import
     }[args.data_command]
     try:
         return action(args)
@@ -235,4 +261,34 @@ def _make(args: argparse.Namespace) -> int:
     also = sorted(set(local_dataset_ids()) - before - {args.dataset_id})
     console.print(f"Made '{args.dataset_id}' in {seconds:.1f} s" + (f"; also made {', '.join(also)}" if also else ""))
     console.print(render_summary(summarize(args.dataset_id)))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from offrl.datagen.importer import import_file
+
+    summary = import_file(args.source, args.dataset_id, layout=args.layout, env=args.env, ref_min_score=args.ref_min,
+                          ref_max_score=args.ref_max, replace=args.force)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    console = _console()
+    notes = []
+    if summary["dropped_transitions"]:
+        notes.append(f"{summary['dropped_transitions']:,} transitions without a next state dropped")
+    if summary["unmarked_cuts"]:
+        notes.append(f"{summary['unmarked_cuts']:,} unmarked episode cuts (next_observations ≠ the next row) kept as "
+                     "truncations")
+    if summary["placeholder_next_observations"]:
+        notes.append(f"{summary['placeholder_next_observations']:,} terminal transitions without next_observations "
+                     "(never bootstrapped)")
+    console.print(f"Imported {args.source} ({summary['layout']} layout) as '{args.dataset_id}': "
+                  f"{summary['episodes']:,} episodes, {summary['transitions']:,} transitions, "
+                  f"{summary['terminations']:,} terminations, {summary['truncations']:,} truncations"
+                  + (f"; {'; '.join(notes)}" if notes else "") + f". Action bounds: {summary['action_bounds']}.",
+                  markup=False, soft_wrap=True)
+    if not summary["env"]:
+        console.print("No environment recorded: runs train without evaluation unless given one "
+                      f"(offrl run --dataset {args.dataset_id} --eval-env ENV_ID).", markup=False, soft_wrap=True)
+    console.print(f"Train on it: offrl run --dataset {args.dataset_id}", markup=False, soft_wrap=True)
     return 0

@@ -34,6 +34,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--video", metavar="DIR",
                    help="also write an MP4 of every episode to DIR (needs `pip install 'offrl[video]'`; rendering is "
                         "headless: MUJOCO_GL defaults to egl)")
+    p.add_argument("--env", metavar="ENV_ID",
+                   help="evaluate in this registered gymnasium environment instead of the run's (its spaces must "
+                        "match the policy's); the dataset need not be present")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
 
@@ -44,10 +47,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from offrl.cli.terminal import console
-    from offrl.data.dataset import open_dataset, score_unavailable_reason
-    from offrl.data.evalenv import env_factory
+    from offrl.data.dataset import score_unavailable_reason
     from offrl.data.preprocess import ObsNormalizer
-    from offrl.errors import ConfigError, DatasetError
+    from offrl.errors import ConfigError
     from offrl.policy import load_policy
     from offrl.trainer.evaluation import EvalSpec, Evaluator
 
@@ -69,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         args.seed = policy.config.trainer.seed
     policy.seed(args.seed)
     dataset_id = policy.config.data.dataset
-    ds, meta, decl = open_dataset(dataset_id, make_missing=False)
     render = "rgb_array" if args.video else None
     if args.video:
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -77,15 +78,13 @@ def run(args: argparse.Namespace) -> int:
             import moviepy  # noqa: F401  (gymnasium's RecordVideo writes MP4s with it)
         except ImportError:
             raise ConfigError("--video needs moviepy: `pip install 'offrl[video]'`.") from None
-    make_env, why = env_factory(ds, meta, render_mode=render)
-    if make_env is None:
-        raise DatasetError(f"'{dataset_id}' cannot be evaluated: {why}.")
+    make_env, scoring = evaluation_target(policy, args.env, args.run_dir, render)
     if args.video:
         make_env = _recording(make_env, Path(args.video))
-    success_key = decl.success_key if decl.primary_metric == "success_rate" else None
-    target = EvalSpec(make_env, policy.scaler, ObsNormalizer.identity(policy.obs_dim), success_key,
-                      decl.ref_min_score, decl.ref_max_score,
-                      score_unavailable_reason(decl.ref_min_score, decl.ref_max_score, decl.primary_metric))
+    target = EvalSpec(make_env, policy.scaler, ObsNormalizer.identity(policy.obs_dim), scoring.get("success_key"),
+                      scoring.get("ref_min_score"), scoring.get("ref_max_score"),
+                      score_unavailable_reason(scoring.get("ref_min_score"), scoring.get("ref_max_score"),
+                                               "success_rate" if scoring.get("success_key") else None))
     envs = 1 if args.video else min(10, args.episodes)
     evaluator = Evaluator(target, 1, envs, device)
 
@@ -123,6 +122,50 @@ def run(args: argparse.Namespace) -> int:
         table.caption = f"{plural(len(result['videos']), 'video')} in {args.video}"
     console().print(table)
     return 0
+
+
+def evaluation_target(policy: Any, env_id: str | None, run_dir: str, render: str | None
+                      ) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """(environment factory, scoring: reference scores and success key) for evaluating ``policy``.
+
+    The environment: ``--env``, else the run's ``eval.env``, else the dataset's recorded one — read from the
+    dataset when it is in the store, else from what the policy file recorded of it (so the dataset need not be
+    present). The scoring: what the policy file recorded, else the dataset's metadata."""
+    from offrl.data.dataset import open_dataset
+    from offrl.data.evalenv import EnvFactory, checked_env_factory, env_factory
+    from offrl.data.store import is_local
+    from offrl.errors import DatasetError
+
+    dataset_id = policy.config.data.dataset
+    recorded = dict(policy.scoring)
+    scoring = {k: recorded.get(k) for k in ("ref_min_score", "ref_max_score", "success_key")}
+    local = is_local(dataset_id)
+    decl = meta = ds = None
+    if local and (not recorded or not (env_id or policy.config.eval.env)):
+        ds, meta, decl = open_dataset(dataset_id, make_missing=False)
+        if not recorded:
+            scoring = {"ref_min_score": decl.ref_min_score, "ref_max_score": decl.ref_max_score,
+                       "success_key": decl.success_key if decl.primary_metric == "success_rate" else None}
+    chosen = env_id or policy.config.eval.env
+    if chosen:
+        return checked_env_factory(chosen, policy.obs_dim, policy.scaler.low, policy.scaler.high,
+                                   f"the policy of '{run_dir}'", render), scoring
+    if ds is not None:
+        make_env, why = env_factory(ds, meta, render_mode=render)
+        if make_env is None:
+            raise DatasetError(f"'{dataset_id}' cannot be evaluated: {why}; give an environment with --env ENV_ID.")
+        return make_env, scoring
+    if recorded.get("env_id"):
+        return checked_env_factory(recorded["env_id"], policy.obs_dim, policy.scaler.low, policy.scaler.high,
+                                   f"the policy of '{run_dir}'", render), scoring
+    if recorded.get("env_spec"):
+        from gymnasium.envs.registration import EnvSpec
+
+        return EnvFactory(EnvSpec.from_json(recorded["env_spec"]), recorded.get("env_entry_point"), dataset_id,
+                          render), scoring
+    raise DatasetError(f"The dataset '{dataset_id}' is not in the local store and the policy file records no "
+                       "evaluation environment (it predates offrl recording one, or its run had none): give one "
+                       "with --env ENV_ID, or make the dataset available.")
 
 
 def _recording(make_env: Callable[[], Any], folder: Path) -> Callable[[], Any]:

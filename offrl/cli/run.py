@@ -22,6 +22,7 @@ FLAG_KEYS = {
     "eval_episodes": ("trainer", "eval_episodes"),
     "save_every": ("trainer", "save_every"),
     "threads": ("trainer", "threads"),
+    "eval_env": ("eval", "env"),
 }
 
 #: Exit code of a run in which a seed diverged (non-finite losses or weights).
@@ -50,6 +51,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/<critic>_<actor>_<dataset>_seed<S>_<time>)")
     p.add_argument("--eval-every", dest="eval_every", help="evaluate every N iterations")
     p.add_argument("--eval-episodes", dest="eval_episodes", help="episodes per evaluation")
+    p.add_argument("--eval-env", dest="eval_env", metavar="ENV_ID",
+                   help="evaluate in this registered gymnasium environment instead of the dataset's (eval.env; "
+                        "its spaces must match the data)")
     p.add_argument("--save-every", dest="save_every", help="checkpoint every N iterations")
     p.add_argument("--threads", help="CPU intra-op threads (0 = 1 thread, the measured fastest)")
     p.add_argument("--preset", help="a paper's hyperparameter set (see: offrl list preset)")
@@ -120,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         return 130
     print_summary([r.summary for r in results], trainer.cfg.trainer.steps)
+    if trainer.cfg.eval.ope:
+        from offrl.ope import after_training
+
+        for est in after_training(results, trainer.cfg):
+            ci = est["ci"]
+            print(f"OPE (FQE, {est['split']}) {est['run_dir']}: initial-state value {est['estimate']:.4g}"
+                  + (f" (CI {ci[0]:.4g} … {ci[1]:.4g})" if ci else ""), flush=True)
     diverged = [r for r in results if r.summary.get("status") == "diverged"]
     for r in diverged:
         from offrl.cli.terminal import print_error

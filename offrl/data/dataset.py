@@ -296,12 +296,14 @@ def load_offline_dataset(
     action_clip_eps: float = 1e-5,
     obs_normalizer: ObsNormalizer | None = None,
     check_env: bool = True,
+    eval_env: str = "",
 ) -> OfflineDataset:
     """Load, check and preprocess ``dataset_id`` (see module docstring).
 
     ``reward='auto'`` applies the dataset's declared reward mode (metadata
     ``offrl_reward_mode``), else one guessed from the id. ``obs_normalizer``
-    reuses saved statistics (on resume) instead of refitting.
+    reuses saved statistics (on resume) instead of refitting. ``eval_env`` (``eval.env``): a registered
+    gymnasium id to evaluate in instead of the dataset's recorded environment (its spaces are checked).
     """
     ds, meta, decl = open_dataset(dataset_id)
     arrays = read_transitions(ds, dataset_id, meta, decl)
@@ -314,7 +316,12 @@ def load_offline_dataset(
                            "Box action space.")
     check_shapes(arrays, obs_space, act_space, dataset_id, "dataset's")
     make_env, eval_unavailable = env_factory(ds, meta)
-    if make_env is not None and check_env:
+    if eval_env:
+        from offrl.data.evalenv import checked_env_factory
+
+        make_env, eval_unavailable = checked_env_factory(
+            eval_env, flat_dim(obs_space), act_space.low, act_space.high, f"dataset '{dataset_id}'"), None
+    elif make_env is not None and check_env:
         env = make_env()
         try:
             check_shapes(arrays, env.observation_space, env.action_space, dataset_id, "environment's")

@@ -119,3 +119,81 @@ def env_factory(ds: Any, meta: dict[str, Any], render_mode: str | None = None
     if spec is None:
         return None, NO_ENV_REASON
     return EnvFactory(spec, _entry_point(raw), ds.spec.dataset_id, render_mode), None
+
+
+class GymEnvFactory:
+    """Builds a registered gymnasium environment by id (``eval.env``, ``offrl eval --env``, ``data import --env``).
+
+    Picklable (an id and a render mode), so evaluation workers build it too. ``module:Env-v0`` ids import
+    ``module`` first (gymnasium's syntax), which is how a package of your own registers its environments."""
+
+    def __init__(self, env_id: str, render_mode: str | None = None) -> None:
+        self.env_id = env_id
+        self.kwargs = {"render_mode": render_mode} if render_mode else {}
+
+    def __call__(self) -> gym.Env:
+        import offrl.envs.bandit  # noqa: F401  (registers offrl's own environments)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return gym.make(self.env_id, **self.kwargs)
+            except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound,
+                    gym.error.UnregisteredEnv) as e:
+                from offrl.errors import suggest
+
+                raise DatasetError(
+                    f"No gymnasium environment '{self.env_id}' is registered ({e}).{suggest(self.env_id, gym.registry)}"
+                    " Register yours with gymnasium.register (or name it as 'your_module:YourEnv-v0', which imports "
+                    "your_module first).") from None
+            except ImportError as e:
+                top = (e.name or "").split(".", 1)[0]
+                extra = EXTRAS.get(top)
+                how = f" `pip install 'offrl[{extra}]'`." if extra else ""
+                raise DatasetError(f"The environment '{self.env_id}' needs {top or e}.{how}") from None
+            except DatasetError:
+                raise
+            except Exception as e:
+                raise DatasetError(f"Could not create the environment '{self.env_id}': {type(e).__name__}: {e}"
+                                   ) from None
+
+
+def env_space_mismatch(env: gym.Env, obs_dim: int, act_low: Any, act_high: Any) -> str | None:
+    """Why ``env`` cannot evaluate a policy of ``obs_dim`` flat observations and actions in [act_low, act_high]
+    (the dataset's action bounds), or None when the spaces match."""
+    import numpy as np
+
+    from offrl.data.flatten import flat_dim
+
+    try:
+        env_obs = flat_dim(env.observation_space)
+    except TypeError:
+        return f"its observation space {env.observation_space} is not one offrl can flatten (Box, Dict, Discrete)"
+    if env_obs != obs_dim:
+        return (f"its observations have {env_obs} values ({env.observation_space}), the data's have {obs_dim}")
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        return f"its action space {space} is not continuous (Box)"
+    low, high = np.asarray(act_low, np.float64).reshape(-1), np.asarray(act_high, np.float64).reshape(-1)
+    if int(np.prod(space.shape)) != low.size:
+        return f"its actions have {int(np.prod(space.shape))} values ({space}), the data's have {low.size}"
+    env_low, env_high = np.asarray(space.low, np.float64).reshape(-1), np.asarray(space.high, np.float64).reshape(-1)
+    if not (np.allclose(env_low, low, rtol=1e-5, atol=1e-6) and np.allclose(env_high, high, rtol=1e-5, atol=1e-6)):
+        return (f"its action bounds are low {env_low.tolist()}, high {env_high.tolist()}; the data's are low "
+                f"{low.tolist()}, high {high.tolist()} (actions are rescaled by the data's bounds)")
+    return None
+
+
+def checked_env_factory(env_id: str, obs_dim: int, act_low: Any, act_high: Any, what: str,
+                        render_mode: str | None = None) -> GymEnvFactory:
+    """A :class:`GymEnvFactory` for ``env_id`` after building the environment once and checking its spaces
+    against ``what`` (e.g. "dataset 'me/x-v0'"): a mismatch is one error naming it."""
+    factory = GymEnvFactory(env_id, render_mode)
+    env = factory()
+    try:
+        why = env_space_mismatch(env, obs_dim, act_low, act_high)
+    finally:
+        env.close()
+    if why:
+        raise DatasetError(f"The environment '{env_id}' does not match {what}: {why}.")
+    return factory

@@ -142,6 +142,10 @@ def train(cfg: RunConfig, run_dir: str | Path, show_progress: bool = False) -> R
     """
     trainer = start(cfg, run_dir, show_progress=show_progress)
     results = trainer.run()
+    if cfg.eval.ope:  # eval.ope: the FQE estimate of each final policy (offrl.ope)
+        from offrl.ope import after_training
+
+        after_training(results, cfg)
     return GroupResult(Path(run_dir), results) if trainer.group_dir is not None else results[0]
 
 

@@ -53,6 +53,23 @@ class EvalSpec:
         return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
 
 
+def scoring_record(spec: EvalSpec) -> dict[str, Any]:
+    """What a policy file keeps of its evaluation, so ``offrl eval`` needs no dataset: the environment (a
+    gymnasium id, or the dataset's recorded spec as JSON), the reference scores and the success key."""
+    out: dict[str, Any] = {"ref_min_score": spec.ref_min_score, "ref_max_score": spec.ref_max_score,
+                           "success_key": spec.success_key, "score_unavailable": spec.score_unavailable}
+    env = spec.make_env
+    if getattr(env, "env_id", None):  # GymEnvFactory (eval.env)
+        out["env_id"] = env.env_id
+    elif getattr(env, "spec", None) is not None:  # EnvFactory (the dataset's recorded environment)
+        try:
+            out["env_spec"] = env.spec.to_json()
+            out["env_entry_point"] = env.entry_point
+        except Exception:  # a spec with kwargs that are not JSON: eval then needs the dataset
+            pass
+    return out
+
+
 class Evaluator:
     """Owns the vector env (made once, reused) and runs evaluations for ``members`` seeds.
 

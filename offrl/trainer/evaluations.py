@@ -25,7 +25,7 @@ from offrl import rundir
 from offrl.bottleneck.probe import Prober, evaluate, probe_data
 from offrl.errors import RunDirError, unknown
 from offrl.learner import acting
-from offrl.trainer.evaluation import EvalSpec, Evaluator
+from offrl.trainer.evaluation import EvalSpec, Evaluator, scoring_record
 
 if TYPE_CHECKING:
     from offrl.trainer.progress import TrainingProgress
@@ -183,7 +183,8 @@ class Evaluations:
         ds = tr.dataset
         kwargs = dict(config=as_config(r.cfg), state=state, obs_normalizer=ds.obs_normalizer.to_dict(),
                       action_low=ds.action_scaler.low, action_high=ds.action_scaler.high, obs_dim=ds.obs_dim,
-                      act_dim=ds.act_dim, step=step, evaluation=r.last_eval, device=str(tr.device))
+                      act_dim=ds.act_dim, step=step, evaluation=r.last_eval, device=str(tr.device),
+                      scoring=scoring_record(self.spec))
         try:
             save_policy(policy_file(r.run_dir, "final"), **kwargs)
             if improved:

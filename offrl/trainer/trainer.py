@@ -69,7 +69,7 @@ class Trainer:
         d = cfg.data
         self.dataset: OfflineDataset = load_offline_dataset(
             d.dataset, reward=d.reward, normalize_obs=d.normalize_obs, action_clip_eps=d.action_clip_eps,
-            obs_normalizer=saved_norm,
+            obs_normalizer=saved_norm, eval_env=cfg.eval.env,
         )
         self.split = split_dataset(self.dataset.arrays, d)  # the critic's, the actor's and held-out episodes
         self.table = self.split.tables(self.device)  # one table, or {"critic": …, "actor": …}
