@@ -46,8 +46,10 @@ from offrl.rundir import read_json as _read_json
 #: Raw evaluation columns kept from ``eval.jsonl`` (each with its ``_std`` where the trainer logs one).
 RAW_COLUMNS: tuple[str, ...] = (
     "return_mean", "return_std", "normalized_score_100", "normalized_score_100_std",
-    "success_rate_100", "success_rate_100_std", "episodes",
+    "success_rate_100", "success_rate_100_std", "episodes", "ope_estimate",
 )
+#: The score of runs without any evaluation (no environment): their FQE estimate (``offrl ope``, ope_final.json).
+OPE_METRIC = "ope_estimate"
 
 #: What identifies a run (one row per run in :attr:`Collected.runs`).
 RUN_COLUMNS: tuple[str, ...] = (
@@ -133,7 +135,11 @@ def load_run(run_dir: Path, sweep: str = "", variant: str = "", notes: Notes | N
     meta = identity if identity is not None else run_identity(run_dir, sweep, variant)
     evals = pd.DataFrame(read_jsonl(run_dir / EVAL_LOG))
     if evals.empty or "step" not in evals:
-        evals = pd.DataFrame({"step": pd.Series(dtype="float64")})
+        ope = _read_json(run_dir / "ope_final.json")  # no environment: rank by the off-policy estimate
+        if ope and _is_plain_number(ope.get("estimate")) and _is_plain_number(ope.get("policy_step")):
+            evals = pd.DataFrame([{"step": ope["policy_step"], OPE_METRIC: ope["estimate"]}])
+        else:
+            evals = pd.DataFrame({"step": pd.Series(dtype="float64")})
     steps = pd.to_numeric(evals["step"].where(evals["step"].map(_is_plain_number)), errors="coerce")
     bad = steps.isna() | ~np.isfinite(steps) | (steps != np.floor(steps)) | (steps < 0) | (steps > MAX_STEP)
     if bad.any() and notes is not None:
@@ -166,7 +172,7 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def run_metric(frame: pd.DataFrame) -> str | None:
     """The primary metric of one run's rows: the first of PRIMARY_METRICS with a finite value."""
-    for name in PRIMARY_METRICS:
+    for name in (*PRIMARY_METRICS, OPE_METRIC):
         if name in frame and np.isfinite(frame[name].to_numpy(float)).any():
             return name
     return None
@@ -181,13 +187,14 @@ def assign_primary_scores(df: pd.DataFrame, notes: Notes | None = None) -> pd.Da
     df = df.copy()
     for dataset, rows in df.groupby("dataset", sort=True):
         per_run = {run: run_metric(g) for run, g in rows.groupby("run_dir", sort=True)}
-        found = [m for m in PRIMARY_METRICS if m in per_run.values()]
+        found = [m for m in (*PRIMARY_METRICS, OPE_METRIC) if m in per_run.values()]
         if not found:
             continue
         metric = found[0]
         df.loc[rows.index, "metric"] = metric
         df.loc[rows.index, "score"] = rows[metric]
-        df.loc[rows.index, "score_std"] = rows[f"{metric}_std"] if metric != "return_mean" else rows["return_std"]
+        df.loc[rows.index, "score_std"] = (np.nan if metric == OPE_METRIC else rows[f"{metric}_std"]
+                                           if metric != "return_mean" else rows["return_std"])
         if notes is not None:
             for run, own in per_run.items():
                 if own is not None and own != metric:

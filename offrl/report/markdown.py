@@ -23,7 +23,8 @@ from offrl.rundir import METRIC_LABELS
 #: Mark of an interval resting on fewer than FEW_RUNS runs.
 FEW_MARK = "†"
 #: Header suffix of a dataset column by its primary metric (the normalised score is the default scale).
-HEADER_SUFFIX = {"success_rate_100": " (success rate %)", "normalized_score_100": "", "return_mean": " (raw return)"}
+HEADER_SUFFIX = {"success_rate_100": " (success rate %)", "normalized_score_100": "", "return_mean": " (raw return)",
+                 "ope_estimate": " (FQE estimate, no environment)"}
 
 
 @dataclass
@@ -45,7 +46,7 @@ class ReportContext:
 def fmt(value: float, metric: str = "score") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{value:.3g}" if metric == "return_mean" else f"{value:.1f}"
+    return f"{value:.3g}" if metric in ("return_mean", "ope_estimate") else f"{value:.1f}"
 
 
 def _mean_std(mean: float, std: float, metric: str) -> str:

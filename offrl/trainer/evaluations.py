@@ -110,6 +110,11 @@ class Evaluations:
     def start(self, progress: "TrainingProgress") -> None:
         """Evaluate every active seed at the trainer's current step (now, or in the background)."""
         tr = self.trainer
+        if not self.available:  # no environment: save the policy anyway (offrl ope, offrl export, load_policy)
+            for e, r in enumerate(tr.runs):
+                if r.active:
+                    self._save_policies(r, False, tr.learner.member_state(e)["state"], tr.step)
+            return
         step, now = tr.step, tr._now()
         active = [r.active for r in tr.runs]
         self.count += 1
@@ -183,7 +188,7 @@ class Evaluations:
         ds = tr.dataset
         kwargs = dict(config=as_config(r.cfg), state=state, obs_normalizer=ds.obs_normalizer.to_dict(),
                       action_low=ds.action_scaler.low, action_high=ds.action_scaler.high, obs_dim=ds.obs_dim,
-                      act_dim=ds.act_dim, step=step, evaluation=r.last_eval, device=str(tr.device),
+                      act_dim=ds.act_dim, step=step, evaluation=r.last_eval or {}, device=str(tr.device),
                       scoring=scoring_record(self.spec))
         try:
             save_policy(policy_file(r.run_dir, "final"), **kwargs)

@@ -294,7 +294,7 @@ class Trainer:
         if log or evaluate or save:
             self._check_state()
         self.evals.collect(block=False, progress=progress)
-        if evaluate and self.evals.available and any(r.active for r in self.runs):
+        if evaluate and any(r.active for r in self.runs):  # without an environment: the policy is still saved
             self.evals.start(progress)
         for note in self.evals.notes[self._notes_shown:]:
             progress.note(note)
