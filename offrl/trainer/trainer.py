@@ -35,6 +35,7 @@ from offrl.trainer.lock import RunLock
 from offrl.trainer.phases import update_schedule
 from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
 from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir, read_obs_stats, write_new_runs
+from offrl import provenance
 from offrl.trainer.progress import TrainingProgress
 from offrl.trainer.runtime import configure_precision, configure_threads, resolve_device
 from offrl.trainer.signals import StopFlag
@@ -109,6 +110,8 @@ class Trainer:
             raise
         if not resume:
             write_new_runs(runs, self.dataset.obs_normalizer.to_dict() if d.normalize_obs else None, group_dir)
+        for r in runs:  # where and how the run was made (not part of its config: see offrl.provenance)
+            provenance.record(r.run_dir, str(self.device), resumed=resume)
         self.setup_s = time.perf_counter() - t0
 
     # --- construction ---------------------------------------------------------------------------
