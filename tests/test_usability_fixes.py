@@ -48,3 +48,17 @@ def test_dataset_temp_files_and_dirs_respect_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE(f.stat().st_mode) == 0o644
     assert stat.S_IMODE(d.stat().st_mode) == 0o755
+
+
+def test_list_accepts_plugin(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`offrl list --plugin MODULE` was refused; it imports MODULE so its components are listed."""
+    from offrl.cli.main import main
+    from test_policy import PLUGIN
+
+    (tmp_path / "my_list_components.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["list", "critic", "--plugin", "my_list_components"]) == 0
+    assert "plugin-expectile" in capsys.readouterr().out
+    assert main(["list", "--plugin", "no_such_module_x"]) == 2
+    assert "no_such_module_x" in capsys.readouterr().err
