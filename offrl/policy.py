@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 import offrl.envs.bandit  # noqa: F401  (registers offrl's own environments, for the user's gym.make)
+from offrl import rundir
 from offrl.errors import ConfigError, RunDirError
 
 #: Version of the policy-file layout; 2 = it records what it belongs to (``belongs``).
@@ -84,7 +84,7 @@ def save_policy(path: Path, *, config: dict[str, Any], state: dict[str, torch.Te
                     "act_dim": int(act_dim)},
     }
     data = serialise(plain(payload, "policy file"))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = rundir.make_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

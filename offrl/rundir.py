@@ -97,10 +97,31 @@ def dumps(obj: Any, indent: int | None = None) -> str:
     return json.dumps(obj, indent=indent, allow_nan=False)
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it: there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A uniquely named temporary file next to ``path``, with the mode a plain ``open`` would give it.
+
+    ``mkstemp`` creates files 0600 whatever the umask; a run's files are shared with collaborators and
+    tools, so they get ``0666 & ~umask`` like any other file the user creates.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except OSError:  # a file system without modes (some network mounts) keeps mkstemp's
+        pass
+    return fd, tmp
+
+
 def write_text_atomic(path: Path, text: str, fsync: bool = True) -> None:
     """Write ``text`` so readers see the old or the new file, never a part (unique temp + rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = make_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -34,6 +34,7 @@ def make_run(
     finished: bool = True,
     name: str | None = None,
     extra_lines: list[str] = (),  # type: ignore[assignment]
+    steps: int | None = None,  # the configured steps (the same for every run unless given)
 ) -> Path:
     """A run directory in the contract's format, with the given (step, normalised score) evaluations."""
     run_dir = root / (name or f"{critic}__{actor}__{dataset.replace('/', '-')}__seed{seed}")
@@ -42,7 +43,7 @@ def make_run(
         "critic": {"name": critic, "tau": 0.7},
         "actor": {"name": actor},
         "data": {"dataset": dataset},
-        "trainer": {"steps": scores[-1][0] if scores else 0, "seed": seed, "device": "cpu", "eval_every": 10},
+        "trainer": {"steps": steps if steps is not None else 30, "seed": seed, "device": "cpu", "eval_every": 10},
         "preset": None,
         "offrl_version": "0.1.0",
     }
@@ -203,7 +204,7 @@ def test_per_dataset_final_and_best(tmp_path: Path) -> None:
 def test_report_files_markdown_and_pngs(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path / "sweep", seeds=3)
     # an unfinished run is listed but not aggregated
-    make_run(sweep / "runs", "expectile", "edp", DATASETS[0], 9, [(10, 99.0)], finished=False)
+    make_run(sweep / "runs", "expectile", "edp", DATASETS[0], 9, [(10, 99.0)], finished=False, steps=30)
     report = build_report([sweep], reps=500, seed=0)
     assert len(report.aggregate) == 4
     assert report.aggregate.iloc[0]["pairing"] == "quantile+edp"  # the best by construction

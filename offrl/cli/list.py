@@ -49,10 +49,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        "or the trainer/data settings", description=DESCRIPTION)
     p.add_argument("family", nargs="?", help="critic | actor | preset | trainer | data")
     p.add_argument("name", nargs="?", help="a component name (or one trainer/data key)")
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first, to list its critics/actors too (repeatable; as for offrl run)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "plugins", None):
+        from offrl.plugins import load_plugins
+
+        load_plugins(args.plugins)
     console = make_console()
     fams = _families()
     sections = settings_sections()

@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from offrl.data.transitions import TransitionArrays
+from offrl.rundir import make_temp
 
 CACHE_VERSION = 1
 
@@ -59,7 +59,7 @@ def cached(data_dir: Path, build: Callable[[], TransitionArrays]) -> TransitionA
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        fd, tmp = make_temp(path, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **{f_.name: getattr(arrays, f_.name) for f_ in dataclasses.fields(TransitionArrays)})
         os.replace(tmp, path)

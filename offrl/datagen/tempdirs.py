@@ -33,7 +33,9 @@ def owner_tag() -> str:
 def private_temp_dir(parent: Path, kind: str) -> Path:
     """A new directory ``parent/.offrl-<kind>-<host>-<pid>-<random>``."""
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".offrl-{kind}-{owner_tag()}-", dir=parent))
+    path = Path(tempfile.mkdtemp(prefix=f".offrl-{kind}-{owner_tag()}-", dir=parent))
+    _umask_mode(path, 0o777)  # renamed into place later: shared like any directory the user makes
+    return path
 
 
 def private_temp_file(parent: Path, kind: str, suffix: str = "") -> Path:
@@ -41,7 +43,18 @@ def private_temp_file(parent: Path, kind: str, suffix: str = "") -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".offrl-{kind}-{owner_tag()}-", suffix=suffix, dir=parent)
     os.close(fd)
+    _umask_mode(Path(name), 0o666)
     return Path(name)
+
+
+def _umask_mode(path: Path, full: int) -> None:
+    """Give ``path`` ``full & ~umask`` (mkstemp/mkdtemp make it private whatever the umask)."""
+    from offrl.rundir import current_umask
+
+    try:
+        os.chmod(path, full & ~current_umask())
+    except OSError:  # a file system without modes keeps the private one
+        pass
 
 
 def pid_alive(pid: int) -> bool:

@@ -40,6 +40,7 @@ import pandas as pd
 
 from offrl.cli.terminal import plural
 from offrl.errors import RunDirError
+from offrl.report.configs import config_hash, differing_keys, split_label
 from offrl.rundir import CONFIG, EVAL_LOG, PRIMARY_METRICS, SUMMARY, find_run_dirs, read_jsonl, run_state
 from offrl.rundir import read_json as _read_json
 
@@ -218,6 +219,7 @@ def collect(paths: Iterable[str | Path]) -> Collected:
     notes: Notes = []
     frames: list[pd.DataFrame] = []
     identities: list[dict[str, Any]] = []
+    configs: list[dict[str, Any]] = []  # each identity's config.json, to tell runs that may be pooled
     seen: dict[Path, str] = {}  # resolved run directory -> how it was first found
     for raw in paths:
         root = Path(raw)
@@ -244,15 +246,41 @@ def collect(paths: Iterable[str | Path]) -> Collected:
                 notes.append((str(run_dir), str(e)))
                 continue
             identities.append(identity)
-            frame = load_run(run_dir, notes=notes, identity=identity)
-            if frame.empty:
-                ended = "diverged before its first evaluation" if identity["status"] == "diverged" else ""
-                notes.append((str(run_dir), ended or "no evaluations yet"))
-            else:
-                frames.append(frame)
+            configs.append(_read_json(run_dir / CONFIG) or {})
+    split_differing_configs(identities, configs, notes)
+    for identity in identities:
+        run_dir = Path(identity["run_dir"])
+        frame = load_run(run_dir, notes=notes, identity=identity)
+        if frame.empty:
+            ended = "diverged before its first evaluation" if identity["status"] == "diverged" else ""
+            notes.append((str(run_dir), ended or "no evaluations yet"))
+        else:
+            frames.append(frame)
     runs = pd.DataFrame(identities, columns=list(RUN_COLUMNS))
     evals = assign_primary_scores(pd.concat(frames, ignore_index=True), notes) if frames else empty_frame()
     return Collected(evals, runs, notes)
+
+
+def split_differing_configs(identities: list[dict[str, Any]], configs: list[dict[str, Any]], notes: Notes) -> None:
+    """Give runs of one row (pairing × dataset) whose configurations differ (:mod:`offrl.report.configs`)
+    their own rows, labelled by the differing keys, and say so in ``notes``: seeds are pooled only when the
+    runs computed the same thing but for the seed."""
+    rows: dict[tuple[str, str], list[int]] = {}
+    for i, identity in enumerate(identities):
+        identity["config_hash"] = config_hash(configs[i])
+        rows.setdefault((identity["pairing"], identity["dataset"]), []).append(i)
+    for (pairing, dataset), members in rows.items():
+        if len({identities[i]["config_hash"] for i in members}) < 2:
+            continue
+        keys = differing_keys(configs[i] for i in members)
+        for i in members:
+            identity = identities[i]
+            label = split_label(configs[i], keys)
+            identity["variant"] = ",".join(v for v in (identity["variant"], label) if v)
+            identity["pairing"] = pairing_label(identity["critic"], identity["actor"], identity["variant"])
+        notes.append((f"{pairing} on {dataset}",
+                      f"{plural(len(members), 'run')} with different configurations (differing in "
+                      f"{', '.join(keys[:6])}{', …' if len(keys) > 6 else ''}); not pooled: shown as separate rows"))
 
 
 def _leads_outside(run_dir: Path, root: Path) -> str | None:

@@ -32,7 +32,6 @@ import io
 import math
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -127,7 +126,7 @@ def serialise(obj: Any) -> bytes:
 
 def _write_temp(state: dict[str, Any], path: Path) -> Path:
     data = serialise(plain(state))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = rundir.make_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -35,7 +35,8 @@ from offrl.trainer.lock import RunLock
 from offrl.trainer.phases import update_schedule
 from offrl.trainer.logger import TensorBoardLog, WandbLog, check_wandb, make_summary_writer
 from offrl.trainer.runs import RunResult, SeedRun, prepare_run_dir, read_obs_stats, write_new_runs
-from offrl.trainer.progress import TrainingProgress
+from offrl import provenance
+from offrl.trainer.progress import TrainingProgress, announce
 from offrl.trainer.runtime import configure_precision, configure_threads, resolve_device
 from offrl.trainer.signals import StopFlag
 
@@ -86,6 +87,9 @@ class Trainer:
         self.elapsed = 0.0
         self.started_fresh = False
         if not resume:  # the first iteration runs before anything is written: a setting that cannot run
+            if self.mode != "off":  # it compiles: say so, or the first minute looks like a hang
+                announce("capturing CUDA graphs…" if self.mode == "graph" else "compiling the training step…",
+                         show_progress)
             self._first_iteration()  # (batch sizes, memory) fails while the run directory is untouched
 
         self._claim()
@@ -109,6 +113,8 @@ class Trainer:
             raise
         if not resume:
             write_new_runs(runs, self.dataset.obs_normalizer.to_dict() if d.normalize_obs else None, group_dir)
+        for r in runs:  # where and how the run was made (not part of its config: see offrl.provenance)
+            provenance.record(r.run_dir, str(self.device), resumed=resume)
         self.setup_s = time.perf_counter() - t0
 
     # --- construction ---------------------------------------------------------------------------
@@ -230,6 +236,7 @@ class Trainer:
                 for note in self.notes + self.evals.notes:
                     progress.note(note)
                 self._notes_shown = len(self.evals.notes)
+                progress.status(self._compile_note())  # compiled during set-up (the first iteration)
                 if not self.evals.available:
                     progress.status(f"training only, no evaluation: {self.dataset.eval_unavailable}")
                 if self.step == 1 and self.started_fresh:  # the events of the iteration run at start-up
