@@ -22,6 +22,7 @@ FLAG_KEYS = {
     "eval_episodes": ("trainer", "eval_episodes"),
     "save_every": ("trainer", "save_every"),
     "threads": ("trainer", "threads"),
+    "online_steps": ("online", "steps"),
 }
 
 #: Exit code of a run in which a seed diverged (non-finite losses or weights).
@@ -51,6 +52,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--eval-every", dest="eval_every", help="evaluate every N iterations")
     p.add_argument("--eval-episodes", dest="eval_episodes", help="episodes per evaluation")
     p.add_argument("--save-every", dest="save_every", help="checkpoint every N iterations")
+    p.add_argument("--online-steps", dest="online_steps",
+                   help="environment steps per seed after the offline steps (online.steps; docs/online.md)")
     p.add_argument("--threads", help="CPU intra-op threads (0 = 1 thread, the measured fastest)")
     p.add_argument("--preset", help="a paper's hyperparameter set (see: offrl list preset)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
