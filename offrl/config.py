@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from offrl.errors import ConfigError, OfflineRLError, suggest, unknown
 from offrl.validation import COUNT, DROPOUT, MAX_SEED, POSITIVE, Range, check_config
+from offrl.online.config import OnlineConfig
 
 DEFAULT_DATASET = "offrl/bandit/multimodal-v0"
 DEFAULT_CRITIC = "expectile"
@@ -324,6 +325,7 @@ class RunConfig:
     preset: str | None = None
     plugins: tuple[str, ...] = ()  # modules imported to register components (see offrl.plugins)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)  # the online phase (offrl.online; docs/online.md)
 
     def to_dict(self) -> dict[str, Any]:
         from offrl import __version__
@@ -334,6 +336,7 @@ class RunConfig:
             "data": _plain(dataclasses.asdict(self.data)),
             "trainer": _plain(dataclasses.asdict(self.trainer)),
             "eval": _plain(dataclasses.asdict(self.eval)),
+            "online": _plain(dataclasses.asdict(self.online)),
             "preset": self.preset,
             "plugins": list(self.plugins),
             "offrl_version": __version__,
@@ -355,8 +358,11 @@ RUNTIME_KEYS = ("device", "threads", "tensorboard", "compile", "steps_per_call",
 
 def comparable_dict(d: dict[str, Any]) -> dict[str, Any]:
     """:meth:`RunConfig.comparable` of a config dict as :meth:`RunConfig.to_dict` writes it."""
-    d = {k: v for k, v in d.items() if k not in ("offrl_version", "plugins")}  # plugins: where components come
-    trainer = d.get("trainer")                                                  # from, not what they compute
+    # plugins: where components come from, not what they compute; online: the online phase never writes a checkpoint
+    # (an interrupted one restarts from the offline checkpoint, docs/online.md), so checkpoints are those of the
+    # offline steps whatever the online keys say — ``offrl finetune`` continues one with other online keys
+    d = {k: v for k, v in d.items() if k not in ("offrl_version", "plugins", "online")}
+    trainer = d.get("trainer")
     if isinstance(trainer, dict):
         d["trainer"] = {k: v for k, v in trainer.items() if k not in RUNTIME_KEYS}
     return d
@@ -398,7 +404,7 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-SECTIONS = ("critic", "actor", "data", "trainer", "eval")
+SECTIONS = ("critic", "actor", "data", "trainer", "eval", "online")
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -521,6 +527,7 @@ def resolve(layers: list[dict[str, Any]]) -> RunConfig:
         preset=preset,
         plugins=tuple(dict.fromkeys(plugins)),
         eval=build_dataclass(EvalConfig, merged["eval"], "eval", "eval"),
+        online=build_dataclass(OnlineConfig, merged["online"], "online", "online"),
     ))
     from offrl.trainer.phases import check_phases
 

@@ -14,6 +14,7 @@ from offrl.actors import ACTORS
 from offrl.config import MAX_SEEDS_PER_RUN, DataConfig, EvalConfig, TrainerConfig, load_config_file, parse_seed_list
 from offrl.critics import CRITICS
 from offrl.errors import ConfigError, DatasetError, OfflineRLError
+from offrl.online.config import OnlineConfig
 from offrl.validation import MAX_SEED, Range
 from tests.helpers import run_cli
 
@@ -22,7 +23,7 @@ def _configs() -> list[tuple[str, str, type, dict]]:
     """(section, component, Config class, make_config kwargs choosing it) for every config dataclass."""
     out = [("critic", n, CRITICS.get(n).Config, {"critic": n}) for n in CRITICS.names()]
     out += [("actor", n, ACTORS.get(n).Config, {"actor": n}) for n in ACTORS.names()]
-    return out + [("data", "", DataConfig, {}), ("trainer", "", TrainerConfig, {}), ("eval", "", EvalConfig, {})]
+    return out + [("data", "", DataConfig, {}), ("trainer", "", TrainerConfig, {}), ("eval", "", EvalConfig, {}), ("online", "", OnlineConfig, {})]
 
 
 def _numeric(cls: type) -> list[tuple[str, type]]:

@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import torch
 
-from offrl.component import Component, NoiseSpec, NoiseTensors, ParamGroup, Stage
+from offrl.component import Component, Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.base import CriticView
 from offrl.nets.init import check_init
 from offrl.validation import COUNT, NON_NEGATIVE, Range, check_config
@@ -67,6 +67,10 @@ class Actor(Component):
     """Base class: the training contract of :class:`~offrl.component.Component` plus acting."""
 
     Config = ActorConfig
+    #: How the actor acts while collecting in the online phase (:mod:`offrl.online`): ``sample`` — :meth:`act`
+    #: already samples its own stochastic policy (flow, diffusion), or :meth:`explore` samples it; ``gaussian`` —
+    #: its action is deterministic and N(0, online.explore_noise²) noise is added (TD3's exploration).
+    exploration: ClassVar[str] = "gaussian"
 
     def __init__(self, cfg: ActorConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__()
@@ -114,3 +118,18 @@ class Actor(Component):
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         """Evaluation actions in [−1, 1] for observations [B, O] -> [B, A]."""
         raise NotImplementedError
+
+    def explore_noise(self, batch_size: int) -> NoiseSpec:
+        """Random tensors :meth:`explore` needs: :meth:`act_noise`, plus ``explore`` [B, A] for ``gaussian``."""
+        spec = dict(self.act_noise(batch_size))
+        if self.exploration == "gaussian":
+            spec["explore"] = Noise.normal(batch_size, self.act_dim)
+        return spec
+
+    @torch.no_grad()
+    def explore(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors, scale: float) -> torch.Tensor:
+        """Collection actions in [−1, 1]: :meth:`act`, with ``scale`` · N(0, I) added for ``gaussian``."""
+        a = self.act(obs, critic, noise)
+        if self.exploration == "gaussian":
+            a = (a + scale * noise["explore"]).clamp(-1.0, 1.0)
+        return a

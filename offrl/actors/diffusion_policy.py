@@ -131,6 +131,8 @@ class DiffusionPolicyConfig(ActorConfig):
 class DiffusionPolicyActor(Actor):
     """Base of ``diffusion-resample`` and ``edp``: model, EMA, acting. Subclasses define ``loss``."""
 
+    exploration = "sample"  # acting samples the policy (fresh noise): online collection acts the same way
+
     Config = DiffusionPolicyConfig
     cfg: DiffusionPolicyConfig
 

@@ -76,6 +76,7 @@ class FlowResampleConfig(ActorConfig):
 class FlowResampleActor(Actor):
     Config = FlowResampleConfig
     cfg: FlowResampleConfig
+    exploration = "sample"  # acting samples the policy (fresh noise): online collection acts the same way
 
     def __init__(self, cfg: FlowResampleConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)

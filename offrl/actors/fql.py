@@ -80,6 +80,7 @@ class FQLConfig(ActorConfig):
 class FQLActor(Actor):
     Config = FQLConfig
     cfg: FQLConfig
+    exploration = "sample"  # acting samples the policy (fresh noise): online collection acts the same way
 
     def __init__(self, cfg: FQLConfig, obs_dim: int, act_dim: int, total_updates: int) -> None:
         super().__init__(cfg, obs_dim, act_dim, total_updates)

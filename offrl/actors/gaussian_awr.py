@@ -149,3 +149,13 @@ class GaussianAWRActor(Actor):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors) -> torch.Tensor:
         return self.mean(obs).clamp(-1.0, 1.0)
+
+    exploration = "sample"  # online collection samples its own Gaussian, tanh(μ(s)) + σ ε (acting uses the mean)
+
+    def explore_noise(self, batch_size: int) -> NoiseSpec:
+        return {"eps": Noise.normal(batch_size, self.act_dim)}
+
+    @torch.no_grad()
+    def explore(self, obs: torch.Tensor, critic: CriticView, noise: NoiseTensors, scale: float) -> torch.Tensor:
+        log_std = torch.clamp(self.log_std, self.cfg.log_std_min, self.cfg.log_std_max)
+        return (self.mean(obs) + torch.exp(log_std) * noise["eps"]).clamp(-1.0, 1.0)

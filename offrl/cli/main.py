@@ -24,7 +24,7 @@ from offrl.cli import terminal
 from offrl.errors import OfflineRLError
 
 #: Subcommand modules, in the order ``offrl --help`` lists them.
-COMMANDS: tuple[str, ...] = ("run", "eval", "list", "sweep", "report", "data", "export", "ope")
+COMMANDS: tuple[str, ...] = ("run", "finetune", "eval", "list", "sweep", "report", "data", "export", "ope")
 
 #: Exit status after the reader of stdout went away: 128 + SIGPIPE, as for any Unix tool killed by it.
 BROKEN_PIPE_EXIT = 141

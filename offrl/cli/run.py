@@ -23,6 +23,7 @@ FLAG_KEYS = {
     "save_every": ("trainer", "save_every"),
     "threads": ("trainer", "threads"),
     "eval_env": ("eval", "env"),
+    "online_steps": ("online", "steps"),
 }
 
 #: Exit code of a run in which a seed diverged (non-finite losses or weights).
@@ -55,6 +56,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="evaluate in this registered gymnasium environment instead of the dataset's (eval.env; "
                         "its spaces must match the data)")
     p.add_argument("--save-every", dest="save_every", help="checkpoint every N iterations")
+    p.add_argument("--online-steps", dest="online_steps",
+                   help="environment steps per seed after the offline steps (online.steps; docs/online.md)")
     p.add_argument("--threads", help="CPU intra-op threads (0 = 1 thread, the measured fastest)")
     p.add_argument("--preset", help="a paper's hyperparameter set (see: offrl list preset)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",

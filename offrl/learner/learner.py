@@ -564,6 +564,18 @@ class Learner:
         for _ in range(iterations):
             self._book(self.schedule.due(self.iterations))
 
+    def replace_tables(self, table: TransitionTable) -> None:
+        """Sample from ``table`` from now on, for both components (the online phase's replay,
+        :mod:`offrl.online`). The compiled iteration and any captured graphs read the old table: they are
+        dropped and made again (the kinds of iteration that ran stay known, so nothing runs eagerly twice)."""
+        self.tables = self._tables(table)
+        self.table = self.tables["critic"]
+        self._compiled = None
+        self._compiled_variants = set()
+        if self._graphs is not None:
+            self._graphs.graphs.clear()
+            self._graphs._warm.clear()
+
     # --- metrics ------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, float]]:
         """Per-seed means of every metric since the last read (one host sync), then reset."""

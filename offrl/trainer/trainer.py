@@ -28,6 +28,7 @@ from offrl.data.dataset import OfflineDataset, load_offline_dataset
 from offrl.data.split import split_dataset
 from offrl.errors import RunDirError
 from offrl.learner import Agent, Learner, resolve_speed_mode
+from offrl.online.phase import OnlinePhase
 from offrl.trainer import checkpoint as ckpt
 from offrl.trainer.agents import build_agent, is_out_of_memory, too_big
 from offrl.trainer.evaluations import Evaluations
@@ -224,6 +225,7 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------------
     def run(self) -> list[RunResult]:
         t = self.cfg.trainer
+        online = OnlinePhase.of(self)  # online.steps > 0: the online phase after the offline steps (offrl.online)
         self.evals = Evaluations(self)
         if self.started_fresh:  # the wall time counts loading (or making) the dataset and building the networks
             self.elapsed = self.setup_s
@@ -256,6 +258,8 @@ class Trainer:
                         self.evals.collect(block=True, progress=progress)
                         self.save_checkpoint()
                         raise KeyboardInterrupt
+                if online is not None:
+                    online.run(progress, flag)
                 self.evals.collect(block=True, progress=progress)
         finally:
             self.evals.close()

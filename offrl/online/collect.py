@@ -1,0 +1,114 @@
+"""Collecting: one gymnasium environment per seed, stepped in lockstep, transitions written to the replay.
+
+Seed ``s``'s environment is reset with seeds derived from (s, ONLINE_STREAM, episode) and its exploration noise
+comes from its own generator (derived from (s, ONLINE_STREAM)), so a seed collects the same alone as in a group.
+Time limits and terminals are kept apart as gymnasium says: ``terminated`` is a terminal (no bootstrap),
+``truncated`` is not (the critic bootstraps from the real next state, which is stored before the reset).
+Observations, actions and rewards go through the dataset's own maps (observation normalisation, unit actions
+clipped as the data were, the dataset's reward preprocessing), so collected rows are like offline rows.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from offrl.data.flatten import flatten_obs
+from offrl.data.preprocess import preprocess_rewards
+from offrl.online.replay import ReplayTable
+from offrl.trainer.runtime import derived_seed
+
+#: Stream of the online phase's seeds (environment resets, exploration) under each run seed.
+ONLINE_STREAM = 0x0_1_1_E
+
+
+class Collector:
+    """E environments (one per seed) and what they are doing: current observation, episode return and length."""
+
+    def __init__(self, make_env: Callable[[], Any], seeds: list[int], dataset: Any, device: torch.device,
+                 action_clip_eps: float) -> None:
+        self.envs = [make_env() for _ in seeds]
+        self.seeds = list(seeds)
+        self.dataset = dataset
+        self.device = device
+        self.limit = 1.0 - action_clip_eps
+        self.generators = []
+        for s in seeds:
+            g = torch.Generator(device=device)
+            g.manual_seed(derived_seed(s, ONLINE_STREAM))
+            self.generators.append(g)
+        self.episodes = [0] * len(seeds)
+        self.ep_return = np.zeros(len(seeds))
+        self.ep_length = np.zeros(len(seeds), np.int64)
+        self.finished: list[list[float]] = [[] for _ in seeds]  # returns of episodes ended since the last read
+        self.successes: list[list[float]] = [[] for _ in seeds]
+        self.prev_rows: torch.Tensor | None = None  # replay row of each env's previous transition
+        self.prev_live = torch.zeros(len(seeds), dtype=torch.bool)  # whether that transition's episode goes on
+        self.obs = np.stack([self._reset(e) for e in range(len(seeds))])
+
+    def _reset(self, e: int) -> np.ndarray:
+        obs, _ = self.envs[e].reset(seed=derived_seed(self.seeds[e], ONLINE_STREAM, self.episodes[e]))
+        return self._norm(obs)
+
+    def _norm(self, obs: Any) -> np.ndarray:
+        x = flatten_obs(obs).reshape(1, -1).astype(np.float64)
+        return np.asarray(self.dataset.obs_normalizer(x), np.float32)[0]
+
+    def random_actions(self) -> torch.Tensor:
+        """Uniform actions [E, A] in [−1, 1], from each seed's own generator (``online.start_steps``)."""
+        A = self.dataset.act_dim
+        return torch.stack([torch.rand(A, generator=g, device=self.device) * 2 - 1 for g in self.generators])
+
+    def observations(self) -> torch.Tensor:
+        """The current observations as the actors take them: [E, 1, O] on the device."""
+        return torch.as_tensor(self.obs, device=self.device).unsqueeze(1)
+
+    def step(self, actions: torch.Tensor, replay: ReplayTable) -> None:
+        """Step every environment with its seed's action [E, A] (unit space) and append the transitions."""
+        unit = np.clip(actions.detach().cpu().numpy().astype(np.float64), -self.limit, self.limit)
+        E = len(self.envs)
+        next_obs = np.zeros_like(self.obs)
+        rewards, terminals, done = np.zeros(E), np.zeros(E), np.zeros(E, bool)
+        ds = self.dataset
+        key = getattr(ds, "success_key", None)
+        for e, env in enumerate(self.envs):
+            obs, r, term, trunc, info = env.step(ds.action_scaler.to_env(unit[e]).astype(np.float32))
+            next_obs[e] = self._norm(obs)
+            rewards[e], terminals[e], done[e] = float(r), float(term), bool(term or trunc)
+            self.ep_return[e] += float(r)
+            self.ep_length[e] += 1
+            if done[e]:
+                self.finished[e].append(float(self.ep_return[e]))
+                if key is not None:
+                    self.successes[e].append(float(bool(info.get(key, False))))
+        pre = preprocess_rewards(rewards.astype(np.float32), ds.arrays.episode_returns, ds.reward_mode)
+        A = unit.shape[1]
+        rows = replay.pack(observations=self.obs, actions=unit, rewards=pre, next_observations=next_obs,
+                           terminals=terminals, next_actions=np.zeros((E, A)), has_next_action=np.zeros(E))
+        if self.prev_rows is not None:  # the previous transition of a continuing episode gets a' = this action
+            replay.link_next_action(self.prev_rows, torch.as_tensor(unit, dtype=torch.float32), self.prev_live)
+        self.prev_rows = replay.append(rows)
+        self.prev_live = torch.as_tensor(~done)
+        for e in np.flatnonzero(done):
+            self.episodes[e] += 1
+            self.ep_return[e], self.ep_length[e] = 0.0, 0
+            next_obs[e] = self._reset(int(e))
+        self.obs = next_obs
+
+    def read_episodes(self) -> list[dict[str, float]]:
+        """Per seed: the mean return (and success) of the episodes that ended since the last read, then reset."""
+        out = []
+        for e in range(len(self.envs)):
+            row: dict[str, float] = {"online/episodes": float(self.episodes[e])}
+            if self.finished[e]:
+                row["online/return_mean"] = float(np.mean(self.finished[e]))
+            if self.successes[e]:
+                row["online/success_rate_100"] = 100.0 * float(np.mean(self.successes[e]))
+            out.append(row)
+            self.finished[e], self.successes[e] = [], []
+        return out
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,159 @@
+"""The online phase: after the offline steps, the same learner keeps training while every seed collects.
+
+Per environment step: every seed acts in its own environment (its actor's declared exploration,
+:attr:`offrl.actors.base.Actor.exploration`; uniform actions for the first ``online.start_steps``), the
+transitions go to the device replay (:class:`~offrl.online.replay.ReplayTable`), then the learner runs
+``online.updates_per_step`` iterations — its ordinary update (same components, schedule, speed mode), now
+sampling the replay. Logs and evaluations count **environment steps** from the offline steps on: a row at
+``step = trainer.steps + k`` is k environment steps into the online phase (``env_step`` in train.jsonl), and
+evaluations go through the trainer's own evaluation path.
+
+What resume promises: the online phase writes no checkpoint. A run interrupted during it keeps the checkpoint
+of its last offline step; ``offrl run --resume`` truncates the logs to that step and runs the whole online phase
+again from there (the collected data are lost; docs/online.md).
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from offrl import rundir
+from offrl.errors import ConfigError
+from offrl.online.collect import Collector
+from offrl.online.replay import ReplayTable
+
+if TYPE_CHECKING:
+    from offrl.trainer.progress import TrainingProgress
+    from offrl.trainer.signals import StopFlag
+    from offrl.trainer.trainer import Trainer
+
+#: What each seed's run directory records of its online phase (and ``offrl finetune``'s parent).
+ONLINE_FILE = "online.json"
+
+
+def capacity_of(cfg: Any, n_offline: int) -> int:
+    """Rows of the replay per seed: ``online.capacity``, or the dataset's size + ``online.steps``."""
+    return cfg.online.capacity or n_offline + cfg.online.steps
+
+
+def check_online(trainer: "Trainer") -> None:
+    """One clear message for an online phase that cannot run, before any of it does."""
+    cfg, ds = trainer.cfg, trainer.dataset
+    o = cfg.online
+    if o.steps <= 0:
+        return
+    if ds.make_env is None:
+        raise ConfigError(f"online.steps={o.steps} needs an environment to collect in, but dataset '{ds.dataset_id}' "
+                          f"has none ({ds.eval_unavailable}); run it offline only (--online-steps 0).")
+    if isinstance(trainer.table, dict):
+        raise ConfigError("The online phase trains both components on one replay; it cannot follow decoupled data "
+                          "(data.value_fraction / data.policy_fraction < 1). Set them to 1, or --online-steps 0.")
+    n = len(trainer.table)
+    cap = capacity_of(cfg, n)
+    if cap <= n:
+        raise ConfigError(f"online.capacity={cap} is smaller than the replay needs: it must hold the dataset "
+                          f"({n:,} transitions) and collected transitions; set it above {n:,} "
+                          "(0 = dataset size + online.steps).")
+
+
+class OnlinePhase:
+    """Runs the online phase of a trainer (see the module docstring)."""
+
+    def __init__(self, trainer: "Trainer") -> None:
+        self.tr = trainer
+        self.cfg = trainer.cfg.online
+
+    @classmethod
+    def of(cls, trainer: "Trainer") -> "OnlinePhase | None":
+        """The phase for ``trainer`` (checked), or None when ``online.steps`` is 0."""
+        check_online(trainer)
+        return cls(trainer) if trainer.cfg.online.steps > 0 else None
+
+    def run(self, progress: "TrainingProgress", flag: "StopFlag") -> None:
+        tr, o = self.tr, self.cfg
+        if not any(r.active for r in tr.runs):
+            return
+        t = tr.cfg.trainer
+        offline_steps = t.steps
+        tr.evals.collect(block=True, progress=progress)
+        replay = ReplayTable(tr.table, len(tr.runs), capacity_of(tr.cfg, len(tr.table)), o.offline_fraction)
+        tr.learner.replace_tables(replay)
+        collector = Collector(tr.dataset.make_env, [r.seed for r in tr.runs], tr.dataset, tr.device,
+                              tr.cfg.data.action_clip_eps)
+        log_every, eval_every = o.log_every or t.log_every, o.eval_every or t.eval_every
+        stack = tr.learner.stack
+        actor, critic = stack.template.actor, stack.template.critic
+        spec = actor.explore_noise(1)
+        progress.total = offline_steps + o.steps
+        if getattr(progress, "enabled", False):
+            progress.progress.update(progress.task, total=progress.total)
+        progress.status("online: collecting…")
+        t0 = time.perf_counter()
+        try:
+            for k in range(1, o.steps + 1):
+                if k <= o.start_steps:
+                    actions = collector.random_actions()
+                else:
+                    obs = collector.observations()
+                    noise = {name: torch.stack([s.draw(g, tr.device) for g in collector.generators])
+                             for name, s in spec.items()}
+                    with torch.no_grad():
+                        actions = stack.map(lambda x, z: actor.explore(x, critic, z, o.explore_noise), obs, noise)
+                    actions = actions[:, 0]
+                collector.step(actions, replay)
+                if k > o.start_steps:
+                    tr.learner.train(o.updates_per_step)
+                tr.step = offline_steps + k
+                progress.advance(tr.step)
+                self._events(k, log_every, eval_every, collector, progress)
+                if flag.stop and k < o.steps:
+                    tr.evals.collect(block=True, progress=progress)
+                    raise KeyboardInterrupt  # no checkpoint: the offline one stays (see the module docstring)
+                if not any(r.active for r in tr.runs):
+                    break
+        finally:
+            collector.close()
+        tr.evals.collect(block=True, progress=progress)
+        seconds = time.perf_counter() - t0
+        for r in tr.runs:
+            self._record(r, offline_steps, replay, seconds)
+
+    def _events(self, k: int, log_every: int, eval_every: int, collector: Collector,
+                progress: "TrainingProgress") -> None:
+        tr, o = self.tr, self.cfg
+        last = k == o.steps
+        log, evaluate = (k % log_every == 0 or last), (k % eval_every == 0 or last)
+        if log:
+            rows = tr.learner.read_metrics()
+            tr._check_metrics(rows)
+            episodes = collector.read_episodes()
+            for r, row, ep in zip(tr.runs, rows, episodes):
+                if r.active:
+                    out = {"step": tr.step, "env_step": k, "phase": "online", "time_s": tr._now(), **row, **ep}
+                    tr._append(r, rundir.TRAIN_LOG, out)
+                    for mirror in (r.tb, r.wandb):
+                        if mirror:
+                            mirror.write("train", {k2: v for k2, v in out.items() if k2 != "phase"}, tr.step)
+            tr._check_state()
+        tr.evals.collect(block=False, progress=progress)
+        if evaluate and tr.evals.available and any(r.active for r in tr.runs):
+            tr.evals.start(progress)
+
+    def _record(self, r: Any, offline_steps: int, replay: ReplayTable, seconds: float) -> None:
+        """``online.json``: what the phase did, beside the parent run ``offrl finetune`` recorded."""
+        path = r.run_dir / ONLINE_FILE
+        try:
+            old = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:
+            old = {}
+        info = {**{k: v for k, v in old.items() if k == "parent"}, "offline_steps": offline_steps,
+                "env_steps": self.cfg.steps, "replay_offline_rows": replay.n_offline,
+                "replay_collected_rows": int(replay.n_online), "offline_fraction": self.cfg.offline_fraction,
+                "updates_per_step": self.cfg.updates_per_step, "start_steps": self.cfg.start_steps,
+                "exploration": type(self.tr.learner.stack.template.actor).exploration,
+                "online_s": round(seconds, 3),
+                "resume": "an interrupted online phase restarts from the offline checkpoint"}
+        rundir.write_json(path, info)

@@ -1,0 +1,205 @@
+"""The online phase (offrl.online): replay sampling, collection (truncation vs terminal), errors, end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import offrl
+from offrl.data.preprocess import ActionScaler, ObsNormalizer
+from offrl.data.transitions import TransitionTable
+from offrl.errors import ConfigError
+from offrl.online.collect import Collector
+from offrl.online.replay import ReplayTable
+from tests.helpers import TINY, episode, read_jsonl, run_cli, write_episodes
+
+N_OFF = 100
+
+
+def _offline(n: int = N_OFF) -> TransitionTable:
+    """Offline rows with reward 0 and observation = row index (to tell the rows apart)."""
+    idx = torch.arange(n, dtype=torch.float32)
+    return TransitionTable(idx[:, None], torch.zeros(n, 1), torch.zeros(n), idx[:, None], torch.zeros(n))
+
+
+def _fill(replay: ReplayTable, k: int) -> None:
+    """k collected rows per seed, reward = 1 + seed index."""
+    E = replay.members
+    for _ in range(k):
+        replay.append(replay.pack(observations=np.zeros((E, 1)), actions=np.zeros((E, 1)),
+                                  rewards=1.0 + np.arange(E), next_observations=np.zeros((E, 1)),
+                                  terminals=np.zeros(E), next_actions=np.zeros((E, 1)), has_next_action=np.zeros(E)))
+
+
+def _batch_rewards(replay: ReplayTable, batch: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(replay.members, batch, generator=g)
+    return replay.gather(replay.indices(u)).rewards
+
+
+def test_symmetric_sampling_draws_the_offline_share_exactly_and_each_seed_its_own_rows() -> None:
+    replay = ReplayTable(_offline(), members=2, capacity=N_OFF + 50, offline_fraction=0.5)
+    _fill(replay, 10)
+    r = _batch_rewards(replay, 64)
+    assert (r[:, :32] == 0).all()  # the first half from the offline data
+    assert (r[0, 32:] == 1).all() and (r[1, 32:] == 2).all()  # the rest from the seed's own collected rows
+
+
+def test_online_only_and_union_sampling() -> None:
+    only = ReplayTable(_offline(), members=1, capacity=N_OFF + 50, offline_fraction=0.0)
+    _fill(only, 5)
+    assert (_batch_rewards(only, 256) == 1).all()
+    union = ReplayTable(_offline(), members=1, capacity=N_OFF + 500, offline_fraction=1.0)
+    _fill(union, 100)  # as many collected as offline rows: half of a uniform draw over the union
+    share = float((_batch_rewards(union, 20000) == 1).float().mean())
+    assert share == pytest.approx(0.5, abs=0.02)
+    fresh = ReplayTable(_offline(), members=1, capacity=N_OFF + 5, offline_fraction=1.0)
+    assert (_batch_rewards(fresh, 256) == 0).all()  # nothing collected yet: the offline data only
+
+
+def test_the_ring_keeps_the_offline_rows() -> None:
+    replay = ReplayTable(_offline(), members=1, capacity=N_OFF + 3, offline_fraction=1.0)
+    _fill(replay, 10)
+    assert replay.collected == 10 and int(replay.n_online) == 3
+    assert torch.equal(replay.data[:N_OFF, 0], torch.arange(N_OFF, dtype=torch.float32))
+
+
+def test_capacity_smaller_than_the_dataset_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"online.capacity=50 must hold the dataset \(100 transitions\)"):
+        ReplayTable(_offline(), members=1, capacity=50, offline_fraction=1.0)
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
+def test_offline_fraction_outside_the_unit_interval_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^online.offline_fraction"):
+        offrl.make_config(overrides={"online.offline_fraction": value})
+
+
+class _Countdown(gym.Env):
+    """Observation = time step; terminates at step 2 of even episodes, truncates at step 3 of odd ones."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-10, 10, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+        self.t, self.episode = 0, -1
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.episode = 0, self.episode + 1
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        even = self.episode % 2 == 0
+        return np.array([self.t], np.float32), 1.0, even and self.t == 2, (not even) and self.t == 3, {}
+
+
+def test_truncation_bootstraps_and_a_terminal_does_not() -> None:
+    ds = SimpleNamespace(obs_normalizer=ObsNormalizer.identity(1), action_scaler=ActionScaler(np.array([-1.0]),
+                         np.array([1.0])), arrays=SimpleNamespace(episode_returns=np.array([0.0, 1.0])),
+                         reward_mode="none", act_dim=1, success_key=None)
+    replay = ReplayTable(_offline(), members=1, capacity=N_OFF + 20, offline_fraction=0.0)
+    col = Collector(_Countdown, [0], ds, torch.device("cpu"), 1e-5)
+    for _ in range(5):  # episode 0: 2 steps (terminal), episode 1: 3 steps (truncated)
+        col.step(torch.zeros(1, 1), replay)
+    rows = replay.gather(torch.arange(N_OFF, N_OFF + 5))
+    assert rows.terminals.tolist() == [0, 1, 0, 0, 0]  # the truncation at row 4 is no terminal: it bootstraps
+    assert rows.next_observations[:, 0].tolist() == [1, 2, 1, 2, 3]  # the real next state, stored before reset
+    assert rows.observations[:, 0].tolist() == [0, 1, 0, 1, 2]
+    assert rows.has_next_action.tolist() == [1, 0, 1, 1, 0]  # a' only inside an episode
+    assert col.read_episodes()[0]["online/return_mean"] == pytest.approx(2.5)
+
+
+def test_every_actor_declares_its_exploration() -> None:
+    from offrl.actors import ACTORS
+
+    for name in ACTORS.names():
+        assert ACTORS.get(name).exploration in ("gaussian", "sample"), name
+
+
+RUN = ["run", "--steps", "150", "--eval-every", "75", "--eval-episodes", "10", "--save-every", "75",
+       "--set", "trainer.log_every=25", "--quiet", *TINY]
+
+
+def _strip(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory: pytest.TempPathFactory, session_store: Path) -> Path:
+    import os
+
+    os.environ["MINARI_DATASETS_PATH"] = str(session_store)
+    out = tmp_path_factory.mktemp("online") / "offline"
+    proc = run_cli(*RUN, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_online_steps_0_leaves_the_offline_run_unchanged(offline_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "zero"
+    proc = run_cli(*RUN, "--online-steps", "0", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for log in ("train.jsonl", "eval.jsonl"):
+        assert _strip(read_jsonl(out / log)) == _strip(read_jsonl(offline_run / log))
+    assert not (out / "online.json").exists()
+
+
+def test_online_run_end_to_end_on_the_bandit(offline_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "online"
+    proc = run_cli(*RUN, "--online-steps", "40", "--set", "online.log_every=20", "--set", "online.eval_every=20",
+                   "--set", "online.start_steps=5", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    train, evals = read_jsonl(out / "train.jsonl"), read_jsonl(out / "eval.jsonl")
+    offline = [r for r in train if r["step"] <= 150]
+    assert _strip(offline) == _strip(read_jsonl(offline_run / "train.jsonl"))  # the offline part is the same
+    online = [r for r in train if r["step"] > 150]
+    assert [(r["step"], r["env_step"], r["phase"]) for r in online] == [(170, 20, "online"), (190, 40, "online")]
+    assert all("online/return_mean" in r and "critic/q_loss" in r for r in online)
+    assert [r["step"] for r in evals] == [75, 150, 170, 190]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 190
+    info = json.loads((out / "online.json").read_text())
+    assert info["replay_collected_rows"] == 40 and info["offline_steps"] == 150 and info["exploration"] == "sample"
+
+
+def test_finetune_continues_a_finished_run_and_records_its_parent(offline_run: Path, tmp_path: Path) -> None:
+    before = (offline_run / "train.jsonl").read_text()
+    out = tmp_path / "ft"
+    proc = run_cli("finetune", str(offline_run), "--online-steps", "20", "--out", str(out),
+                   "--set", "online.offline_fraction=0.5", "--set", "online.log_every=10", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (offline_run / "train.jsonl").read_text() == before  # the parent is never written
+    info = json.loads((out / "online.json").read_text())
+    assert info["parent"] == str(offline_run.resolve()) and info["offline_fraction"] == 0.5
+    steps = [(r["step"], r.get("env_step")) for r in read_jsonl(out / "train.jsonl")]
+    assert steps[-2:] == [(160, 10), (170, 20)]
+    proc = run_cli("finetune", str(offline_run), "--online-steps", "20", "--out", str(out), "--quiet")
+    assert proc.returncode != 0 and "not empty" in proc.stderr
+
+
+def test_online_phase_on_a_dataset_without_an_environment_is_one_clear_error(empty_store: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    box3 = gym.spaces.Box(-10, 10, (3,), np.float32)
+    box2 = gym.spaces.Box(-1, 1, (2,), np.float32)
+    write_episodes("fz/noenv/online-v0", [episode(20, 3, 2, rng, True) for _ in range(3)], box3, box2)
+    cfg = offrl.make_config(actor="gaussian-awr", dataset="fz/noenv/online-v0",
+                            overrides={"trainer.steps": "2", "online.steps": "5", "critic.hidden_dims": "[8]",
+                                       "actor.hidden_dims": "[8]"})
+    with pytest.raises(ConfigError, match=r"online.steps=5 needs an environment to collect in, but dataset "
+                                          r"'fz/noenv/online-v0' has none"):
+        offrl.train(cfg, tmp_path / "run")
+
+
+def test_capacity_too_small_for_the_dataset_fails_before_training(tmp_path: Path) -> None:
+    cfg = offrl.make_config(actor="gaussian-awr", overrides={"trainer.steps": "2", "online.steps": "5",
+                                                             "online.capacity": "10", "critic.hidden_dims": "[8]",
+                                                             "actor.hidden_dims": "[8]"})
+    with pytest.raises(ConfigError, match=r"online.capacity=10 is smaller than the replay needs"):
+        offrl.train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "train.jsonl").exists()
