@@ -226,7 +226,7 @@ def test_progress_fits_80_columns_with_step_count_and_eta() -> None:
 
     from offrl.trainer.progress import TrainingProgress
 
-    progress = TrainingProgress(3000, 0, enabled=True, title="expectile + diffusion-resample · "
+    progress = TrainingProgress(3000, 0, enabled=True, headless=False, title="expectile + diffusion-resample · "
                                 "offrl/bandit/multimodal-v0 · seed 0 and a long tail that cannot fit")
     progress.console = Console(width=80, record=True, file=io.StringIO(), force_terminal=True)
     progress.advance(1750)
