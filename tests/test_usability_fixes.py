@@ -56,9 +56,10 @@ def test_list_accepts_plugin(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     from offrl.cli.main import main
     from test_policy import PLUGIN
 
-    (tmp_path / "my_list_components.py").write_text(PLUGIN)
+    # its own component name: other tests of this process have registered test_policy's plugin already
+    (tmp_path / "my_list_components.py").write_text(PLUGIN.replace("plugin-expectile", "listed-expectile"))
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["list", "critic", "--plugin", "my_list_components"]) == 0
-    assert "plugin-expectile" in capsys.readouterr().out
+    assert "listed-expectile" in capsys.readouterr().out
     assert main(["list", "--plugin", "no_such_module_x"]) == 2
     assert "no_such_module_x" in capsys.readouterr().err
