@@ -74,6 +74,39 @@ def test_offrl_eval_reproduces_the_logged_evaluation(trained: Path) -> None:
     assert other["normalized_score_100"] != result["normalized_score_100"]
 
 
+def test_readme_video_example_works_on_the_bandit(trained: Path, tmp_path: Path) -> None:
+    """README's `offrl eval RUN --which best --video DIR` on its own bandit run: it failed (no render mode)."""
+    pytest.importorskip("moviepy")
+    proc = run_cli("eval", str(trained), "--which", "best", "--episodes", "2", "--video", str(tmp_path / "v"),
+                   "--json")
+    assert proc.returncode == 0, proc.stderr
+    videos = json.loads(proc.stdout)["videos"]
+    assert [Path(v).name for v in videos] == ["best-step400-episode-0.mp4", "best-step400-episode-1.mp4"]
+    assert "Overwriting" not in proc.stderr
+
+
+def test_bandit_frame_marks_the_action_on_the_reward_landscape() -> None:
+    import gymnasium as gym
+
+    import offrl  # noqa: F401  (registers offrl/MultimodalBandit-v0)
+
+    env = gym.make("offrl/MultimodalBandit-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    before = env.render()
+    assert before.shape == (128, 128, 3) and before.dtype == np.uint8
+    assert (before[..., 0] == before[..., 1]).all()  # grey: no action drawn yet
+    env.reset(seed=0)
+    env.step(np.array([0.7, 0.0], np.float32))  # the right-hand good mode
+    frame = env.render()
+    red = np.argwhere((frame[..., 0] > 200) & (frame[..., 1] < 60))
+    row, col = red.mean(0)
+    assert abs(col - 0.85 * 127) < 1.5 and abs(row - 63.5) < 1.5
+    from offrl.envs.bandit import MultimodalBanditEnv
+
+    with pytest.raises(ValueError, match="render_mode 'human' is not supported"):
+        MultimodalBanditEnv(render_mode="human")
+
+
 def test_offrl_eval_writes_videos(tmp_path: Path, copy_store: Path) -> None:
     """A MuJoCo environment rendered headless (EGL) into one MP4 per episode."""
     pytest.importorskip("moviepy")

@@ -63,3 +63,69 @@ def test_list_accepts_plugin(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert "listed-expectile" in capsys.readouterr().out
     assert main(["list", "--plugin", "no_such_module_x"]) == 2
     assert "no_such_module_x" in capsys.readouterr().err
+
+
+def _summary(run_dir: str) -> dict:
+    return {"seed": 0, "critic": "expectile", "actor": "ddpg-bc", "dataset": "offrl/bandit/multimodal-v0",
+            "status": "finished", "final_score_100": 93.3, "best_score_100": 93.3, "best_step": 3000,
+            "steps": 3000, "wall_time_s": 31.3, "run_dir": run_dir}
+
+
+@pytest.mark.parametrize("width", [70, 200])
+def test_summary_never_folds_the_run_directory(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal too narrow for the table, the run directory was folded inside its cell (not copyable)."""
+    import io
+
+    from rich.console import Console
+
+    import offrl.cli.terminal as terminal
+    from offrl.cli.run import print_summary
+
+    buf = io.StringIO()
+    monkeypatch.setattr(terminal, "console",
+                        lambda **_: Console(file=buf, force_terminal=True, width=width, soft_wrap=True,
+                                            color_system=None))
+    path = "/very/long/path/to/my/experiments/expectile_ddpg-bc_bandit_s0_20261203-105200"
+    print_summary([_summary(path)], 3000)
+    lines = buf.getvalue().splitlines()
+    assert any(path in line for line in lines), lines  # whole, on one line
+    if width == 70:
+        assert f"seed 0: {path}" in lines and all("run directory" not in line for line in lines)
+    else:
+        assert any("run directory" in line for line in lines)
+
+
+def test_tensorboard_mirrors_the_jsonl_logs(tmp_path: Path) -> None:
+    """tensorboard is in [test] now, so the logging path runs here: every evaluation's score and the training
+    losses land in RUN_DIR/tensorboard with the values and steps of eval.jsonl / train.jsonl."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.helpers import read_jsonl, run_cli
+
+    out = tmp_path / "tb"
+    proc = run_cli("run", "--preset", "bandit", "--actor", "ddpg-bc", "--steps", "60", "--eval-every", "20",
+                   "--eval-episodes", "5", "--set", "trainer.tensorboard=true", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    evals = read_jsonl(out / "eval.jsonl")
+    [score_tag] = [t for t in tags if t.endswith("normalized_score_100")]
+    logged = [(e.step, e.value) for e in events.Scalars(score_tag)]
+    assert logged == [(r["step"], pytest.approx(r["normalized_score_100"], rel=1e-6)) for r in evals]
+    train_keys = {k for row in read_jsonl(out / "train.jsonl") for k in row if "/" in k}
+    assert train_keys and train_keys <= set(tags), (train_keys, tags)
+
+
+def test_import_offrl_envs_registers_the_gymnasium_ids() -> None:
+    """`gym.make("offrl/…")` failed after `import offrl` with no word why; `import offrl.envs` registers them
+    (and gymnasium's `module:id` form imports it for you), while `import offrl` stays free of gymnasium."""
+    import subprocess
+    import sys
+
+    code = ("import sys, offrl; assert 'gymnasium' not in sys.modules; import gymnasium as gym; "
+            "print(gym.make('offrl.envs:offrl/MultimodalBandit-v0').spec.id); "
+            "import offrl.envs; print(gym.make('offrl/MultimodalBandit-v0').spec.id)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["offrl/MultimodalBandit-v0"] * 2

@@ -122,13 +122,10 @@ def _reader_went_away() -> int:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    """The commands' console (offrl.cli.terminal): no 80-column cut when piped, BrokenPipeError on ``| head``."""
+    from offrl.cli.terminal import console
 
-    class _PipeAwareConsole(Console):
-        def on_broken_pipe(self) -> None:  # rich exits 1 here; let run() end quietly like the JSON output
-            raise BrokenPipeError
-
-    return _PipeAwareConsole()
+    return console()
 
 
 def _list(args: argparse.Namespace) -> int:

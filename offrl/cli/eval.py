@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--video needs moviepy: `pip install 'offrl[video]'`.") from None
     make_env, scoring = evaluation_target(policy, args.env, args.run_dir, render)
     if args.video:
-        make_env = _recording(make_env, Path(args.video))
+        make_env = _recording(make_env, Path(args.video), f"{args.which}-step{policy.step}")
     target = EvalSpec(make_env, policy.scaler, ObsNormalizer.identity(policy.obs_dim), scoring.get("success_key"),
                       scoring.get("ref_min_score"), scoring.get("ref_max_score"),
                       score_unavailable_reason(scoring.get("ref_min_score"), scoring.get("ref_max_score"),
@@ -168,14 +168,14 @@ def evaluation_target(policy: Any, env_id: str | None, run_dir: str, render: str
                        "with --env ENV_ID, or make the dataset available.")
 
 
-def _recording(make_env: Callable[[], Any], folder: Path) -> Callable[[], Any]:
+def _recording(make_env: Callable[[], Any], folder: Path, prefix: str) -> Callable[[], Any]:
+    """Every episode to ``folder/PREFIX-episode-N.mp4`` (RecordVideo makes the folder and warns only when it
+    already holds videos, which this may overwrite)."""
     import gymnasium as gym
-
-    folder.mkdir(parents=True, exist_ok=True)
 
     def make() -> Any:
         return gym.wrappers.RecordVideo(make_env(), str(folder), episode_trigger=lambda _: True,
-                                        name_prefix="episode", disable_logger=True)
+                                        name_prefix=prefix, disable_logger=True)
 
     return make
 

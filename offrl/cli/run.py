@@ -209,25 +209,43 @@ def print_summary(summaries: list[dict[str, Any]], total_steps: int) -> None:
     final_key = {"success_rate_100": "final_success_rate_100", "return_mean": "final_return"}.get(key, "final_score_100")
     best_key = {"success_rate_100": "best_success_rate_100", "return_mean": "best_return"}.get(key, "best_score_100")
     seeds = ", ".join(str(s["seed"]) for s in summaries)
-    table = Table(title=f"{first['critic']} + {first['actor']} on {first['dataset']} "
-                        f"({'seed' if len(summaries) == 1 else 'seeds'} {seeds})")
-    for col in ("seed", f"final {label}", f"best {label}", "status", "steps", "wall time", "run directory"):
-        table.add_column(col, overflow="fold")
-    for s in summaries:
-        status = s["status"] if s["status"] != "diverged" else f"diverged ({s.get('diverged', '')})"
-        table.add_row(str(s["seed"]), fmt(s.get(final_key)), f"{fmt(s.get(best_key))} @ {s.get('best_step')}",
-                      status, f"{s['steps']}/{total_steps}", f"{s['wall_time_s']:.1f} s", s["run_dir"])
-    finals = [s.get(final_key) for s in summaries if s.get(final_key) is not None and s["status"] == "finished"]
-    if len(summaries) > 1 and finals:
-        mean = sum(finals) / len(finals)
-        table.add_row("mean", f"{mean:.1f} (n={len(finals)})", "", "", "", "", "")
-    if first.get("evaluation_unavailable"):
-        table.caption = f"No evaluation: {first['evaluation_unavailable']}."
-    elif first.get("score_unavailable") and key == "return_mean":
-        table.caption = f"Scores are raw returns: {first['score_unavailable']}."
-    console().print(table)
+    out = console()
+
+    def build(with_path: bool) -> Table:
+        table = Table(title=f"{first['critic']} + {first['actor']} on {first['dataset']} "
+                            f"({'seed' if len(summaries) == 1 else 'seeds'} {seeds})")
+        columns = ["seed", f"final {label}", f"best {label}", "status", "steps", "wall time"]
+        for col in columns + (["run directory"] if with_path else []):
+            table.add_column(col, overflow="fold", no_wrap=col == "run directory")
+        for s in summaries:
+            status = s["status"] if s["status"] != "diverged" else f"diverged ({s.get('diverged', '')})"
+            row = [str(s["seed"]), fmt(s.get(final_key)), f"{fmt(s.get(best_key))} @ {s.get('best_step')}",
+                   status, f"{s['steps']}/{total_steps}", f"{s['wall_time_s']:.1f} s"]
+            table.add_row(*row, *([s["run_dir"]] if with_path else []))
+        finals = [s.get(final_key) for s in summaries if s.get(final_key) is not None and s["status"] == "finished"]
+        if len(summaries) > 1 and finals:
+            mean = sum(finals) / len(finals)
+            table.add_row("mean", f"{mean:.1f} (n={len(finals)})", *[""] * (len(table.columns) - 2))
+        if first.get("evaluation_unavailable"):
+            table.caption = f"No evaluation: {first['evaluation_unavailable']}."
+        elif first.get("score_unavailable") and key == "return_mean":
+            table.caption = f"Scores are raw returns: {first['score_unavailable']}."
+        return table
+
+    # a run directory is something to copy: never folded inside a cell. Where the table with it would not
+    # fit the terminal, the paths go below the table, one whole (soft-wrapped) line each.
+    table = build(with_path=True)
+    from rich.measure import Measurement
+
+    paths_below = Measurement.get(out, out.options.update_width(10_000), table).maximum > out.width
+    if paths_below:
+        table = build(with_path=False)
+    out.print(table)
+    if paths_below:
+        for s in summaries:
+            out.print(f"seed {s['seed']}: {s['run_dir']}", markup=False)
     if first.get("evaluations"):
-        console().print(evaluation_line(first))
+        out.print(evaluation_line(first))
 
 
 def evaluation_line(summary: dict[str, Any]) -> str:

@@ -44,23 +44,57 @@ def best_score() -> float:
 class MultimodalBanditEnv(gym.Env):
     """One-step continuous bandit with a multimodal reward (see module docstring)."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self) -> None:
+    def __init__(self, render_mode: str | None = None) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode {render_mode!r} is not supported; choose one of "
+                             f"{self.metadata['render_modes']} or None")
+        self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._obs = np.zeros(2, np.float32)
+        self._last_action: np.ndarray | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._obs = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
+        self._last_action = None
         return self._obs.copy(), {}
 
     def step(self, action):
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         reward = float(bandit_reward(a))
+        self._last_action = a
         obs = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
         return obs, reward, True, False, {}
+
+    def render(self) -> np.ndarray | None:
+        """The reward landscape over the action square (brighter = higher reward), the last action in red:
+        a video shows at a glance which mode the policy picked (``offrl eval --video``)."""
+        if self.render_mode != "rgb_array":
+            return None
+        frame = _landscape().copy()
+        if self._last_action is not None:
+            size = frame.shape[0]
+            col, row = ((self._last_action + 1.0) / 2.0 * (size - 1)).round().astype(int)
+            row = size - 1 - row  # the second action coordinate points up
+            frame[max(row - 3, 0):row + 4, max(col - 3, 0):col + 4] = (230, 30, 30)
+        return frame
+
+
+_LANDSCAPE: np.ndarray | None = None
+
+
+def _landscape(size: int = 128) -> np.ndarray:
+    """The bandit's reward on a size × size grid of actions as an RGB image (computed once)."""
+    global _LANDSCAPE
+    if _LANDSCAPE is None:
+        xs = np.linspace(-1.0, 1.0, size)
+        grid = np.stack(np.meshgrid(xs, xs[::-1], indexing="xy"), -1)
+        grey = (40 + 200 * bandit_reward(grid) / best_score()).astype(np.uint8)
+        _LANDSCAPE = np.repeat(grey[..., None], 3, axis=-1)
+    return _LANDSCAPE
 
 
 if ENV_ID not in gym.registry:
