@@ -575,6 +575,9 @@ def test_killed_sweep_resumes_without_rerunning_finished_cells(tmp_path: Path, f
     after = summaries(out)
     assert len(after) == 8
     assert all(after[k] == t for k, t in finished_before.items())  # finished cells untouched
+    # the rerun's counter goes on from the cells that had ended ("[k/8]" counts the whole sweep)
+    counters = [int(line[1:].split("/")[0]) for line in log.splitlines() if line.startswith("[")]
+    assert counters == list(range(len(finished_before) + 1, 9)), log
     calls = invocations(tmp_path)
     for key in finished_before:
         assert [kind for kind, k, _ in calls if k == key] == ["start"]

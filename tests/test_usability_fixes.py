@@ -129,3 +129,21 @@ def test_import_offrl_envs_registers_the_gymnasium_ids() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["offrl/MultimodalBandit-v0"] * 2
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run"], True),                                      # bare: the papers' 1M steps, said up front
+    (["run", "--preset", "bandit"], False),               # the preset chose 3,000
+    (["run", "--steps", "500"], False),
+    (["run", "--set", "trainer.steps=500"], False),
+])
+def test_bare_run_says_it_means_a_million_steps(argv: list[str], expected: bool) -> None:
+    from offrl.cli.main import build_parser
+    from offrl.cli.run import build_layers, default_steps_note
+    from offrl.config import resolve
+
+    layers = build_layers(build_parser().parse_args(argv))
+    note = default_steps_note(layers, resolve(layers).trainer.steps)
+    assert (note is not None) == expected
+    if expected:
+        assert note.startswith("1,000,000 training steps") and "--preset bandit" in note

@@ -115,7 +115,13 @@ def run(args: argparse.Namespace) -> int:
         for note in getattr(trainer, "notes", []):  # a checkpoint that could not be used: continued from another
             print_warning(f"not used: {note}")
     else:
-        cfg = resolve(build_layers(args))
+        layers = build_layers(args)
+        cfg = resolve(layers)
+        note = default_steps_note(layers, cfg.trainer.steps)
+        if note:
+            from offrl.cli.terminal import print_warning
+
+            print_warning(note)
         trainer = start(cfg, Path(args.out) if args.out else default_run_dir(cfg), show_progress=not args.quiet)
     try:
         results = trainer.run()
@@ -144,6 +150,15 @@ def run(args: argparse.Namespace) -> int:
                        if kept is not None else "it had no checkpoint yet. ")
                     + "Lower the learning rates or clip gradients (critic.max_grad_norm, actor.max_grad_norm).")
     return EXIT_DIVERGED if diverged else 0
+
+
+def default_steps_note(layers: list[dict[str, Any]], steps: int) -> str | None:
+    """Said up front when no layer chose trainer.steps: a bare ``offrl run`` is a papers'-budget run of hours."""
+    if any("steps" in layer.get("trainer", {}) for layer in layers):
+        return None
+    return (f"{steps:,} training steps: trainer.steps' default (the papers' budget), as neither --steps, a preset "
+            "nor a config file sets it; the progress line shows the time left once the rate is measured. A first "
+            "run that ends in under a minute: offrl run --preset bandit")
 
 
 def _resume(args: argparse.Namespace) -> Any:

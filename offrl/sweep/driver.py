@@ -348,7 +348,8 @@ def run_sweep(
         markup=False,
     )
     t0 = time.time()
-    listener = _Recorder(view, status, LineReporter(view, console) if not _use_live(console, live) else None)
+    lines = LineReporter(view, console, len(ended_before)) if not _use_live(console, live) else None
+    listener = _Recorder(view, status, lines)
     results: list[CellResult] = []
     if jobs:
         if _use_live(console, live):

@@ -177,13 +177,16 @@ class SweepView:
 
 
 class LineReporter:
-    """Event lines for non-terminal output (CI logs, files): one line per start and per end."""
+    """Event lines for non-terminal output (CI logs, files): one line per start and per end.
 
-    def __init__(self, view: SweepView, console: Console) -> None:
+    The counter counts the sweep's ended cells, those of earlier invocations included (``already_ended``), so a
+    rerun's ``[k/N]`` says how far the whole sweep is, not how far this invocation is."""
+
+    def __init__(self, view: SweepView, console: Console, already_ended: int = 0) -> None:
         self.view = view
         self.console = console
         self.total = len(view)
-        self.ended = 0
+        self.ended = already_ended
 
     def cell_queued(self, key: str) -> None:
         self.view.cell_queued(key)
