@@ -384,12 +384,43 @@ def test_figures_for_a_paper(tmp_path: Path) -> None:
             assert (out / f"{stem}.{ext}").stat().st_size > 5_000
         svg = (out / f"{stem}.svg").read_text()
         assert "Bandit study" in svg and "IQL (ours)" in svg and "expectile+gaussian-awr" not in svg
-        assert "bootstrap" in svg and "n=" in svg
-        assert "fewer than 3 runs" in svg  # 2 seeds: every interval is flagged
+        assert "n=" in svg and "fewer than 3 runs" not in svg  # the caption is not baked into the image …
+        caption = (out / f"{stem}.caption.txt").read_text()
+        assert "bootstrap" in caption and "fewer than 3 runs" in caption  # … it is beside it (2 seeds: flagged)
+        assert f"*{caption.strip()}*" in (out / "report.md").read_text()  # and under the figure in report.md
+    write_report(report, tmp_path / "baked", title="Bandit study", labels=labels, captions_in_figures=True)
+    assert "fewer than 3 runs" in (tmp_path / "baked" / "aggregate_iqm.svg").read_text()
     md = (out / "report.md").read_text()
     assert md.startswith("# Bandit study") and "| IQL (ours) |" in md
     assert "`learning_curves.pdf`" in md and "`learning_curves.svg`" in md
     assert "expectile+gaussian-awr" in pd.read_csv(out / "aggregate.csv")["pairing"].tolist()  # CSVs keep ids
+
+
+def test_figures_keep_coinciding_curves_and_edge_dots_visible(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pairings with the same curve: both seen (own marker, translucent, the later thinner on top); an IQM
+    dot at the axis' end is not clipped."""
+    pytest.importorskip("matplotlib")
+    from offrl.report import plots
+
+    figs: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, stem: figs.append(fig) or [])
+    steps = [0, 10, 20]
+    curves = pd.DataFrame([{"pairing": p, "dataset": "d", "metric": "normalized_score_100", "step": s,
+                            "mean": 50.0 + s, "low": 40.0 + s, "high": 60.0 + s, "runs": 5, "few_runs": False}
+                           for p in ("a+x", "b+y") for s in steps])
+    style = plots.FigureStyle(confidence=0.95, reps=100)
+    palette = plots.colours(["a+x", "b+y"])
+    plots.learning_curves(curves, tmp_path / "c", palette, style)
+    lines = [ln for ln in figs[0].axes[0].get_lines()]
+    assert len(lines) == 2 and lines[0].get_marker() != lines[1].get_marker()
+    assert all(ln.get_alpha() < 1 for ln in lines) and lines[1].get_linewidth() < lines[0].get_linewidth()
+    assert lines[1].get_zorder() > lines[0].get_zorder()
+    agg = pd.DataFrame([{"pairing": "a+x", "iqm": 100.0, "iqm_low": 90.0, "iqm_high": 100.0, "runs": 5,
+                         "tasks": 1, "diverged": 0, "few_runs": False}])
+    plots.aggregate_intervals(agg, tmp_path / "a", palette, style)
+    [dot] = figs[1].axes[0].get_lines()
+    assert not dot.get_clip_on() and figs[1].axes[0].get_xlim()[1] > 100.0
 
 
 def test_labels_name_known_pairings_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

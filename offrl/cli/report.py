@@ -38,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="aggregate unfinished runs too (diverged runs are only ever counted)")
     p.add_argument("--no-plots", action="store_true", help="write tables only")
     p.add_argument("--title", help="title of report.md and of every figure")
+    p.add_argument("--captions-in-figures", action="store_true",
+                   help="also draw each figure's caption into the image (by default it is under the figure in "
+                        "report.md and in STEM.caption.txt, so the image fits under a paper's own caption)")
     p.add_argument("--label", action="append", default=[], metavar="PAIRING=NAME",
                    help="name a pairing in report.md and the figures, e.g. 'expectile+gaussian-awr=IQL'; repeatable")
     return p
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         include_incomplete=args.include_incomplete,
     )
     labels = parse_labels(args.label, report.pairings)
-    written = write_report(report, args.out, plots=not args.no_plots, title=args.title, labels=labels)
+    written = write_report(report, args.out, plots=not args.no_plots, title=args.title, labels=labels,
+                           captions_in_figures=args.captions_in_figures)
     if not report.aggregate.empty:
         table = Table(title=f"IQM of final score, 0–100 ({args.confidence:.0%} CI)", title_justify="left")
         for col in ("pairing", "IQM", "CI", "runs", "tasks", "diverged"):

@@ -143,22 +143,25 @@ def write_report(
     plots: bool = True,
     title: str | None = None,
     labels: Mapping[str, str] | None = None,
+    captions_in_figures: bool = False,
 ) -> WrittenReport:
     """Write the CSV tables, the figures (when matplotlib is available) and ``report.md``.
 
     ``labels`` renames pairings in the figures and report.md (the CSVs keep the pairings' own
-    names); ``title`` heads report.md and every figure.
+    names); ``title`` heads report.md and every figure. Captions go under each figure in report.md and into
+    ``STEM.caption.txt``; ``captions_in_figures`` also draws them into the images.
     """
     out = prepare_out_dir(out_dir)
     try:
-        return _write(report, out, plots, title, dict(labels or {}))
+        return _write(report, out, plots, title, dict(labels or {}), captions_in_figures)
     except OSError as e:  # a full disk, a folder made read-only: one message, the run directories untouched
         where = f"{e.filename}: " if e.filename else ""
         raise RunDirError(f"Could not write the report in '{out}' ({where}{e.strerror or e}). Free space or choose "
                           "another --out; the run directories are only read, never changed.") from None
 
 
-def _write(report: Report, out: Path, plots: bool, title: str | None, labels: dict[str, str]) -> WrittenReport:
+def _write(report: Report, out: Path, plots: bool, title: str | None, labels: dict[str, str],
+           captions_in_figures: bool = False) -> WrittenReport:
     from offrl import __version__
 
     files = write_table(report.evals, out, "runs")
@@ -176,7 +179,7 @@ def _write(report: Report, out: Path, plots: bool, title: str | None, labels: di
     figures: list[list[Path]] = []
     message = ""
     if plots:
-        figures, message = _write_figures(report, out, title, labels)
+        figures, message = _write_figures(report, out, title, labels, captions_in_figures)
     else:
         message = "Plots skipped (--no-plots)."
     files += [path for fig in figures for path in fig]
@@ -196,6 +199,7 @@ def _write(report: Report, out: Path, plots: bool, title: str | None, labels: di
         title=title or "offrl report",
         labels=labels,
         figures=[(fig[0].name, [p.name for p in fig]) for fig in figures],
+        captions={fig[0].name: p.read_text().strip() for fig in figures for p in fig if p.name.endswith(".caption.txt")},
         notes=[message] if message else [],
     )
     md = out / "report.md"
@@ -205,15 +209,16 @@ def _write(report: Report, out: Path, plots: bool, title: str | None, labels: di
     return WrittenReport(files, md, message)
 
 
-def _write_figures(report: Report, out: Path, title: str | None,
-                   labels: Mapping[str, str]) -> tuple[list[list[Path]], str]:
+def _write_figures(report: Report, out: Path, title: str | None, labels: Mapping[str, str],
+                   captions_in_figures: bool = False) -> tuple[list[list[Path]], str]:
     from offrl.report import plots
 
     try:
         palette = plots.colours(report.pairings)
     except plots.PlotsUnavailable as e:
         return [], str(e)
-    style = plots.FigureStyle(confidence=report.confidence, reps=report.reps, labels=labels, title=title)
+    style = plots.FigureStyle(confidence=report.confidence, reps=report.reps, labels=labels, title=title,
+                              captions_in_figure=captions_in_figures)
     written = []
     if not report.curves.empty:
         written.append(plots.learning_curves(report.curves, out / "learning_curves", palette, style))

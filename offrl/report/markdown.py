@@ -40,6 +40,7 @@ class ReportContext:
     title: str = "offrl report"
     labels: Mapping[str, str] = field(default_factory=dict)  # pairing -> name shown
     figures: Sequence[tuple[str, Sequence[str]]] = ()  # (PNG shown in the report, every format written)
+    captions: Mapping[str, str] = field(default_factory=dict)  # PNG name → its caption (shown under it)
     notes: list[str] = field(default_factory=list)
 
 
@@ -217,8 +218,10 @@ def render(
     if ctx.figures:
         out += ["## Figures", ""]
         for png, files in ctx.figures:
-            out += [f"![{png.rsplit('.', 1)[0]}]({png})", "", "Also as " + ", ".join(f"`{f}`" for f in files
-                                                                                   if f != png) + ".", ""]
+            out += [f"![{png.rsplit('.', 1)[0]}]({png})", ""]
+            if ctx.captions.get(png):
+                out += [f"*{ctx.captions[png]}*", ""]
+            out += ["Also as " + ", ".join(f"`{f}`" for f in files if f != png) + ".", ""]
     for note in ctx.notes:
         out += [f"> {note}", ""]
     others = runs[runs["status"] != "finished"] if n else runs

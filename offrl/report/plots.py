@@ -7,11 +7,17 @@
 - ``performance_profile``: fraction of runs above each score threshold, with
   bootstrap bands.
 
-Every figure says in its own text what its bands or intervals are and how many
-runs each rests on, and draws an interval resting on fewer than
+Every figure's caption says what its bands or intervals are and how many runs
+each rests on; it is written beside the figure (``STEM.caption.txt``, and under
+the figure in report.md), so the image can go into a paper under the paper's own
+caption — ``captions_in_figure`` (``offrl report --captions-in-figures``) draws it
+under the plot instead. Legends always carry n per pairing, and an interval
+resting on fewer than
 :data:`offrl.report.stats.FEW_RUNS` runs differently (dashed line, hatched
 band, hollow marker), so a figure cut out of the report still tells the truth.
-Each pairing keeps one colour in every figure; its shown name can be set
+Each pairing keeps one colour and one marker in every figure (curves that
+coincide stay visible: markers differ, lines are drawn translucent with the
+later pairings thinner on top); its shown name can be set
 (``--label``), as can a title (``--title``). PDF keeps fonts as TrueType and
 SVG keeps text as text, so both can be edited for a paper.
 """
@@ -51,6 +57,7 @@ class FigureStyle:
     reps: int
     labels: Mapping[str, str] = field(default_factory=dict)
     title: str | None = None
+    captions_in_figure: bool = False
 
     def name(self, pairing: str) -> str:
         return self.labels.get(pairing, pairing)
@@ -73,8 +80,17 @@ def colours(pairings: Sequence[str]) -> dict[str, Any]:
     return {p: cmap(i % cmap.N) for i, p in enumerate(sorted(pairings))}
 
 
+#: One marker per pairing (by sorted position), so identical curves of two pairings are both seen.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def markers(pairings: Sequence[str]) -> dict[str, str]:
+    return {p: MARKERS[i % len(MARKERS)] for i, p in enumerate(sorted(pairings))}
+
+
 def _save(fig: Any, stem: Path) -> list[Path]:
-    """Write ``fig`` as ``stem.png``, ``stem.pdf`` and ``stem.svg``; returns the paths, PNG first."""
+    """Write ``fig`` as ``stem.png``, ``stem.pdf`` and ``stem.svg`` and its caption (:func:`_footer`) as
+    ``stem.caption.txt``; returns the paths, PNG first, the caption last."""
     plt = _pyplot()
     paths = []
     with plt.rc_context(RC):
@@ -83,8 +99,17 @@ def _save(fig: Any, stem: Path) -> list[Path]:
             fig.savefig(path, dpi=150 if ext == "png" else None, bbox_inches="tight",
                         metadata={"Date": None} if ext in ("svg", "pdf") else None)
             paths.append(path)
+    caption = getattr(fig, "offrl_caption", None)
+    if caption:
+        path = stem.with_name(f"{stem.name}.{CAPTION_SUFFIX}")
+        path.write_text(caption + "\n")
+        paths.append(path)
     plt.close(fig)
     return paths
+
+
+#: The file beside each figure holding its caption.
+CAPTION_SUFFIX = "caption.txt"
 
 
 def _n_text(values: Sequence[int]) -> str:
@@ -92,8 +117,12 @@ def _n_text(values: Sequence[int]) -> str:
     return f"{lo}" if lo == hi else f"{lo}–{hi}"
 
 
-def _footer(fig: Any, lines: Sequence[str], fontsize: float = 7.5) -> None:
-    """What the figure shows, under it, wrapped to the figure's width (it travels with the figure)."""
+def _footer(fig: Any, lines: Sequence[str], fontsize: float = 7.5, in_figure: bool = True) -> None:
+    """The figure's caption: what it shows. Always kept for ``stem.caption.txt`` (:func:`_save`); drawn under
+    the plot, wrapped to the figure's width, only when ``in_figure``."""
+    fig.offrl_caption = " ".join(lines)
+    if not in_figure:
+        return
     width = int(fig.get_figwidth() * 72 / (fontsize * 0.52))  # characters of this font across the figure
     text = "\n".join(textwrap.fill(line, width) for line in lines)
     fig.text(0.0, 0.0, text, ha="left", va="top", fontsize=fontsize, color="0.25", transform=fig.transFigure)
@@ -113,13 +142,18 @@ def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], s
     nrows = math.ceil(len(datasets) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
     runs_of: dict[str, list[int]] = {}
+    marks = markers(sorted(curves["pairing"].unique()))
+    order = {p: i for i, p in enumerate(sorted(marks))}
     for ax, dataset in zip(axes.flat, datasets):
         sub = curves[curves["dataset"] == dataset]
         for pairing, g in sub.groupby("pairing", sort=True):
             colour = palette[pairing]
             runs_of.setdefault(pairing, []).extend(g["runs"].tolist())
             few = bool(g["few_runs"].any())
-            ax.plot(g["step"], g["mean"], color=colour, lw=1.6, ls="--" if few else "-")
+            # later pairings thinner and on top, translucent, each with its marker: coinciding curves all show
+            ax.plot(g["step"], g["mean"], color=colour, lw=max(2.4 - 0.35 * order[pairing], 0.9),
+                    ls="--" if few else "-", alpha=0.85, marker=marks[pairing], ms=4,
+                    markevery=max(1, len(g) // 12), zorder=2 + order[pairing])
             band = g.dropna(subset=["low", "high"])
             ax.fill_between(band["step"], band["low"], band["high"], facecolor=colour, edgecolor=colour,
                             alpha=0.12 if few else 0.18, lw=0, hatch="///" if few else None)
@@ -130,7 +164,7 @@ def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], s
     for ax in list(axes.flat)[len(datasets):]:
         ax.axis("off")
     pairings = sorted(runs_of)
-    handles = [plt.Line2D([], [], color=palette[p], lw=1.6,
+    handles = [plt.Line2D([], [], color=palette[p], lw=1.6, marker=marks[p], ms=4,
                           ls="--" if min(runs_of[p]) < FEW_RUNS else "-") for p in pairings]
     labels = [f"{style.name(p)} (n={_n_text(runs_of[p])})" for p in pairings]
     if style.title:
@@ -143,7 +177,7 @@ def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], s
         f"over runs ({style.reps:,} resamples, whole curves resampled).",
         f"n = runs per pairing and dataset: {_n_text(curves['runs'].tolist())} (per pairing in the legend).",
         *_few_text(bool(curves["few_runs"].any()), "Dashed line, hatched band"),
-    ])
+    ], in_figure=style.captions_in_figure)
     return _save(fig, stem)
 
 
@@ -162,11 +196,13 @@ def aggregate_intervals(agg: pd.DataFrame, stem: Path, palette: dict[str, Any], 
         if not math.isnan(r["iqm_low"]):
             ax.barh(yi, r["iqm_high"] - r["iqm_low"], left=r["iqm_low"], height=0.5, facecolor=colour,
                     edgecolor=colour, alpha=0.25 if few else 0.45, hatch="///" if few else None, lw=0)
-        ax.plot([r["iqm"]], [yi], "o", ms=7, color=colour, mfc="white" if few else colour)
+        ax.plot([r["iqm"]], [yi], "o", ms=7, color=colour, mfc="white" if few else colour, clip_on=False,
+                zorder=3)  # a dot at the axis' end is drawn whole
         diverged = f", {r['diverged']} diverged" if r["diverged"] else ""
         names.append(f"{style.name(r['pairing'])} (n={plural(r['runs'], 'run')}, "
                      f"{plural(r['tasks'], 'task')}{diverged})")
     ax.set_yticks(y, names, fontsize=8)
+    ax.margins(x=0.06)  # room for a whole dot at the lowest and highest IQM
     ax.set_xlabel(f"IQM of final score, 0–100 ({style.confidence:.0%} stratified-bootstrap CI)")
     ax.grid(axis="x", alpha=0.3)
     if style.title:
@@ -177,17 +213,21 @@ def aggregate_intervals(agg: pd.DataFrame, stem: Path, palette: dict[str, Any], 
         f"stratified-bootstrap percentile interval ({style.reps:,} resamples; runs resampled within each dataset).",
         "Diverged runs are not in the IQM; their number is in the label.",
         *_few_text(bool((agg["few_runs"] & (agg["runs"] > 0)).any()), "Hollow dot, hatched bar"),
-    ])
+    ], in_figure=style.captions_in_figure)
     return _save(fig, stem)
 
 
 def performance_profiles(prof: pd.DataFrame, stem: Path, palette: dict[str, Any], style: FigureStyle) -> list[Path]:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    marks = markers(sorted(prof["pairing"].unique()))
+    order = {p: i for i, p in enumerate(sorted(marks))}
     for pairing, g in prof.groupby("pairing", sort=True):
         few = bool(g["few_runs"].iloc[0])
         label = f"{style.name(pairing)} (n={plural(g['runs'].iloc[0], 'run')}, {plural(g['tasks'].iloc[0], 'task')})"
-        ax.plot(g["tau"], g["fraction"], color=palette[pairing], label=label, lw=1.6, ls="--" if few else "-")
+        ax.plot(g["tau"], g["fraction"], color=palette[pairing], label=label, ls="--" if few else "-",
+                lw=max(2.4 - 0.35 * order[pairing], 0.9), alpha=0.85, marker=marks[pairing], ms=4,
+                markevery=max(1, len(g) // 10), zorder=2 + order[pairing], clip_on=False)
         band = g.dropna(subset=["low", "high"])
         ax.fill_between(band["tau"], band["low"], band["high"], facecolor=palette[pairing],
                         edgecolor=palette[pairing], alpha=0.15, lw=0, hatch="///" if few else None)
@@ -203,5 +243,5 @@ def performance_profiles(prof: pd.DataFrame, stem: Path, palette: dict[str, Any]
         "Line: fraction of a pairing's runs whose final score exceeds τ, averaged over datasets.",
         f"Band: {style.confidence:.0%} stratified-bootstrap percentile interval ({style.reps:,} resamples).",
         *_few_text(bool(prof["few_runs"].any()), "Dashed line, hatched band"),
-    ])
+    ], in_figure=style.captions_in_figure)
     return _save(fig, stem)
