@@ -79,7 +79,7 @@ def _refused(run: Path, why: str) -> None:
     ({"step": None}, "damaged: it records no step"),
     ({"step": 20.5}, "its step 20.5 is not a whole number"),
     ({"step": "40"}, "its step '40' is not a whole number"),
-    ({"step": 1000}, "at step 1000, beyond this run's trainer.steps = 40"),
+    ({"step": 1000}, "at step 1000, beyond this run's last step 40 (trainer.steps + online.steps)"),
     ({"seed": 1}, "written by seed 1, but this run is seed 0"),
     ({"learner": [1, 2]}, "holds no learner state"),
 ])

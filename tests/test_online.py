@@ -21,10 +21,10 @@ from tests.helpers import TINY, episode, read_jsonl, run_cli, write_episodes
 N_OFF = 100
 
 
-def _offline(n: int = N_OFF) -> TransitionTable:
+def _offline(n: int = N_OFF, obs_dim: int = 1) -> TransitionTable:
     """Offline rows with reward 0 and observation = row index (to tell the rows apart)."""
-    idx = torch.arange(n, dtype=torch.float32)
-    return TransitionTable(idx[:, None], torch.zeros(n, 1), torch.zeros(n), idx[:, None], torch.zeros(n))
+    idx = torch.arange(n, dtype=torch.float32)[:, None].expand(n, obs_dim).contiguous()
+    return TransitionTable(idx, torch.zeros(n, 1), torch.zeros(n), idx, torch.zeros(n))
 
 
 def _fill(replay: ReplayTable, k: int) -> None:
@@ -115,6 +115,51 @@ def test_truncation_bootstraps_and_a_terminal_does_not() -> None:
     assert col.read_episodes()[0]["online/return_mean"] == pytest.approx(2.5)
 
 
+def _pendulum_ds() -> SimpleNamespace:
+    return SimpleNamespace(obs_normalizer=ObsNormalizer.identity(4), action_scaler=ActionScaler(np.array([-3.0]),
+                           np.array([3.0])), arrays=SimpleNamespace(episode_returns=np.array([0.0, 1.0])),
+                           reward_mode="none", act_dim=1, success_key=None)
+
+
+def test_a_mujoco_collector_saved_mid_episode_continues_exactly() -> None:
+    """Collector + replay state (MuJoCo integration state, TimeLimit count, generators) into a fresh collector:
+    the next transitions are those of the uninterrupted collector, bit for bit."""
+    ds = _pendulum_ds()
+    make = lambda: gym.make("InvertedPendulum-v5")  # noqa: E731
+    actions = torch.rand(40, 1, 1, generator=torch.Generator().manual_seed(0)) * 0.4 - 0.2
+    a_rep = ReplayTable(_offline(obs_dim=4), 1, N_OFF + 60, 1.0)
+    a = Collector(make, [3], ds, torch.device("cpu"), 1e-5)
+    for t in range(15):
+        a.step(actions[t], a_rep)
+    saved = ({"replay": a_rep.member_state(0), "collector": a.member_state(0)})
+    assert saved["collector"]["env"]["env"]["kind"] == "mujoco"
+    for t in range(15, 40):
+        a.step(actions[t], a_rep)
+    b_rep = ReplayTable(_offline(obs_dim=4), 1, N_OFF + 60, 1.0)
+    b = Collector(make, [3], ds, torch.device("cpu"), 1e-5)
+    b_rep.load_member_states([saved["replay"]])
+    assert b.load_member_states([saved["collector"]]) == []  # no note: the state was saved whole
+    for t in range(15, 40):
+        b.step(actions[t], b_rep)
+    assert torch.equal(a_rep.data, b_rep.data) and a.episodes == b.episodes
+    assert torch.equal(a.random_actions(), b.random_actions())  # the generators too
+
+
+def test_an_environment_that_cannot_be_saved_resumes_at_a_new_episode_with_a_note() -> None:
+    ds = SimpleNamespace(obs_normalizer=ObsNormalizer.identity(1), action_scaler=ActionScaler(np.array([-1.0]),
+                         np.array([1.0])), arrays=SimpleNamespace(episode_returns=np.array([0.0, 1.0])),
+                         reward_mode="none", act_dim=1, success_key=None)
+    rep = ReplayTable(_offline(), 1, N_OFF + 20, 0.0)
+    col = Collector(_Countdown, [0], ds, torch.device("cpu"), 1e-5)
+    col.step(torch.zeros(1, 1), rep)  # mid-episode 0
+    state = col.member_state(0)
+    assert state["env"] is None
+    again = Collector(_Countdown, [0], ds, torch.device("cpu"), 1e-5)
+    [note] = again.load_member_states([state])
+    assert "cannot be saved mid-episode" in note and "new episode" in note
+    assert again.episodes == [1] and again.obs[0, 0] == 0.0 and not bool(again.prev_live[0])
+
+
 def test_every_actor_declares_its_exploration() -> None:
     from offrl.actors import ACTORS
 
@@ -166,6 +211,56 @@ def test_online_run_end_to_end_on_the_bandit(offline_run: Path, tmp_path: Path) 
     assert summary["status"] == "finished" and summary["steps"] == 190
     info = json.loads((out / "online.json").read_text())
     assert info["replay_collected_rows"] == 40 and info["offline_steps"] == 150 and info["exploration"] == "sample"
+
+
+ONLINE_KILL = ["run", "--preset", "bandit", "--actor", "ddpg-bc", "--steps", "100", "--eval-every", "100",
+               "--eval-episodes", "10", "--save-every", "100", "--set", "trainer.log_every=50", "--online-steps",
+               "400", "--set", "online.log_every=20", "--set", "online.eval_every=100", "--set",
+               "online.start_steps=10", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def online_reference(tmp_path_factory: pytest.TempPathFactory, session_store: Path) -> Path:
+    import os
+
+    os.environ["MINARI_DATASETS_PATH"] = str(session_store)
+    out = tmp_path_factory.mktemp("online-ref") / "run"
+    proc = run_cli(*ONLINE_KILL, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_an_interrupted_online_phase_resumes_from_its_checkpoint_exactly(how: str, online_reference: Path,
+                                                                        tmp_path: Path) -> None:
+    """Killed (or Ctrl-C) in the online phase past its checkpoint at environment step 100: the resumed run
+    continues from that checkpoint — replay, environments, generators restored — and its logs are the
+    uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "offrl", *ONLINE_KILL, "--out", str(out)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not any(r.get("env_step", 0) >= 120 for r in (read_jsonl(out / "train.jsonl")
+                                                          if (out / "train.jsonl").exists() else [])):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(getattr(signal, how))
+    _, stderr = proc.communicate(timeout=60)
+    assert not (out / "summary.json").exists(), "the run finished before it could be interrupted"
+    assert proc.returncode == (130 if how == "SIGINT" else -signal.SIGKILL), stderr
+    resumed = run_cli("run", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "not used" not in resumed.stderr  # the online checkpoint itself was used, not the offline one
+    for log in ("train.jsonl", "eval.jsonl"):
+        assert _strip(read_jsonl(out / log)) == _strip(read_jsonl(online_reference / log))
+    assert json.loads((out / "summary.json").read_text())["steps"] == 500
 
 
 def test_finetune_continues_a_finished_run_and_records_its_parent(offline_run: Path, tmp_path: Path) -> None:

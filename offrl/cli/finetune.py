@@ -43,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"Stopped during the online phase; continue with `offrl run --resume {args.out}` (it restarts the "
               "online phase from the offline checkpoint).", file=sys.stderr, flush=True)
         return 130
-    print_summary([r.summary for r in results], trainer.cfg.trainer.steps)
+    print_summary([r.summary for r in results], trainer.cfg.trainer.steps + trainer.cfg.online.steps)
     return 0

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Stopped at step {trainer.step}; checkpoint saved. Continue with:\n  offrl run --resume {target}",
               file=sys.stderr, flush=True)
         return 130
-    print_summary([r.summary for r in results], trainer.cfg.trainer.steps)
+    print_summary([r.summary for r in results], trainer.cfg.trainer.steps + trainer.cfg.online.steps)
     if trainer.cfg.eval.ope:
         from offrl.ope import after_training
 

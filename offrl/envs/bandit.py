@@ -69,6 +69,15 @@ class MultimodalBanditEnv(gym.Env):
         obs = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
         return obs, reward, True, False, {}
 
+    def offrl_state(self) -> dict[str, Any]:
+        """What this environment holds besides ``np_random`` (offrl.online.envstate saves both)."""
+        last = None if self._last_action is None else self._last_action.tolist()
+        return {"obs": self._obs.tolist(), "last_action": last}
+
+    def load_offrl_state(self, state: dict[str, Any]) -> None:
+        self._obs = np.asarray(state["obs"], np.float32)
+        self._last_action = None if state["last_action"] is None else np.asarray(state["last_action"])
+
     def render(self) -> np.ndarray | None:
         """The reward landscape over the action square (brighter = higher reward), the last action in red:
         a video shows at a glance which mode the policy picked (``offrl eval --video``)."""

@@ -16,6 +16,7 @@ import torch
 
 from offrl.data.flatten import flatten_obs
 from offrl.data.preprocess import preprocess_rewards
+from offrl.online.envstate import env_state, restore_env_state
 from offrl.online.replay import ReplayTable
 from offrl.trainer.runtime import derived_seed
 
@@ -108,6 +109,47 @@ class Collector:
             out.append(row)
             self.finished[e], self.successes[e] = [], []
         return out
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def member_state(self, e: int) -> dict[str, Any]:
+        """Seed ``e``'s collection state as plain data: its environment mid-episode (None where it cannot be
+        saved, :mod:`offrl.online.envstate`), episode counters, current observation, exploration generator."""
+        return {
+            "env": env_state(self.envs[e]),
+            "episodes": int(self.episodes[e]), "ep_return": float(self.ep_return[e]),
+            "ep_length": int(self.ep_length[e]), "obs": torch.as_tensor(self.obs[e]).clone(),
+            "finished": list(self.finished[e]), "successes": list(self.successes[e]),
+            "generator": self.generators[e].get_state(),
+            "prev_row": None if self.prev_rows is None else int(self.prev_rows[e]),
+            "prev_live": bool(self.prev_live[e]),
+        }
+
+    def load_member_states(self, states: list[dict[str, Any]]) -> list[str]:
+        """Restore every seed from :meth:`member_state` dicts; returns notes for the seeds whose environment
+        could not be saved (they start a new episode: the run goes on, no longer step for step the same)."""
+        notes = []
+        rows = []
+        for e, s in enumerate(states):
+            self.generators[e].set_state(s["generator"])
+            self.finished[e], self.successes[e] = [float(x) for x in s["finished"]], [float(x) for x in s["successes"]]
+            self.episodes[e] = int(s["episodes"])
+            rows.append(-1 if s["prev_row"] is None else int(s["prev_row"]))
+            if s["env"] is not None:
+                restore_env_state(self.envs[e], s["env"])
+                self.ep_return[e], self.ep_length[e] = float(s["ep_return"]), int(s["ep_length"])
+                self.obs[e] = np.asarray(s["obs"], np.float32)
+                self.prev_live[e] = bool(s["prev_live"])
+            else:
+                self.episodes[e] += 1  # the interrupted episode ends here; its transitions stay in the replay
+                self.ep_return[e], self.ep_length[e] = 0.0, 0
+                self.obs[e] = self._reset(e)
+                self.prev_live[e] = False
+                notes.append(f"seed {self.seeds[e]}: its environment ({self.envs[e].spec.id if self.envs[e].spec else type(self.envs[e].unwrapped).__name__}) "
+                             "cannot be saved mid-episode, so the online phase resumed it at a new episode (the "
+                             "interrupted episode's transitions are kept); from here the run is not step for step "
+                             "the uninterrupted one")
+        self.prev_rows = None if all(r < 0 for r in rows) else torch.as_tensor(rows)
+        return notes
 
     def close(self) -> None:
         for env in self.envs:

@@ -8,9 +8,11 @@ sampling the replay. Logs and evaluations count **environment steps** from the o
 ``step = trainer.steps + k`` is k environment steps into the online phase (``env_step`` in train.jsonl), and
 evaluations go through the trainer's own evaluation path.
 
-What resume promises: the online phase writes no checkpoint. A run interrupted during it keeps the checkpoint
-of its last offline step; ``offrl run --resume`` truncates the logs to that step and runs the whole online phase
-again from there (the collected data are lost; docs/online.md).
+What resume promises: the phase checkpoints every ``trainer.save_every`` environment steps (and on Ctrl-C) with
+the learner, each seed's collected replay rows, its environment's state (:mod:`offrl.online.envstate`), its
+collection counters and generators. ``offrl run --resume`` continues from there: on CPU the resumed run equals
+the uninterrupted one. An environment whose state cannot be saved resumes at a new episode, with a note
+(docs/online.md).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from offrl import rundir
-from offrl.errors import ConfigError
+from offrl.errors import ConfigError, RunDirError
 from offrl.online.collect import Collector
 from offrl.online.replay import ReplayTable
 
@@ -83,17 +85,15 @@ class OnlinePhase:
         tr.learner.replace_tables(replay)
         collector = Collector(tr.dataset.make_env, [r.seed for r in tr.runs], tr.dataset, tr.device,
                               tr.cfg.data.action_clip_eps)
+        done = self._restore(replay, collector, progress) if tr.online_states is not None else 0
         log_every, eval_every = o.log_every or t.log_every, o.eval_every or t.eval_every
         stack = tr.learner.stack
         actor, critic = stack.template.actor, stack.template.critic
         spec = actor.explore_noise(1)
-        progress.total = offline_steps + o.steps
-        if getattr(progress, "enabled", False):
-            progress.progress.update(progress.task, total=progress.total)
         progress.status("online: collecting…")
         t0 = time.perf_counter()
         try:
-            for k in range(1, o.steps + 1):
+            for k in range(done + 1, o.steps + 1):
                 if k <= o.start_steps:
                     actions = collector.random_actions()
                 else:
@@ -109,9 +109,11 @@ class OnlinePhase:
                 tr.step = offline_steps + k
                 progress.advance(tr.step)
                 self._events(k, log_every, eval_every, collector, progress)
+                if k % t.save_every == 0 or k == o.steps or (flag.stop and k < o.steps):
+                    tr.evals.collect(block=True, progress=progress)  # a checkpoint holds every evaluation before it
+                    self._checkpoint(replay, collector)
                 if flag.stop and k < o.steps:
-                    tr.evals.collect(block=True, progress=progress)
-                    raise KeyboardInterrupt  # no checkpoint: the offline one stays (see the module docstring)
+                    raise KeyboardInterrupt
                 if not any(r.active for r in tr.runs):
                     break
         finally:
@@ -120,6 +122,32 @@ class OnlinePhase:
         seconds = time.perf_counter() - t0
         for r in tr.runs:
             self._record(r, offline_steps, replay, seconds)
+
+    def _checkpoint(self, replay: ReplayTable, collector: Collector) -> None:
+        self.tr.save_checkpoint(online=[{"replay": replay.member_state(e), "collector": collector.member_state(e)}
+                                        for e in range(len(self.tr.runs))])
+
+    def _restore(self, replay: ReplayTable, collector: Collector, progress: "TrainingProgress") -> int:
+        """Continue from an online-phase checkpoint: replay rows and collection state back; returns the number
+        of environment steps already done."""
+        tr = self.tr
+        states = tr.online_states or []
+        if len(states) != len(tr.runs) or any(s is None for s in states):
+            raise RunDirError(f"The checkpoint in '{tr.runs[0].run_dir}' is from the online phase (step {tr.step}) "
+                              "but holds no online state for every seed; it cannot be continued.")
+        try:
+            replay.load_member_states([s["replay"] for s in states])
+            notes = collector.load_member_states([s["collector"] for s in states])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise RunDirError(f"The online-phase checkpoint in '{tr.runs[0].run_dir}' does not match this run "
+                              f"({type(e).__name__}: {e}); it cannot be continued.") from None
+        for note in notes:
+            progress.note(note)
+        done = tr.step - tr.cfg.trainer.steps
+        if replay.collected != done:
+            raise RunDirError(f"The online-phase checkpoint in '{tr.runs[0].run_dir}' is at environment step {done} "
+                              f"but its replay holds {replay.collected} collected transitions; it cannot be continued.")
+        return done
 
     def _events(self, k: int, log_every: int, eval_every: int, collector: Collector,
                 progress: "TrainingProgress") -> None:
@@ -155,5 +183,5 @@ class OnlinePhase:
                 "updates_per_step": self.cfg.updates_per_step, "start_steps": self.cfg.start_steps,
                 "exploration": type(self.tr.learner.stack.template.actor).exploration,
                 "online_s": round(seconds, 3),
-                "resume": "an interrupted online phase restarts from the offline checkpoint"}
+                "resume": "an interrupted online phase continues from its last checkpoint (docs/online.md)"}
         rundir.write_json(path, info)

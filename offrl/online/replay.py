@@ -17,6 +17,8 @@ When a seed's block is full the oldest collected rows are overwritten (a ring); 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -95,6 +97,29 @@ class ReplayTable(TransitionTable):
         r = rows.to(self.data.device)[keep]
         self.data[r, a:b] = actions.to(self.data.device)[keep].reshape(len(r), -1)
         self.data[r, h] = 1.0
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def member_state(self, e: int) -> dict[str, Any]:
+        """Seed ``e``'s collected rows, as stored (ring order), and the append count: what resume restores."""
+        used = min(self.collected, self.per_member)
+        start = int(self.bases[e, 0])
+        return {"collected": self.collected, "rows": self.data[start:start + used].detach().cpu().clone()}
+
+    def load_member_states(self, states: list[dict[str, Any]]) -> None:
+        """Restore every seed's rows from :meth:`member_state` dicts (one per seed, same order)."""
+        collected = {int(s["collected"]) for s in states}
+        if len(collected) != 1:
+            raise ValueError(f"the seeds' replays hold different numbers of collected rows: {sorted(collected)}")
+        self.collected = collected.pop()
+        used = min(self.collected, self.per_member)
+        for e, s in enumerate(states):
+            rows = s["rows"]
+            if tuple(rows.shape) != (used, self.data.shape[1]):
+                raise ValueError(f"seed {e}'s saved replay rows have shape {tuple(rows.shape)}, expected "
+                                 f"{(used, self.data.shape[1])} (online.capacity or the dataset changed?)")
+            start = int(self.bases[e, 0])
+            self.data[start:start + used] = rows.to(self.data.device, self.data.dtype)
+        self.n_online.fill_(float(used))
 
     def online_rows(self, e: int) -> torch.Tensor:
         """Seed ``e``'s collected rows (oldest first only until the ring wraps)."""

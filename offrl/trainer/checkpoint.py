@@ -84,7 +84,7 @@ class Expected:
         """For the trainer's ``runs`` (each with ``cfg`` and ``seed``) on data of these dimensions."""
         return cls([belongs(r.cfg, r.seed, obs_dim, act_dim) for r in runs],
                    [rundir.floats_as_text(r.cfg.comparable()) for r in runs],
-                   runs[0].cfg.trainer.steps, learner.member_state(0))
+                   runs[0].cfg.trainer.steps + runs[0].cfg.online.steps, learner.member_state(0))
 
 
 # ---------------------------------------------------------------- saving
@@ -275,7 +275,8 @@ def mismatch(state: dict[str, Any], expected: Expected, index: int) -> str | Non
             if got.get(key) != want[key]:
                 return f"written for {key} {got.get(key)!r}, but this run has {want[key]!r}"
     if state["step"] > expected.steps:
-        return f"at step {state['step']}, beyond this run's trainer.steps = {expected.steps}"
+        return (f"at step {state['step']}, beyond this run's last step {expected.steps} (trainer.steps + "
+                "online.steps)")
     if expected.template:
         return _shape_mismatch(state["learner"], expected.template)
     return None

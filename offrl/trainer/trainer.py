@@ -61,6 +61,7 @@ class Trainer:
         configure_threads(self.device, t.threads)
         configure_precision(self.device, t.matmul_precision)
         self.notes: list[str] = []  # shown to the user when the run starts (damaged checkpoints, …)
+        self.online_states: list[Any] | None = None  # a checkpoint taken in the online phase: where it resumes
         self.mode = resolve_speed_mode(t.compile, self.device, t.steps)
         if t.tensorboard:
             make_summary_writer()  # fail before anything is written if tensorboard is missing
@@ -156,8 +157,9 @@ class Trainer:
                 r.lock = None
 
     # --- checkpoints ------------------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        """Checkpoint every healthy seed (a diverged seed keeps its last good checkpoint)."""
+    def save_checkpoint(self, online: list[dict[str, Any]] | None = None) -> None:
+        """Checkpoint every healthy seed (a diverged seed keeps its last good checkpoint); ``online``: each
+        seed's online-phase state (replay rows, environment, collector; :mod:`offrl.online.phase`)."""
         states = []
         for e, r in enumerate(self.runs):
             if not r.active:
@@ -170,6 +172,7 @@ class Trainer:
                 "best": r.best,
                 "last_eval": r.last_eval,
                 **ckpt.record(r.cfg, r.seed, self.dataset.obs_dim, self.dataset.act_dim),
+                **({"online": online[e]} if online is not None else {}),
             }))
         if states:
             ckpt.save_group(states)
@@ -194,6 +197,7 @@ class Trainer:
             raise RunDirError(f"The checkpoint in '{self.runs[0].run_dir}' does not match this run's networks "
                               f"({type(e).__name__}: {e}); it cannot be continued.") from None
         self.step, self.elapsed = int(states[0]["step"]), float(states[0]["elapsed"])
+        self.online_states = [s.get("online") for s in states] if self.step > self.cfg.trainer.steps else None
         for r, s in zip(self.runs, states):
             r.best, r.last_eval = s["best"], s["last_eval"]
             r.last_checkpoint = self.step
@@ -230,7 +234,8 @@ class Trainer:
         if self.started_fresh:  # the wall time counts loading (or making) the dataset and building the networks
             self.elapsed = self.setup_s
         self._t0 = time.perf_counter()
-        progress = self._progress = TrainingProgress(t.steps, self.step, enabled=self.show_progress,
+        progress = self._progress = TrainingProgress(t.steps + self.cfg.online.steps, self.step,
+                                                     enabled=self.show_progress,
                                                      title=self._title())
         try:
             with StopFlag() as flag, progress:
