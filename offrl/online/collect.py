@@ -144,10 +144,11 @@ class Collector:
                 self.ep_return[e], self.ep_length[e] = 0.0, 0
                 self.obs[e] = self._reset(e)
                 self.prev_live[e] = False
-                notes.append(f"seed {self.seeds[e]}: its environment ({self.envs[e].spec.id if self.envs[e].spec else type(self.envs[e].unwrapped).__name__}) "
-                             "cannot be saved mid-episode, so the online phase resumed it at a new episode (the "
-                             "interrupted episode's transitions are kept); from here the run is not step for step "
-                             "the uninterrupted one")
+                env = self.envs[e]
+                name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+                notes.append(f"seed {self.seeds[e]}: its environment ({name}) cannot be saved mid-episode, so the "
+                             "online phase resumed it at a new episode (the interrupted episode's transitions are "
+                             "kept); from here the run is not step for step the uninterrupted one")
         self.prev_rows = None if all(r < 0 for r in rows) else torch.as_tensor(rows)
         return notes
 
