@@ -298,3 +298,51 @@ def test_capacity_too_small_for_the_dataset_fails_before_training(tmp_path: Path
     with pytest.raises(ConfigError, match=r"online.capacity=10 is smaller than the replay needs"):
         offrl.train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "train.jsonl").exists()
+
+
+def test_sweep_grids_online_keys_and_report_marks_the_online_phase(tmp_path: Path) -> None:
+    """`offrl sweep --grid online.offline_fraction=…`: each cell's online phase runs with its value; the report
+    records where each run's online phase starts and its learning-curve figure marks it."""
+    out = tmp_path / "sweep"
+    proc = run_cli("sweep", "--critics", "expectile", "--actors", "ddpg-bc", "--preset", "bandit", "--seeds", "0",
+                   "--grid", "online.offline_fraction=0.5,1.0", "--set", "trainer.steps=40",
+                   "--set", "trainer.eval_every=40", "--set", "trainer.eval_episodes=5", "--set", "online.steps=20",
+                   "--set", "online.eval_every=10", "--workers", "2", "--out", str(out), "--no-live")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    fractions = sorted(json.loads((d / "online.json").read_text())["offline_fraction"]
+                       for d in (out / "runs").iterdir())
+    assert fractions == [0.5, 1.0]
+    report = run_cli("report", str(out), "--out", str(tmp_path / "report"), "--reps", "50")
+    assert report.returncode == 0, report.stderr
+    import pandas as pd
+
+    runs = pd.read_csv(tmp_path / "report" / "run_scores.csv")
+    assert sorted(runs["online_from"].tolist()) == [40, 40]
+    evals = pd.read_csv(tmp_path / "report" / "runs.csv")
+    assert sorted(set(evals["step"])) == [40, 50, 60]  # offline evaluation, then two online ones
+    if (tmp_path / "report" / "learning_curves.caption.txt").exists():  # matplotlib installed
+        assert "where the online phase starts" in (tmp_path / "report" / "learning_curves.caption.txt").read_text()
+
+
+@pytest.mark.parametrize("preset, critic, actor, fraction, noise", [
+    ("fql-finetune", "td3", "fql", 1.0, 0.1),
+    ("iql-finetune", "expectile", "gaussian-awr", 1.0, 0.1),
+    ("rebrac-finetune", "td3", "ddpg-bc", 1.0, 0.2),
+])
+def test_finetune_presets_are_their_offline_agents_plus_fqls_online_phase(preset: str, critic: str, actor: str,
+                                                                         fraction: float, noise: float) -> None:
+    cfg = offrl.make_config(preset=preset)
+    assert (cfg.critic, cfg.actor) == (critic, actor)
+    assert (cfg.trainer.steps, cfg.online.steps, cfg.online.updates_per_step) == (1_000_000, 1_000_000, 1)
+    assert cfg.online.offline_fraction == fraction and cfg.online.explore_noise == noise
+    assert tuple(cfg.critic_cfg.hidden_dims) == (512, 512, 512, 512)
+
+
+def test_a_finetune_preset_runs_shortened(tmp_path: Path) -> None:
+    out = tmp_path / "ft"
+    proc = run_cli("run", "--preset", "iql-finetune", "--steps", "10", "--online-steps", "10", "--eval-every", "10",
+                   "--set", "online.eval_every=10", "--set", "online.log_every=5", "--eval-episodes", "3",
+                   "--set", "critic.hidden_dims=[16]", "--set", "actor.hidden_dims=[16]", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == 20
+    assert json.loads((out / "config.json").read_text())["preset"] == "iql-finetune"

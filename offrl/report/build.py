@@ -221,7 +221,9 @@ def _write_figures(report: Report, out: Path, title: str | None, labels: Mapping
                               captions_in_figure=captions_in_figures)
     written = []
     if not report.curves.empty:
-        written.append(plots.learning_curves(report.curves, out / "learning_curves", palette, style))
+        starts = report.runs.dropna(subset=["online_from"]) if "online_from" in report.runs else report.runs[:0]
+        boundaries = {str(d): sorted({int(v) for v in g["online_from"]}) for d, g in starts.groupby("dataset")}
+        written.append(plots.learning_curves(report.curves, out / "learning_curves", palette, style, boundaries))
     if not report.aggregate.empty:
         written.append(plots.aggregate_intervals(report.aggregate, out / "aggregate_iqm", palette, style))
     if not report.profiles.empty:

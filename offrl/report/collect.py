@@ -54,7 +54,7 @@ OPE_METRIC = "ope_estimate"
 
 #: What identifies a run (one row per run in :attr:`Collected.runs`).
 RUN_COLUMNS: tuple[str, ...] = (
-    "sweep", "run", "run_dir", "critic", "actor", "variant", "pairing", "dataset", "seed", "status",
+    "sweep", "run", "run_dir", "critic", "actor", "variant", "pairing", "dataset", "seed", "status", "online_from",
 )
 #: Columns of the collected evaluations, in order.
 COLUMNS: tuple[str, ...] = (*RUN_COLUMNS, "step", "time_s", "metric", "score", "score_std", *RAW_COLUMNS)
@@ -112,6 +112,11 @@ def run_identity(run_dir: Path, sweep: str = "", variant: str = "") -> dict[str,
     if isinstance(seed, bool) or not isinstance(seed, (int, float)) or not float(seed).is_integer():
         raise RunDirError(f"'{run_dir / CONFIG}' gives the seed as {seed!r}, not an integer.")
     seed = int(seed)
+    online = config.get("online") if isinstance(config.get("online"), dict) else {}
+    offline_steps = trainer.get("steps") if isinstance(trainer, dict) else None
+    # the step where an online phase starts (its curves' boundary in the figures), None for offline runs
+    online_from = (int(offline_steps) if isinstance(online.get("steps"), int) and online["steps"] > 0
+                   and isinstance(offline_steps, int) else None)
     return {
         "sweep": sweep,
         "run": run_dir.name,
@@ -123,6 +128,7 @@ def run_identity(run_dir: Path, sweep: str = "", variant: str = "") -> dict[str,
         "dataset": str(dataset),
         "seed": seed,
         "status": _status(run_dir),
+        "online_from": online_from,
     }
 
 

@@ -135,7 +135,10 @@ def _few_text(any_few: bool, marks: str) -> list[str]:
             "(a single run has none)."]
 
 
-def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], style: FigureStyle) -> list[Path]:
+def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], style: FigureStyle,
+                    online_from: Mapping[str, Sequence[int]] | None = None) -> list[Path]:
+    """``online_from``: per dataset, the steps where runs' online phases start (a dotted line marks each:
+    offline training left of it, environment steps right of it)."""
     plt = _pyplot()
     datasets = sorted(curves["dataset"].unique())
     ncols = min(3, len(datasets))
@@ -158,7 +161,12 @@ def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], s
             ax.fill_between(band["step"], band["low"], band["high"], facecolor=colour, edgecolor=colour,
                             alpha=0.12 if few else 0.18, lw=0, hatch="///" if few else None)
         ax.set_title(dataset, fontsize=10)
-        ax.set_xlabel("training step")
+        starts = list((online_from or {}).get(dataset, []))
+        for x in starts:
+            ax.axvline(x, color="0.35", ls=":", lw=1.1, zorder=1)
+            ax.annotate("online →", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                        textcoords="offset points", fontsize=7, color="0.35")
+        ax.set_xlabel("training step (offline), then environment step (online)" if starts else "training step")
         ax.set_ylabel(METRIC_LABELS.get(sub["metric"].iloc[0], "score"))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(datasets):]:
@@ -176,6 +184,8 @@ def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], s
         f"Line: mean over runs at each evaluation. Band: {style.confidence:.0%} percentile bootstrap interval "
         f"over runs ({style.reps:,} resamples, whole curves resampled).",
         f"n = runs per pairing and dataset: {_n_text(curves['runs'].tolist())} (per pairing in the legend).",
+        *(["Dotted line: where the online phase starts; right of it a step is an environment step (with "
+           "online.updates_per_step updates each)."] if any((online_from or {}).values()) else []),
         *_few_text(bool(curves["few_runs"].any()), "Dashed line, hatched band"),
     ], in_figure=style.captions_in_figure)
     return _save(fig, stem)

@@ -167,7 +167,8 @@ def profile_interval(
 
 # ---------------------------------------------------------------- tables from the collected runs
 
-RUN_KEYS = ["run_dir", "sweep", "run", "critic", "actor", "variant", "pairing", "dataset", "seed", "status"]
+RUN_KEYS = ["run_dir", "sweep", "run", "critic", "actor", "variant", "pairing", "dataset", "seed", "status",
+            "online_from"]
 
 
 def run_scores(df: pd.DataFrame, identities: pd.DataFrame | None = None) -> pd.DataFrame:
