@@ -327,7 +327,7 @@ def run_sweep(
     except OSError as e:
         raise ConfigError(f"Cannot write the sweep directory '{layout.root}' ({e.filename or layout.root}: "
                           f"{e.strerror or e}); nothing was started.") from None
-    backend = backend or make_backend(spec.backend)
+    backend = backend or make_backend(spec.backend, layout.root)
 
     initial = {c.key: disk_state(layout.run_dir(c.key)) for c in cells}
     todo = [c for c in cells if initial[c.key] not in ENDED]
