@@ -60,6 +60,8 @@ MAX_TIMEOUTS = 20
 SIGNAL_DELAY_S = 120
 #: Seconds between two looks at the jobs (a look reads result files; ``sacct`` is called at submitit's own pace).
 POLL_S = {"slurm": 5.0, "local": 0.5}
+#: After Ctrl-C, seconds to let local jobs (which got the terminal's SIGINT too) end on their own before cancelling.
+SELF_STOP_WAIT_S = 5.0
 #: ``sacct`` states of a job that has not ended yet (a rerun re-attaches to such a job).
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
                  "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
@@ -94,8 +96,11 @@ class CellTask:
 
     def __init__(self, job: CellJob) -> None:
         self.job = job
-        self._thread: threading.Thread | None = None
+        # the cell's thread sets _done when it ends: waited for with Event.wait, as a KeyboardInterrupt inside
+        # Thread.join can leave the thread reported dead while it still runs (CPython before 3.13)
+        self._done = threading.Event()
         self._stop = threading.Event()
+        self._interrupted = False
         self._guards: list[subprocess.Popen] = []
         self._guards_lock = threading.Lock()
 
@@ -114,14 +119,17 @@ class CellTask:
                 results.extend(execute_job(job, self._on_start, self._stop))
             except Exception as e:  # a bug or an OS error of the worker itself: the cells' results say so
                 results.extend(CellResult(k, "failed", message=f"worker error: {e!r}") for k in _keys(job))
+            finally:
+                self._done.set()
 
-        self._thread = threading.Thread(target=work, name="offrl-cell", daemon=True)
-        self._thread.start()
-        try:
-            while self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:  # submitit's local executor cancelling, or the terminal's Ctrl-C
-            self._stop_cell()
+        if threading.current_thread() is threading.main_thread():
+            # SIGINT (submitit's local executor cancelling the job, or the terminal's Ctrl-C, perhaps both) is a
+            # request to stop, noted by a flag: an exception could land anywhere in the stopping itself
+            signal.signal(signal.SIGINT, self._on_interrupt)
+        threading.Thread(target=work, name="offrl-cell", daemon=True).start()
+        while not self._done.wait(0.2):
+            if self._interrupted:
+                self._stop_cell()
         got = {r.key for r in results}
         return results + [CellResult(k, "interrupted", message="job stopped") for k in _keys(job) if k not in got]
 
@@ -131,6 +139,9 @@ class CellTask:
 
         self._stop_cell()
         return DelayedSubmission(CellTask(self.job))
+
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        self._interrupted = True
 
     def _on_start(self, key: str, proc: subprocess.Popen) -> None:
         with self._guards_lock:
@@ -146,11 +157,8 @@ class CellTask:
         for proc in guards:
             _signal(proc, signal.SIGHUP)
         deadline = time.monotonic() + INTERRUPT_GRACE_S + GUARD_MARGIN_S
-        while self._thread is not None and self._thread.is_alive() and time.monotonic() < deadline:
-            try:
-                self._thread.join(0.5)
-            except KeyboardInterrupt:  # a second interrupt while the runner saves: keep waiting for it
-                pass
+        while not self._done.is_set() and time.monotonic() < deadline:
+            self._done.wait(0.2)
 
 
 def in_job_step(job: CellJob, warning: str) -> CellJob:
@@ -261,6 +269,8 @@ class SlurmBackend:
                 self._record(pending)
             self._wait(ex, pending, todo, results, listener)
         except KeyboardInterrupt:
+            if self.local:  # the terminal's Ctrl-C reached the local jobs too: let them stop on their own first
+                self._let_stop(pending, results, listener)
             self._cancel([job for job, _ in pending.values()])
             for _, cj in pending.values():
                 for k in _keys(cj):
@@ -306,6 +316,22 @@ class SlurmBackend:
                         listener.cell_done(result)
             if pending or todo:
                 time.sleep(poll)
+
+    def _let_stop(self, pending: dict[str, tuple[Any, CellJob]], results: dict[str, CellResult],
+                  listener: Listener) -> None:
+        """Collect the local jobs that end within :data:`SELF_STOP_WAIT_S` (a second Ctrl-C stops waiting)."""
+        deadline = time.monotonic() + SELF_STOP_WAIT_S
+        try:
+            while pending and time.monotonic() < deadline:
+                for job_id, (job, cj) in list(pending.items()):
+                    if self._ended(job):
+                        del pending[job_id]
+                        for result in self._collect(job, cj):
+                            results[result.key] = result
+                            listener.cell_done(result)
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
 
     def _ended(self, job: Any) -> bool:
         if job.done():
