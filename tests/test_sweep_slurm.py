@@ -43,11 +43,12 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
 
 
 def slurm_spec(steps: int = 20, workers: int = 2, **backend: Any) -> SweepSpec:
-    """2 critics × 1 actor × 1 seed on the bandit, on submitit's local executor."""
+    """2 critics × 1 actor × 1 seed on the bandit, on submitit's local executor unless ``backend`` says else."""
+    backend = {"slurm_executor": "local", **backend}
     return SweepSpec(name="tiny-slurm", critics=("expectile", "quantile"), actors=("gaussian-awr",),
                      datasets=(BANDIT,), seeds=(0,),
                      run=RunOptions(steps=steps, eval_every=5, eval_episodes=5, save_every=5),
-                     backend=BackendOptions(name="slurm", slurm_executor="local", workers=workers, **backend))
+                     backend=BackendOptions(name="slurm", workers=workers, **backend))
 
 
 class Background:
@@ -310,3 +311,90 @@ def test_real_runner_on_the_local_executor_equals_the_local_backend(tmp_path: Pa
     reports = [build_report([tmp_path / b], reps=200, seed=0) for b in ("local", "slurm")]
     columns = ["pairing", "dataset", "seeds", "final_mean", "best_mean"]
     assert reports[0].per_dataset[columns].equals(reports[1].per_dataset[columns])
+
+
+# ---------------------------------------------------------------- a SLURM cluster, faked (tests/fake_slurm.py)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """sbatch, srun, sacct, scontrol and scancel on PATH, faked; every job they started is killed afterwards."""
+    from offrl.sweep import slurm_backend
+    from tests import fake_slurm
+
+    state = tmp_path / "fake-slurm"
+    for name, value in fake_slurm.install(tmp_path / "bin", state).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(slurm_backend.POLL_S, "slurm", 0.2)
+    yield state
+    for pid_file in state.glob("*.pid"):
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def submissions(state: Path) -> list[str]:
+    """The sbatch scripts submitted, in order."""
+    log = state / "submitted.log"
+    return [Path(line.split()[1]).read_text() for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@needs_submitit
+def test_the_cells_are_one_job_array_on_the_cluster(tmp_path: Path, fake: tuple[str, ...], cluster: Path) -> None:
+    spec = slurm_spec(slurm_executor="slurm", slurm_partition="debug")
+    outcome = run_sweep(spec, tmp_path / "sweep", runner=fake, live=False)
+    assert outcome.exit_code == 0 and set(summaries(tmp_path / "sweep")) == {c.key for c in outcome.cells}
+    [script] = submissions(cluster)
+    assert "#SBATCH --array=0-1%2\n" in script and "#SBATCH --partition=debug\n" in script
+    recorded = json.loads((tmp_path / "sweep" / "slurm" / "jobs.json").read_text())["jobs"]
+    assert sorted(recorded) == ["1000_0", "1000_1"]
+    assert sorted(k for v in recorded.values() for k in v["keys"]) == sorted(c.key for c in outcome.cells)
+
+
+@needs_submitit
+@needs_proc
+def test_a_rerun_after_the_driver_died_waits_for_its_jobs(tmp_path: Path, fake: tuple[str, ...], cluster: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver is SIGKILLed while its jobs run; they keep running, and the rerun re-attaches to them instead of
+    submitting the cells again: one sbatch call, one attempt per cell."""
+    import subprocess
+
+    monkeypatch.setenv("FAKE_STEP_SLEEP", "0.1")
+    out = tmp_path / "sweep"
+    flags = ["--out", str(out), "--critics", "expectile,quantile", "--actors", "gaussian-awr", "--seeds", "0",
+             "--steps", "40", "--eval-every", "5", "--eval-episodes", "5", "--save-every", "5", "--backend", "slurm",
+             "--workers", "2", "--no-live", "--runner", " ".join(fake)]
+    driver = subprocess.Popen([sys.executable, "-m", "offrl", "sweep", *flags], cwd=Path(__file__).parents[1],
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(runner_pids(tmp_path)) == 2 and (out / "slurm" / "jobs.json").exists(),
+                 "both jobs to run")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert not summaries(out)  # the jobs were still running when their driver died
+    spec = SweepSpec(**{**slurm_spec(steps=40, slurm_executor="slurm").__dict__, "name": "sweep"})
+    outcome = run_sweep(spec, out, runner=fake, live=False)
+    assert outcome.exit_code == 0 and set(outcome.states.values()) == {"finished"}
+    assert len(submissions(cluster)) == 1  # re-attached, not submitted again
+    for cell in outcome.cells:
+        assert attempts(out, cell.key) == ["start"] and eval_steps(out / "runs" / cell.key) == [5 * i for i in range(1, 9)]
+
+
+@needs_submitit
+@needs_proc
+def test_the_time_limit_requeues_the_job_on_the_cluster(tmp_path: Path, fake: tuple[str, ...], cluster: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """USR2 before the time limit: checkpoint, `scontrol requeue`, and the requeued job resumes the cell."""
+    monkeypatch.setenv("FAKE_STEP_SLEEP", "0.05")
+    spec = SweepSpec(**{**slurm_spec(steps=40, slurm_executor="slurm").__dict__, "critics": ("expectile",)})
+    out = tmp_path / "sweep"
+    [key] = (c.key for c in spec_cells(spec))
+    sweep = Background(spec, out, fake)
+    wait_for(lambda: bool(runner_pids(tmp_path)) and (out / "runs" / key / "checkpoint.pt").exists(),
+             "the cell's first checkpoint")
+    os.kill(parent_of(parent_of(runner_pids(tmp_path)[0])), signal.SIGUSR2)  # to the job's own process
+    outcome = sweep.result()
+    assert outcome.exit_code == 0 and outcome.results[key].resumed and attempts(out, key) == ["start", "resume"]
+    assert len(submissions(cluster)) == 1 and eval_steps(out / "runs" / key) == [5 * i for i in range(1, 9)]
