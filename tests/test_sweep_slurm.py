@@ -302,7 +302,8 @@ def test_real_runner_on_the_local_executor_equals_the_local_backend(tmp_path: Pa
     assert main(["sweep", *flags, "--out", str(tmp_path / "local"), "--workers", "2"]) == 0
     assert main(["sweep", *flags, "--out", str(tmp_path / "slurm"), "--backend", "slurm", "--slurm-executor", "local",
                  "--workers", "2"]) == 0
-    assert set(summaries(tmp_path / "slurm")) == set(summaries(tmp_path / "local")) and len(summaries(tmp_path / "local")) == 2
+    assert set(summaries(tmp_path / "slurm")) == set(summaries(tmp_path / "local"))
+    assert len(summaries(tmp_path / "local")) == 2
     for key in summaries(tmp_path / "local"):
         rows = [[json.loads(line) for line in (tmp_path / b / "runs" / key / "eval.jsonl").read_text().splitlines()]
                 for b in ("local", "slurm")]
@@ -379,7 +380,8 @@ def test_a_rerun_after_the_driver_died_waits_for_its_jobs(tmp_path: Path, fake: 
     assert outcome.exit_code == 0 and set(outcome.states.values()) == {"finished"}
     assert len(submissions(cluster)) == 1  # re-attached, not submitted again
     for cell in outcome.cells:
-        assert attempts(out, cell.key) == ["start"] and eval_steps(out / "runs" / cell.key) == [5 * i for i in range(1, 9)]
+        assert attempts(out, cell.key) == ["start"]
+        assert eval_steps(out / "runs" / cell.key) == [5 * i for i in range(1, 9)]
 
 
 @needs_submitit

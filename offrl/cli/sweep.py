@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from offrl.sweep.driver import SweepOutcome
+    from offrl.sweep.layout import SweepLayout
 
 # The driver (rich, filelock, the registries) is imported in run(): every `offrl`
 # command builds this parser and must not pay for it.
@@ -162,25 +163,42 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
 def run(args: argparse.Namespace) -> int:
     from offrl.cli.terminal import console as make_console
     from offrl.sweep.cells import expand_cells
-    from offrl.sweep.driver import DEFAULT_RUNNER, plan_lines, plan_table, run_sweep, validate_spec
+    from offrl.sweep.driver import DEFAULT_RUNNER, run_sweep, validate_spec
     from offrl.sweep.layout import SweepLayout
 
     console = make_console()
     spec = resolve_spec(args)
     runner = tuple(shlex.split(args.runner)) if args.runner else DEFAULT_RUNNER
     cells = expand_cells(spec)
+    configs = None
     if not args.runner:  # a custom runner's rules are unknown: only `offrl run`'s are checked
-        validate_spec(spec, cells)
+        configs = validate_spec(spec, cells)
     layout = SweepLayout(Path(spec.out))
     layout.check_confined([c.key for c in cells])
     if args.dry_run:
-        for line in plan_lines(spec, cells, layout):
-            console.print(line, markup=False)
-        console.print(plan_table(spec, cells, layout))
+        print_plan(console, spec, cells, layout, configs)
         return 0
     outcome = run_sweep(spec, layout.root, runner=runner, console=console, live=False if args.no_live else None)
     print_summary(console, outcome)
     return outcome.exit_code
+
+
+def print_plan(console: "Console", spec: SweepSpec, cells: list, layout: "SweepLayout",
+               configs: dict | None) -> None:
+    """``--dry-run``: the plan, the grid with each cell's state and estimated time, and the estimated cost."""
+    from offrl.sweep.backend import make_backend
+    from offrl.sweep.cost import estimate
+    from offrl.sweep.driver import plan_lines, plan_table
+
+    est = None
+    if configs is not None:  # with a custom runner the cells' steps are its own business
+        est = estimate(spec, cells, layout, configs, make_backend(spec.backend, layout.root))
+    for line in plan_lines(spec, cells, layout):
+        console.print(line, markup=False)
+    console.print(plan_table(spec, cells, layout, {c.key: est.cell_text(c.key) for c in cells} if est else None))
+    lines = est.lines() if est else ["estimated cost: unknown with a custom --runner (its cells' work is its own)"]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
 
 
 def print_summary(console: "Console", outcome: "SweepOutcome") -> None:

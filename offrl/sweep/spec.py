@@ -215,7 +215,8 @@ class BackendOptions:
                                   "without their dashes (e.g. constraint=a100, exclusive).")
             key = key.replace("_", "-")
             if key in RESERVED_SBATCH:
-                raise ConfigError(f"slurm_sbatch cannot set '{key}': the SLURM backend sets {', '.join(RESERVED_SBATCH)} "
+                raise ConfigError(f"slurm_sbatch cannot set '{key}': the SLURM backend sets "
+                                  f"{', '.join(RESERVED_SBATCH)} "
                                   "itself (the job array, its logs and the time-limit warning). Use --workers for the "
                                   "number of array tasks at once.")
             out[key] = value.strip() if sep else True
