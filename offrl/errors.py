@@ -39,6 +39,10 @@ class DeviceError(OfflineRLError):
     """The requested device is not available."""
 
 
+class MissingExtraError(OfflineRLError):
+    """An optional dependency (a pip extra of offrl, e.g. ``offrl[ray]``) is not installed."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """Return " Did you mean 'x'?" for the closest valid choice, or ""."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

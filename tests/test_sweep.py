@@ -220,8 +220,8 @@ def test_parsing_helpers() -> None:
         parse_grid_flag("critic.tau")
     with pytest.raises(ConfigError, match="dotted config key"):
         SweepSpec(grid=(("tau", ("0.5",)),))
-    with pytest.raises(ConfigError, match="Unknown backend 'slurm'. Valid choices: local, ray"):
-        BackendOptions(name="slurm")
+    with pytest.raises(ConfigError, match="Unknown backend 'pbs'. Valid choices: local, ray, slurm"):
+        BackendOptions(name="pbs")
 
 
 def test_toml_spec_and_flag_overrides(tmp_path: Path) -> None:

@@ -143,3 +143,47 @@ def test_a_runner_that_cannot_start_is_one_error_line(tmp_path: Path) -> None:
                           str(tmp_path / "no-such-runner")], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 127
     assert out.stderr.startswith("error: could not start the runner") and "Traceback" not in out.stderr
+
+
+#: Like RUNNER, but as `offrl run` does: SIGINT and SIGTERM both ask it to save and exit (the first one only).
+STOPPABLE_RUNNER = RUNNER.replace(
+    "signal.signal(signal.SIGINT, on_int)",
+    "signal.signal(signal.SIGINT, on_int)\nsignal.signal(signal.SIGTERM, lambda s, f: on_int(s, f))",
+).replace('f.write("SIGINT\\n")', 'f.write(signal.Signals(signum).name + "\\n")')
+
+
+@pytest.mark.parametrize("event, expected", [
+    ("scancel", ["SIGTERM", "saved"]),  # SLURM's SIGTERM reaches guard and runner: not forwarded a second time
+    ("stop", ["SIGINT", "saved"]),  # the job's own request to its guard (SIGHUP): one SIGINT
+])
+def test_shared_signals_of_a_slurm_job_step(tmp_path: Path, event: str, expected: list[str]) -> None:
+    """Under --shared-signals SLURM's signals reach every process: the runner gets each stop once; USR2 (submitit's
+    warning before the time limit, for the job's own process) is ignored by guard and runner alike."""
+    runner, log = tmp_path / "runner.py", tmp_path / "runner.log"
+    runner.write_text(STOPPABLE_RUNNER)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "offrl.sweep.guard", "--parent", str(os.getpid()), "--shared-signals",
+         "--ignore-signal", "USR2", "--", sys.executable, str(runner), str(log)], cwd=REPO, start_new_session=True)
+    try:
+        assert _wait(lambda: any(line.startswith("started") for line in _lines(log)), 60), "runner never started"
+        time.sleep(0.3)  # the guard has installed its handlers by the time its runner runs
+        os.killpg(proc.pid, signal.SIGUSR2)  # to every process of the step
+        time.sleep(0.3)
+        assert proc.poll() is None and _alive(_runner_pid(log)) and _lines(log)[1:] == []
+        if event == "scancel":
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=30) == 130
+        assert _lines(log)[1:] == expected
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_an_unknown_signal_name_is_a_usage_error() -> None:
+    out = subprocess.run([sys.executable, "-m", "offrl.sweep.guard", "--parent", str(os.getpid()), "--ignore-signal",
+                          "USR9", "--", "true"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown signal 'USR9'" in out.stderr

@@ -1,4 +1,4 @@
-"""``offrl sweep``: run a grid of offrl runs, crash-safe, locally or on Ray (see docs/benchmarks.md)."""
+"""``offrl sweep``: run a grid of offrl runs, crash-safe, locally, on Ray or on SLURM (see docs/benchmarks.md)."""
 from __future__ import annotations
 
 import argparse
@@ -8,12 +8,15 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from offrl.sweep.spec import BACKENDS, SweepSpec, load_spec, parse_grid_flag, parse_names, parse_seeds
+from offrl.sweep.spec import (
+    BACKENDS, SLURM_EXECUTORS, SweepSpec, load_spec, parse_grid_flag, parse_names, parse_seeds,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from offrl.sweep.driver import SweepOutcome
+    from offrl.sweep.layout import SweepLayout
 
 # The driver (rich, filelock, the registries) is imported in run(): every `offrl`
 # command builds this parser and must not pay for it.
@@ -21,10 +24,11 @@ DEFAULT_RUNNER_TEXT = "{python} -m offrl run"
 
 DESCRIPTION = """\
 Run a grid of offrl runs (critics x actors x datasets x seeds x hyperparameter lists), crash-safe, as local
-processes or Ray tasks. Each cell is an ordinary offrl run in SWEEP_DIR/runs/<cell>.
+processes, Ray tasks or SLURM jobs. Each cell is an ordinary offrl run in SWEEP_DIR/runs/<cell>.
 
 Rerunning the same command skips finished and diverged cells, resumes interrupted ones and retries failed ones.
-The run options are checked once, before anything starts, the way offrl run checks them.
+The run options are checked once, before anything starts, the way offrl run checks them. --dry-run prints the
+grid and an estimate of its cost from measured rates.
 """
 
 EPILOG = """\
@@ -34,13 +38,15 @@ examples:
   offrl sweep --critics expectile,quantile --actors gaussian-awr,edp --seeds 0-4 --grid critic.tau=0.6,0.7,0.9 \\
       --steps 20000 --out runs/tau-sweep --workers 2
   offrl sweep benchmarks/locomotion.toml --backend ray --ray-address auto --gpus-per-cell 0.25
+  offrl sweep benchmarks/locomotion.toml --backend slurm --slurm-partition gpu --gpus-per-cell 1 \\
+      --slurm-time 8:00:00 --slurm-mem 16G --workers 64 --dry-run
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sweep",
-        help="run a grid of runs (critics × actors × datasets × seeds), locally or on Ray",
+        help="run a grid of runs (critics × actors × datasets × seeds), locally, on Ray or on SLURM",
         description=DESCRIPTION,
         epilog=EPILOG,
     )
@@ -70,20 +76,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="import MODULE in every run (your own critics/actors); repeatable")
     ex = p.add_argument_group("execution")
     ex.add_argument("--backend", choices=BACKENDS, help="where cells run (default: local)")
-    ex.add_argument("--workers", type=int, metavar="K", help="cells at once (default: one per core / cpus-per-cell)")
+    ex.add_argument("--workers", type=int, metavar="K",
+                    help="cells at once (default: one per core / cpus-per-cell; slurm: as the queue allows)")
     ex.add_argument("--cpus-per-cell", type=int, metavar="N",
-                    help="CPU threads per cell (default: cores // workers; ray: 1)")
-    ex.add_argument("--gpus-per-cell", type=float, metavar="F", help="GPU share each Ray task requests (e.g. 0.25)")
+                    help="CPU threads per cell (default: cores // workers; ray, slurm: 1)")
+    ex.add_argument("--gpus-per-cell", type=float, metavar="F",
+                    help="GPU share each Ray task requests (e.g. 0.25); slurm: whole GPUs per job")
     ex.add_argument("--ray-address", help="join this Ray cluster (e.g. 'auto'); default: start a private one")
     ex.add_argument("--seeds-per-process", type=int, metavar="E",
                     help="train up to E seeds of a cell configuration together in one process (default: 1 on CPU, "
                          "every seed on CUDA); each seed keeps its own cell and run directory")
-    ex.add_argument("--dry-run", action="store_true", help="print the resolved grid and exit")
+    ex.add_argument("--dry-run", action="store_true",
+                    help="print the resolved grid and its estimated cost (from measured rates), and exit")
     ex.add_argument("--no-live", action="store_true", help="print one line per event instead of a live table")
     ex.add_argument(
         "--runner", help=f"command that runs one cell (default: {DEFAULT_RUNNER_TEXT}); its options are "
         "not checked up front"
     )
+    slurm = p.add_argument_group("slurm (--backend slurm; pip install 'offrl[slurm]')")
+    slurm.add_argument("--slurm-partition", metavar="NAME", help="sbatch --partition")
+    slurm.add_argument("--slurm-time", metavar="TIME",
+                       help="time limit of each job: minutes, H:MM:SS or D-HH:MM:SS (default 4:00:00); a cell that "
+                            "reaches it saves a checkpoint and its job is requeued")
+    slurm.add_argument("--slurm-mem", metavar="SIZE", help="sbatch --mem, e.g. 16G")
+    slurm.add_argument("--slurm-account", metavar="NAME", help="sbatch --account")
+    slurm.add_argument("--slurm-qos", metavar="NAME", help="sbatch --qos")
+    slurm.add_argument("--slurm-sbatch", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option without its dashes (constraint=a100, exclusive); repeatable")
+    slurm.add_argument("--slurm-setup", action="append", default=[], metavar="COMMAND",
+                       help="a shell line each job runs first (e.g. 'module load cuda'); repeatable")
+    slurm.add_argument("--slurm-executor", choices=SLURM_EXECUTORS,
+                       help="slurm (default): submit with sbatch; local: submitit's local executor, the same jobs "
+                            "as processes on this machine")
     return p
 
 
@@ -122,6 +146,14 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
         gpus_per_cell=args.gpus_per_cell,
         ray_address=args.ray_address,
         seeds_per_process=args.seeds_per_process,
+        slurm_partition=args.slurm_partition,
+        slurm_time=args.slurm_time,
+        slurm_mem=args.slurm_mem,
+        slurm_account=args.slurm_account,
+        slurm_qos=args.slurm_qos,
+        slurm_sbatch=tuple(spec.backend.slurm_sbatch) + tuple(args.slurm_sbatch) if args.slurm_sbatch else None,
+        slurm_setup=tuple(spec.backend.slurm_setup) + tuple(args.slurm_setup) if args.slurm_setup else None,
+        slurm_executor=args.slurm_executor,
     )
     if spec.out is None:
         spec = replace(spec, out=f"runs/{spec.name}")
@@ -131,25 +163,42 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
 def run(args: argparse.Namespace) -> int:
     from offrl.cli.terminal import console as make_console
     from offrl.sweep.cells import expand_cells
-    from offrl.sweep.driver import DEFAULT_RUNNER, plan_lines, plan_table, run_sweep, validate_spec
+    from offrl.sweep.driver import DEFAULT_RUNNER, run_sweep, validate_spec
     from offrl.sweep.layout import SweepLayout
 
     console = make_console()
     spec = resolve_spec(args)
     runner = tuple(shlex.split(args.runner)) if args.runner else DEFAULT_RUNNER
     cells = expand_cells(spec)
+    configs = None
     if not args.runner:  # a custom runner's rules are unknown: only `offrl run`'s are checked
-        validate_spec(spec, cells)
+        configs = validate_spec(spec, cells)
     layout = SweepLayout(Path(spec.out))
     layout.check_confined([c.key for c in cells])
     if args.dry_run:
-        for line in plan_lines(spec, cells, layout):
-            console.print(line, markup=False)
-        console.print(plan_table(spec, cells, layout))
+        print_plan(console, spec, cells, layout, configs)
         return 0
     outcome = run_sweep(spec, layout.root, runner=runner, console=console, live=False if args.no_live else None)
     print_summary(console, outcome)
     return outcome.exit_code
+
+
+def print_plan(console: "Console", spec: SweepSpec, cells: list, layout: "SweepLayout",
+               configs: dict | None) -> None:
+    """``--dry-run``: the plan, the grid with each cell's state and estimated time, and the estimated cost."""
+    from offrl.sweep.backend import make_backend
+    from offrl.sweep.cost import estimate
+    from offrl.sweep.driver import plan_lines, plan_table
+
+    est = None
+    if configs is not None:  # with a custom runner the cells' steps are its own business
+        est = estimate(spec, cells, layout, configs, make_backend(spec.backend, layout.root))
+    for line in plan_lines(spec, cells, layout):
+        console.print(line, markup=False)
+    console.print(plan_table(spec, cells, layout, {c.key: est.cell_text(c.key) for c in cells} if est else None))
+    lines = est.lines() if est else ["estimated cost: unknown with a custom --runner (its cells' work is its own)"]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
 
 
 def print_summary(console: "Console", outcome: "SweepOutcome") -> None:

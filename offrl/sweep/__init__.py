@@ -2,7 +2,7 @@
 
 Every cell is an ordinary ``offrl run`` in ``SWEEP_DIR/runs/<key>``; the sweep
 only decides which cells still need work and where they run (``local`` process
-pool or ``ray``). See docs/benchmarks.md.
+pool, ``ray`` or ``slurm``). See docs/benchmarks.md.
 
 Names are exported lazily so that ``offrl.sweep.spec`` (imported by every
 ``offrl`` command to build its parser) stays cheap to import.

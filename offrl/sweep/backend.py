@@ -1,12 +1,13 @@
 """What a backend is: something that runs a list of cell jobs and reports as they end.
 
 Backends differ only in *where* :func:`offrl.sweep.execute.execute_cell` runs
-(a thread of a local pool driving a subprocess, or a Ray task); locking,
+(a thread of a local pool driving a subprocess, a Ray task, or a SLURM job); locking,
 skipping, resuming and failure recording are the same code everywhere.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Protocol, Sequence
 
 from offrl.sweep.execute import CellJob, CellResult
@@ -42,12 +43,19 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def make_backend(options: BackendOptions) -> Backend:
-    """The backend named in ``options`` (Ray is imported only when asked for)."""
+def make_backend(options: BackendOptions, sweep_dir: Path) -> Backend:
+    """The backend named in ``options`` (Ray and submitit are imported only when asked for).
+
+    ``sweep_dir`` is where a backend keeps files of its own (the SLURM backend's job folder).
+    """
     if options.name == "ray":
         from offrl.sweep.ray_backend import RayBackend
 
         return RayBackend(options)
+    if options.name == "slurm":
+        from offrl.sweep.slurm_backend import SlurmBackend
+
+        return SlurmBackend(options, sweep_dir)
     from offrl.sweep.local import LocalBackend
 
     return LocalBackend(options)

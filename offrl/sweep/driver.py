@@ -12,7 +12,7 @@ import shlex
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -230,8 +230,11 @@ def record_spec(layout: SweepLayout, spec: SweepSpec, cells: Sequence[Cell]) -> 
     )
 
 
-def validate_spec(spec: SweepSpec, cells: Sequence[Cell] | None = None) -> None:
+def validate_spec(spec: SweepSpec, cells: Sequence[Cell] | None = None) -> dict[tuple, Any]:
     """Fail before anything runs if a cell's ``offrl run`` would reject its options: one error, not N failures.
+
+    Returns each distinct cell configuration, ``(critic, actor, dataset, overrides)``, resolved (the cost
+    estimate of ``--dry-run`` reads its steps and evaluation settings).
 
     Each distinct cell config (the seed aside) is resolved the way ``offrl run`` resolves it: its
     arguments (:func:`cell_run_args`) parsed by ``offrl run``'s own parser, turned into config
@@ -245,16 +248,15 @@ def validate_spec(spec: SweepSpec, cells: Sequence[Cell] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="offrl", add_help=False)
     sub = parser.add_subparsers(parser_class=_RaisingParser)
     run_cli.add_parser(sub)
-    checked: set[tuple] = set()
+    checked: dict[tuple, Any] = {}
     for cell in cells if cells is not None else expand_cells(spec):
         identity = (cell.critic, cell.actor, cell.dataset, cell.overrides)
         if identity in checked:
             continue
-        checked.add(identity)
         try:
             what, options = cell_run_args(cell, spec)
             args = parser.parse_args(["run", *what, *options])
-            resolve(run_cli.build_layers(args))
+            checked[identity] = resolve(run_cli.build_layers(args))
         except OfflineRLError as e:
             where = f"{cell.pairing} on {cell.dataset}" + (f" [{cell.variant}]" if cell.variant else "")
             reason = str(e).rstrip()
@@ -262,6 +264,7 @@ def validate_spec(spec: SweepSpec, cells: Sequence[Cell] | None = None) -> None:
             raise ConfigError(
                 f"offrl run would reject cell {where}: {reason} Nothing was started: fix the sweep's options and rerun."
             ) from None
+    return checked
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -285,16 +288,19 @@ def plan_lines(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout) -> l
     ]
 
 
-def plan_table(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout) -> Table:
-    """The resolved grid as a table (``--dry-run``), with each cell's state on disk."""
+def plan_table(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout,
+               estimates: dict[str, str] | None = None) -> Table:
+    """The resolved grid as a table (``--dry-run``), with each cell's state on disk and its estimated time."""
     table = Table()
     cols = ["critic", "actor", "dataset", "seed"] + (["grid"] if spec.grid else []) + ["state"]
+    cols += ["estimate"] if estimates is not None else []
     for col in cols:
-        table.add_column(col, no_wrap=col != "grid")
+        table.add_column(col, no_wrap=col != "grid", justify="right" if col == "estimate" else "left")
     for cell in cells:
         values = [cell.critic, cell.actor, cell.dataset, str(cell.seed)]
         values += [cell.variant] if spec.grid else []
         values.append(disk_state(layout.run_dir(cell.key)))
+        values += [estimates.get(cell.key, "")] if estimates is not None else []
         table.add_row(*(escape(v) for v in values))
     return table
 
@@ -327,7 +333,7 @@ def run_sweep(
     except OSError as e:
         raise ConfigError(f"Cannot write the sweep directory '{layout.root}' ({e.filename or layout.root}: "
                           f"{e.strerror or e}); nothing was started.") from None
-    backend = backend or make_backend(spec.backend)
+    backend = backend or make_backend(spec.backend, layout.root)
 
     initial = {c.key: disk_state(layout.run_dir(c.key)) for c in cells}
     todo = [c for c in cells if initial[c.key] not in ENDED]

@@ -66,6 +66,7 @@ class CellJob:
     seeds: tuple[int, ...] = ()  # their seeds, in order
     group_argv: tuple[str, ...] = ()  # the fresh command without --seed/--out (execution adds --seeds, --out)
     out_template: str = ""  # the members' run directories with '{seed}' for the seed
+    guard_args: tuple[str, ...] = ()  # extra options of the runner's guard (a SLURM job step's signal rules)
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _run(
         argv = list(job.fresh_argv)
     argv = [sys.executable if a == PYTHON else a for a in argv]
     guarded = [sys.executable, "-m", "offrl.sweep.guard", "--parent", str(os.getpid()), "--lock-fd", str(lock_fd),
-               "--grace", str(INTERRUPT_GRACE_S), "--", *argv]
+               "--grace", str(INTERRUPT_GRACE_S), *job.guard_args, "--", *argv]
     env = dict(os.environ)
     env.update(dict(job.env))
     log_path = Path(job.log_file)

@@ -92,7 +92,8 @@ def _run_part(job: CellJob, part: list[tuple[CellJob, int]], resumed: bool, lock
         argv = [*job.group_argv, "--seeds", ",".join(str(s) for _, s in part), "--out", job.out_template]
     argv = [sys.executable if a == PYTHON else a for a in argv]
     guarded = [sys.executable, "-m", "offrl.sweep.guard", "--parent", str(os.getpid()),
-               *(x for fd in lock_fds for x in ("--lock-fd", str(fd))), "--grace", str(INTERRUPT_GRACE_S), "--", *argv]
+               *(x for fd in lock_fds for x in ("--lock-fd", str(fd))), "--grace", str(INTERRUPT_GRACE_S),
+               *job.guard_args, "--", *argv]
     env = dict(os.environ)
     env.update(dict(job.env))
     lead = members[0]

@@ -26,6 +26,16 @@ worker) and starts the runner. It
   SIGINT would make the runner give up without saving its checkpoint;
 - exits with the runner's status (128 + N when signal N ended it).
 
+Inside a SLURM job step (``--shared-signals``, used by the SLURM backend)
+SLURM signals every process of the step at once: a ``scancel``, a preemption
+or the time limit's SIGTERM reaches the runner as well, so the guard treats
+SIGTERM like the terminal's SIGINT (not forwarded: the runner's second signal
+would make it give up without saving), and the private "stop your runner"
+request, which is also the parent-death signal, is SIGHUP. ``--ignore-signal
+USR2`` makes the guard and its runner ignore submitit's warning before the
+time limit, which is meant for the job's own process (it stops the runner
+through the guard, then requeues the job).
+
 Only the standard library is used, so starting a guard costs a bare interpreter.
 """
 from __future__ import annotations
@@ -79,12 +89,20 @@ def exit_status(returncode: int) -> int:
 
 
 def run_guarded(command: list[str], parent: int, lock_fd: int | list[int] | None,
-                grace_s: float = GRACE_S) -> int:
-    """Run ``command`` until it exits; stop it if ``parent`` dies or a stop is requested. Returns its status."""
+                grace_s: float = GRACE_S, shared_signals: bool = False, ignore: tuple[str, ...] = ()) -> int:
+    """Run ``command`` until it exits; stop it if ``parent`` dies or a stop is requested. Returns its status.
+
+    ``shared_signals``: SIGTERM reached the runner too (a SLURM job step), so SIGHUP is the stop request.
+    ``ignore``: signal names (``USR2``) the guard and, by inheritance, its runner ignore.
+    """
     signals = _Signals()
-    signal.signal(signal.SIGTERM, signals.on_term)
+    for name in ignore:
+        signal.signal(signal_named(name), signal.SIG_IGN)  # an ignored signal stays ignored across exec
+    stop_signal = signal.SIGHUP if shared_signals else signal.SIGTERM
+    signal.signal(signal.SIGTERM, signals.on_int if shared_signals else signals.on_term)
+    signal.signal(stop_signal, signals.on_term)
     signal.signal(signal.SIGINT, signals.on_int)
-    set_parent_death_signal(signal.SIGTERM)
+    set_parent_death_signal(stop_signal)
     if os.getppid() != parent or signals.stop_requested:  # the parent died (or asked to stop) before we started
         return 130
     try:
@@ -107,18 +125,34 @@ def run_guarded(command: list[str], parent: int, lock_fd: int | list[int] | None
             proc.kill()
 
 
+def signal_named(name: str) -> signal.Signals:
+    """``USR2`` or ``SIGUSR2`` -> ``signal.SIGUSR2``; a clear error for a name this system lacks."""
+    key = name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
+    if not hasattr(signal.Signals, key):
+        raise ValueError(f"unknown signal {name!r} (e.g. USR2)")
+    return signal.Signals[key]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m offrl.sweep.guard", description=__doc__.split("\n\n")[0])
     parser.add_argument("--parent", type=int, required=True, help="pid whose death stops the runner")
     parser.add_argument("--lock-fd", type=int, action="append",
                         help="an open lock descriptor the runner must hold too (repeatable: a group of cells)")
     parser.add_argument("--grace", type=float, default=GRACE_S, help="seconds between SIGINT and SIGKILL")
+    parser.add_argument("--shared-signals", action="store_true",
+                        help="SIGTERM reaches the runner too (a SLURM job step): not forwarded; SIGHUP asks to stop")
+    parser.add_argument("--ignore-signal", action="append", default=[], metavar="NAME",
+                        help="a signal the guard and its runner ignore (e.g. USR2); repeatable")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the runner's command")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no runner command given after --")
-    return run_guarded(command, args.parent, args.lock_fd, args.grace)
+    try:
+        ignore = tuple(signal_named(name).name for name in args.ignore_signal)
+    except ValueError as e:
+        parser.error(str(e))
+    return run_guarded(command, args.parent, args.lock_fd, args.grace, args.shared_signals, ignore)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
       runs/<key>/        an ordinary offrl run directory (+ error.txt when the cell failed)
       logs/<key>.log     stdout+stderr of every attempt of the cell, appended
       locks/<key>.lock   per-cell lock, held by the worker running the cell, its guard and its runner
+      slurm/             the SLURM backend's jobs: submitit's pickles and each job's output, jobs.json
 
 The run directories are the source of truth: a cell has ended exactly when its
 ``summary.json`` says so (``finished``, or ``diverged``), is resumable when it
@@ -60,7 +61,7 @@ class SweepLayout:
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"Sweep directory '{self.root}' is a file; give a folder (--out).")
         base = self.root.resolve()
-        paths = [self.spec_file, self.status_file, *(self.root / sub for sub in ("runs", "logs", "locks"))]
+        paths = [self.spec_file, self.status_file, *(self.root / sub for sub in ("runs", "logs", "locks", "slurm"))]
         paths += [p for key in keys for p in (self.run_dir(key), self.log_file(key), self.lock_file(key))]
         for path in paths:
             if (path.exists() or path.is_symlink()) and not path.resolve().is_relative_to(base):

@@ -14,14 +14,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from offrl.cli.terminal import plural
-from offrl.errors import OfflineRLError
+from offrl.errors import MissingExtraError, OfflineRLError
 from offrl.sweep.backend import Listener, cpu_count
 from offrl.sweep.execute import CellJob, CellResult, execute_job
 from offrl.sweep.spec import BackendOptions
-
-
-class MissingExtraError(OfflineRLError):
-    """An optional dependency (a pip extra of offrl) is not installed."""
 
 
 def import_ray() -> Any:

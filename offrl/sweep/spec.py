@@ -39,13 +39,21 @@ TOML layout (every table and key optional)::
     policy_fractions = [0.1, 1.0]   # protocol's settings to [run] set (offrl.bottleneck.study)
 
     [backend]
-    name = "local"                  # or "ray"
-    workers = 2
+    name = "local"                  # or "ray", "slurm"
+    workers = 2                     # slurm: array tasks running at once
     cpus_per_cell = 1
     gpus_per_cell = 0
     ray_address = "auto"
     seeds_per_process = 5           # seeds of a cell trained together in one process (default 1 on CPU,
                                     # every seed on CUDA)
+    slurm_partition = "gpu"         # slurm only (offrl.sweep.slurm_backend): sbatch's --partition,
+    slurm_time = "4:00:00"          # --time (minutes, H:MM:SS or D-HH:MM:SS; a cell that outlives it is
+    slurm_mem = "16G"               # checkpointed and requeued), --mem, --account, --qos,
+    slurm_account = "my-lab"
+    slurm_qos = "normal"
+    slurm_sbatch = ["constraint=a100"]   # any other sbatch option, KEY=VALUE or KEY
+    slurm_setup = ["module load cuda"]   # shell lines run in the job before the cell
+    slurm_executor = "slurm"        # or "local": submitit's local executor (processes on this machine)
 """
 from __future__ import annotations
 
@@ -67,7 +75,15 @@ MAX_CELLS = 100_000
 DEFAULT_CRITICS: tuple[str, ...] = ("expectile",)
 DEFAULT_ACTORS: tuple[str, ...] = ("gaussian-awr",)
 DEFAULT_DATASETS: tuple[str, ...] = ("offrl/bandit/multimodal-v0",)
-BACKENDS: tuple[str, ...] = ("local", "ray")
+BACKENDS: tuple[str, ...] = ("local", "ray", "slurm")
+#: Where the SLURM backend's jobs run: a SLURM cluster (sbatch), or submitit's local executor (processes here).
+SLURM_EXECUTORS: tuple[str, ...] = ("slurm", "local")
+#: A SLURM job's time limit when none is given (``slurm_time``), in minutes.
+DEFAULT_SLURM_TIME_MIN = 240
+#: sbatch options the SLURM backend sets itself (the job array, its log files, the time-limit warning).
+RESERVED_SBATCH: tuple[str, ...] = ("array", "output", "error", "signal", "open-mode")
+_SLURM_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+_SLURM_MEM_RE = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(@[A-Za-z0-9_-]+)?(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
@@ -127,12 +143,21 @@ class BackendOptions:
     """Where and how cells run; may change between reruns of the same sweep."""
 
     name: str = "local"
-    workers: int | None = None  # local: pool size (default: one per core); ray: concurrent cells
-    cpus_per_cell: int | None = None  # local: default cores // workers; ray: default 1
-    gpus_per_cell: float = 0.0  # ray only: the GPU share each cell requests
+    workers: int | None = None  # local: pool size (default: one per core); ray: concurrent cells; slurm: array
+    # tasks running at once (default: as many as the queue allows)
+    cpus_per_cell: int | None = None  # local: default cores // workers; ray, slurm: default 1
+    gpus_per_cell: float = 0.0  # ray: the GPU share each cell requests; slurm: whole GPUs per job
     ray_address: str | None = None  # ray only: join this cluster instead of starting one
     seeds_per_process: int | None = None  # seeds of one cell configuration trained together (default: 1 on CPU,
     # every seed on CUDA)
+    slurm_partition: str | None = None  # slurm only, from here on: sbatch's --partition
+    slurm_time: int | str | None = None  # --time: minutes, or sbatch's H:MM:SS / D-HH:MM:SS (stored as minutes)
+    slurm_mem: str | None = None  # --mem: e.g. "16G"
+    slurm_account: str | None = None  # --account
+    slurm_qos: str | None = None  # --qos
+    slurm_sbatch: tuple[str, ...] = ()  # any other sbatch option: "KEY=VALUE" or "KEY"
+    slurm_setup: tuple[str, ...] = ()  # shell lines the job runs before the cell (module load, venv)
+    slurm_executor: str = "slurm"  # "local": submitit's local executor (processes on this machine)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or self.name not in BACKENDS:
@@ -146,6 +171,56 @@ class BackendOptions:
             raise ConfigError(f"gpus_per_cell must be a number >= 0 (a GPU share, e.g. 0.25), got {value!r}")
         if self.ray_address is not None and not isinstance(self.ray_address, str):
             raise ConfigError(f"ray_address must be a string (e.g. 'auto'), got {self.ray_address!r}")
+        self._check_slurm()
+
+    def _check_slurm(self) -> None:
+        """Validate (and normalise: lists to tuples, a time to minutes) the ``slurm_*`` options."""
+        for key in ("slurm_partition", "slurm_account", "slurm_qos"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value.strip() or value != value.strip()):
+                raise ConfigError(f"{key} must be a name (a non-empty string without spaces around it), got {value!r}")
+        for key in ("slurm_sbatch", "slurm_setup"):
+            value = getattr(self, key)
+            value = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else value
+            if not isinstance(value, tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+            object.__setattr__(self, key, value)
+        self.sbatch_parameters()  # a malformed or reserved option is an error now, not at submission
+        if self.slurm_time is not None:
+            object.__setattr__(self, "slurm_time", parse_slurm_time(self.slurm_time))
+        if self.slurm_mem is not None and (not isinstance(self.slurm_mem, str)
+                                           or not _SLURM_MEM_RE.match(self.slurm_mem)):
+            raise ConfigError(f"slurm_mem must be a size as sbatch --mem takes it (e.g. '16G', '500M', '4096'), got "
+                              f"{self.slurm_mem!r}")
+        if self.slurm_executor not in SLURM_EXECUTORS:
+            raise ConfigError(f"Unknown slurm_executor {self.slurm_executor!r}. Valid choices: "
+                              f"{', '.join(SLURM_EXECUTORS)}.")
+        if self.name == "slurm" and self.gpus_per_cell != int(self.gpus_per_cell):
+            raise ConfigError(f"gpus_per_cell must be a whole number with the slurm backend (SLURM allocates whole "
+                              f"GPUs; --seeds-per-process shares one among seeds), got {self.gpus_per_cell!r}")
+
+    @property
+    def slurm_time_min(self) -> int:
+        """The SLURM job's time limit in minutes."""
+        return int(self.slurm_time) if self.slurm_time is not None else DEFAULT_SLURM_TIME_MIN
+
+    def sbatch_parameters(self) -> dict[str, str | bool]:
+        """``slurm_sbatch`` as submitit's ``additional_parameters``: ``{"constraint": "a100", "exclusive": True}``."""
+        out: dict[str, str | bool] = {}
+        for item in self.slurm_sbatch:
+            key, sep, value = item.partition("=")
+            key = key.strip().lstrip("-").strip()
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key):
+                raise ConfigError(f"Invalid slurm_sbatch item {item!r}: expected KEY=VALUE or KEY, as sbatch options "
+                                  "without their dashes (e.g. constraint=a100, exclusive).")
+            key = key.replace("_", "-")
+            if key in RESERVED_SBATCH:
+                raise ConfigError(f"slurm_sbatch cannot set '{key}': the SLURM backend sets "
+                                  f"{', '.join(RESERVED_SBATCH)} "
+                                  "itself (the job array, its logs and the time-limit warning). Use --workers for the "
+                                  "number of array tasks at once.")
+            out[key] = value.strip() if sep else True
+        return out
 
 
 @dataclass(frozen=True)
@@ -267,6 +342,36 @@ class SweepSpec:
         )
 
 
+def parse_slurm_time(value: Any) -> int:
+    """A SLURM time limit in whole minutes: ``90``, ``"90"``, ``"1:30:00"``, ``"2-00:00:00"``, ``"1-12"``.
+
+    The formats are sbatch's (``minutes``, ``minutes:seconds``, ``hours:minutes:seconds``, ``days-hours``,
+    ``days-hours:minutes``, ``days-hours:minutes:seconds``); seconds are rounded up to a minute.
+    """
+    if _is_int(value):
+        minutes = value
+    else:
+        match = _SLURM_TIME_RE.match(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            raise ConfigError(f"Invalid slurm_time {value!r}: give minutes (e.g. 90) or one of sbatch's formats, "
+                              "H:MM:SS or D-HH:MM:SS (e.g. '4:00:00', '2-00:00:00').")
+        days, a, b, c = match.groups()
+        parts = [int(x) for x in (a, b, c) if x is not None]
+        if days is not None:  # days-hours[:minutes[:seconds]]
+            hours, mins, secs = (parts + [0, 0])[:3]
+            seconds = ((int(days) * 24 + hours) * 60 + mins) * 60 + secs
+        elif len(parts) == 1:  # minutes
+            seconds = parts[0] * 60
+        elif len(parts) == 2:  # minutes:seconds
+            seconds = parts[0] * 60 + parts[1]
+        else:  # hours:minutes:seconds
+            seconds = (parts[0] * 60 + parts[1]) * 60 + parts[2]
+        minutes = -(-seconds // 60)
+    if minutes < 1:
+        raise ConfigError(f"slurm_time must be at least one minute, got {value!r}.")
+    return minutes
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -382,7 +487,7 @@ def format_value(value: Any) -> str:
 _TOML_TABLES = {"sweep", "run", "grid", "backend", "bottleneck"}
 _SWEEP_KEYS = {"name", "out", "critics", "actors", "datasets", "seeds"}
 _RUN_KEYS = {"steps", "eval_every", "eval_episodes", "save_every", "preset", "config", "device", "set", "plugins"}
-_BACKEND_KEYS = {"name", "workers", "cpus_per_cell", "gpus_per_cell", "ray_address", "seeds_per_process"}
+_BACKEND_KEYS = {f.name for f in fields(BackendOptions)}
 
 
 def load_spec(path: str | Path) -> SweepSpec:
