@@ -44,6 +44,20 @@ def test_dry_run_prints_cells_and_a_cost_that_grows_with_steps(tmp_path: Path,
     assert not (tmp_path / "sweep").exists()  # a dry run writes nothing
 
 
+def test_an_online_phase_is_costed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """online.steps × online.updates_per_step more iterations: 1,000 offline + 9,000 online ≈ 10,000 offline; the
+    estimate says the environment steps are not in it."""
+    flags = ["--critics", "expectile", "--actors", "gaussian-awr", "--seeds", "0", "--preset", "bandit",
+             "--out", str(tmp_path / "sweep"), "--workers", "1", "--cpus-per-cell", "1",
+             "--set", "trainer.eval_every=1000", "--set", "online.eval_every=1000"]
+    offline = dry_run(capsys, *flags, "--steps", "10000")
+    online = dry_run(capsys, *flags, "--steps", "1000", "--set", "online.steps=3000",
+                     "--set", "online.updates_per_step=3")
+    assert cpu_hours(online) == pytest.approx(cpu_hours(offline), rel=0.02)
+    assert "with an online phase: its updates are costed at the training rate" in online
+    assert "online phase" not in offline
+
+
 def finished_run(run_dir: Path, critic: str, actor: str, seed: int, *, steps: int, wall: float, setup: float,
                  eval_s: float, evaluations: int, episodes: int, envs: int) -> None:
     run_dir.mkdir(parents=True)

@@ -4,7 +4,9 @@ A process (one cell, or E seeds of a cell configuration with ``--seeds-per-proce
 
     start-up + setup + Σ over its seeds (iterations left ÷ rate + evaluations × rounds × seconds per round)
 
-where a round is ``trainer.eval_envs`` evaluation episodes run together. Seeds in one process are costed one
+where a round is ``trainer.eval_envs`` evaluation episodes run together. An online phase adds
+``online.steps × online.updates_per_step`` iterations and its evaluations (the environment steps themselves are
+not costed: the estimate says so). Seeds in one process are costed one
 after another: right on a CPU, pessimistic on a GPU. The rates come, best first, from
 
 1. the sweep directory's own finished runs (``summary.json``: steps, ``wall_time_s``, ``setup_s``, ``eval_s``,
@@ -150,6 +152,7 @@ def estimate(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout, config
     todo = [c for c in cells if initial[c.key] not in ENDED]
     episode_steps: dict[str, int | None] = {}
     costs: dict[str, CellCost] = {}
+    online_cells: set[str] = set()
     on_gpu = False
     for cell in todo:
         cfg = configs[(cell.critic, cell.actor, cell.dataset, cell.overrides)]
@@ -161,7 +164,14 @@ def estimate(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout, config
             continue
         done = _steps_done(layout.run_dir(cell.key)) if initial[cell.key] == "partial" else 0
         left = max(0, t.steps - done)
-        evaluations = math.ceil(t.steps / t.eval_every) - done // t.eval_every
+        evaluations = max(0, math.ceil(t.steps / t.eval_every) - done // t.eval_every)
+        o = cfg.online
+        if o.steps > 0:  # the online phase: updates_per_step iterations per environment step (stepping not costed)
+            env_left = max(0, o.steps - max(0, done - t.steps))
+            left += env_left * o.updates_per_step
+            online_every = o.eval_every or t.eval_every
+            evaluations += math.ceil(o.steps / online_every) - (o.steps - env_left) // online_every
+            online_cells.add(cell.key)
         rounds = math.ceil(t.eval_episodes / max(1, t.eval_envs))
         if rate.eval_round_s is not None:
             round_s: float | None = rate.eval_round_s
@@ -190,6 +200,9 @@ def estimate(spec: SweepSpec, cells: Sequence[Cell], layout: SweepLayout, config
         too_many = f", more than the {MAX_TIMEOUTS} allowed: raise --slurm-time" if worst > MAX_TIMEOUTS else ""
         notes.append(f"{plural(len(over), 'process', 'processes')} will outlast the {duration(limit_s)} time limit: "
                      f"each is checkpointed and requeued (up to {worst} times{too_many})")
+    if online_cells:
+        notes.append(f"{plural(len(online_cells), 'cell')} with an online phase: its updates are costed at the "
+                     "training rate, the environment steps between them are not (a lower bound)")
     if seeds_per_process(spec) > 1:
         notes.append(f"up to {plural(seeds_per_process(spec), 'seed')} per process, costed one after another")
     est = Estimate(costs, process_s, len(jobs), backend.threads_per_cell, gpus, getattr(backend, "workers", None),
