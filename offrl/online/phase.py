@@ -22,6 +22,7 @@ import torch
 
 from offrl import rundir
 from offrl.errors import ConfigError
+from offrl.data.returns import ReturnsToGo
 from offrl.online.collect import Collector
 from offrl.online.replay import ReplayTable
 
@@ -82,7 +83,7 @@ class OnlinePhase:
         replay = ReplayTable(tr.table, len(tr.runs), capacity_of(tr.cfg, len(tr.table)), o.offline_fraction)
         tr.learner.replace_tables(replay)
         collector = Collector(tr.dataset.make_env, [r.seed for r in tr.runs], tr.dataset, tr.device,
-                              tr.cfg.data.action_clip_eps)
+                              tr.cfg.data.action_clip_eps, ReturnsToGo.of(tr.cfg.critic_cfg))
         log_every, eval_every = o.log_every or t.log_every, o.eval_every or t.eval_every
         stack = tr.learner.stack
         actor, critic = stack.template.actor, stack.template.critic
