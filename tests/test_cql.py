@@ -283,3 +283,21 @@ def test_cql_is_lower_than_td3_on_out_of_distribution_actions() -> None:
         q[name] = {"ood": mean_q(corners), "data": mean_q(modes)}
     assert q["cql"]["ood"] < q["td3"]["ood"] - 0.5, q
     assert q["td3"]["ood"] - q["cql"]["ood"] > q["td3"]["data"] - q["cql"]["data"], q
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_the_presets_carry_corls_settings() -> None:
+    cql = offrl.make_config(preset="cql-locomotion")
+    c = cql.critic_cfg
+    assert (cql.critic, cql.actor, cql.trainer.update_order) == ("cql", "ddpg-bc", "joint")
+    assert (c.cql_alpha, c.num_samples, c.temperature, c.lagrange, c.max_target_backup) == (10.0, 10, 1.0, False, False)
+    assert (c.hidden_dims, c.q_lr, cql.actor_cfg.lr, cql.data.normalize_obs) == ((256,) * 3, 3e-4, 3e-5, True)
+    calql = offrl.make_config(preset="calql-finetune")
+    c = calql.critic_cfg
+    assert (calql.critic, c.cql_alpha, c.lagrange, c.max_target_backup, c.clip_diff_min) == ("calql", 1.0, False, True,
+                                                                                              -200.0)
+    assert (calql.online.steps, calql.online.offline_fraction, calql.actor_cfg.lr) == (1_000_000, 0.5, 1e-4)
+    # the CQL keys are scoped to their critic: the preset still resolves with another one
+    assert offrl.make_config(preset="calql-finetune", critic="td3").critic_cfg.policy_noise == 0.2

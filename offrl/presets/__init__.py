@@ -6,5 +6,6 @@ config file / ``--set`` / explicit flags, so anything can be overridden.
 from offrl.presets.registry import PRESETS, Preset, register_preset
 
 from offrl.presets import papers  # noqa: E402,F401  (registers the built-in presets)
+from offrl.presets import conservative  # noqa: E402,F401  (cql-locomotion, calql-finetune)
 
 __all__ = ["PRESETS", "Preset", "register_preset"]
