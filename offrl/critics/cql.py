@@ -188,9 +188,9 @@ class CQLCritic(TD3Critic):
             a_pi = self.policy_actions(repeat(obs, "b o -> (b n) o", n=n), _strip(PI, noise))
             a_next_pi = self.policy_actions(repeat(batch.next_observations, "b o -> (b n) o", n=n),
                                             _strip(NEXT_PI, noise))
+        # every sampled action is scored at s: state b's 2n policy rows are its n actions from π(s), then
+        # its n from π(s') (layout (b s n)), after the data rows and the (b n) uniform rows
         obs_all = torch.cat([obs, repeat(obs, "b o -> (b n) o", n=big_n), repeat(obs, "b o -> (b n) o", n=2 * n)])
-        # π(s) rows then π(s') rows, each (b n); their states are s, so the repeat above is (b n2) over both:
-        # reorder the actions to match it (state b's 2n rows: its n at s, then its n at s')
         pi_rows = rearrange(torch.stack([rearrange(a_pi, "(b n) a -> b n a", b=b),
                                          rearrange(a_next_pi, "(b n) a -> b n a", b=b)], 1), "b s n a -> (b s n) a")
         q = self._q_all(self.q_net, obs_all, torch.cat([batch.actions, uniform, pi_rows]))  # [K, rows]
