@@ -111,6 +111,54 @@ def test_one_deterministic_sample_equals_n_identical_samples() -> None:
         torch.testing.assert_close(ga, gb)
 
 
+class _Noisy(_Deterministic):
+    """π(s, z) = tanh(s[:, :2] + z): a different action per state and per sample."""
+
+    def next_action_noise(self, batch_size: int) -> NoiseSpec:
+        return {"z": Noise.normal(batch_size, 2)}
+
+    def next_actions(self, obs: Tensor, noise: NoiseTensors) -> Tensor:
+        return torch.tanh(obs[:, :2] + noise["z"])
+
+
+def test_every_sample_is_scored_at_its_own_state() -> None:
+    """With B = 3 states and a real Q network, each source's Q values are Q(s_b, a) for state b's own
+    samples: uniform, π(s_b), and π(s'_b) scored at s_b (as CORL)."""
+    torch.manual_seed(0)
+    actor = _Noisy()
+    critic = CQLCritic(CQLConfig(hidden_dims=(8,), num_samples=2), 3, 2)
+    critic.attach_policy(actor)
+    g = torch.Generator().manual_seed(2)
+    b = 3
+    batch = Batch(torch.randn(b, 3, generator=g), torch.rand(b, 2, generator=g) * 2 - 1, torch.zeros(b),
+                  torch.randn(b, 3, generator=g), torch.zeros(b), torch.zeros(b, 2), torch.zeros(b), torch.zeros(b))
+    noise = draw_noise(critic.update_noise(b, actor), g, CPU)
+    q = critic.q_values(batch, noise)
+    rep = lambda x: x.repeat_interleave(2, 0)  # noqa: E731  state b's rows: 2b, 2b + 1
+    direct = lambda a: critic._q_all(critic.q_net, rep(batch.observations), a).reshape(2, b, 2)  # noqa: E731
+    torch.testing.assert_close(q["data"], critic._q_all(critic.q_net, batch.observations, batch.actions))
+    torch.testing.assert_close(q["uniform"], direct((2 * noise[UNIFORM] - 1).reshape(b * 2, 2)))
+    torch.testing.assert_close(q["pi"], direct(torch.tanh(rep(batch.observations)[:, :2] + noise["cql.pi.z"])))
+    torch.testing.assert_close(q["next_pi"],
+                               direct(torch.tanh(rep(batch.next_observations)[:, :2] + noise["cql.next_pi.z"])))
+
+
+def test_the_max_backup_takes_the_best_of_n_next_actions() -> None:
+    torch.manual_seed(0)
+    actor = _Noisy()
+    g = torch.Generator().manual_seed(4)
+    batch = Batch(torch.randn(3, 3, generator=g), torch.zeros(3, 2), torch.ones(3), torch.randn(3, 3, generator=g),
+                  torch.tensor([0.0, 1.0, 0.0]), torch.zeros(3, 2), torch.zeros(3), torch.zeros(3))
+    for max_backup, n in ((False, 1), (True, 4)):
+        critic = CQLCritic(CQLConfig(hidden_dims=(8,), num_samples=4, max_target_backup=max_backup, discount=0.9), 3, 2)
+        critic.attach_policy(actor)
+        noise = draw_noise(critic.update_noise(3, actor), g, CPU)
+        nxt = batch.next_observations.repeat_interleave(n, 0)
+        a = torch.tanh(nxt[:, :2] + noise["next.z"])  # [(b n), A]
+        q = critic._q_all(critic.q_target, nxt, a).min(0).values.reshape(3, n).max(-1).values
+        torch.testing.assert_close(critic.td_target(batch, noise), 1.0 + 0.9 * (1 - batch.terminals) * q)
+
+
 def test_calql_bounds_the_policy_terms_by_the_monte_carlo_return() -> None:
     actor = _Deterministic()
     batch_high, batch_none = _one_state(mc=50.0), _one_state()
