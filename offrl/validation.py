@@ -33,7 +33,8 @@ MAX_SEED = 2**32 - 1
 
 @dataclass(frozen=True)
 class Range:
-    """An interval of valid values; ``inf=True`` also admits +inf ("no limit")."""
+    """An interval of valid values; ``inf=True`` also admits +inf ("no limit"), ``neg_inf=True`` −inf
+    (no lower limit: ``critic.clip_diff_min = -inf``)."""
 
     lo: float = -math.inf
     hi: float = math.inf
@@ -41,12 +42,13 @@ class Range:
     hi_open: bool = False
     inf: bool = False
     label: str = ""  # how messages name the range, when not as an interval ("positive")
+    neg_inf: bool = False
 
     def contains(self, v: float) -> bool:
         if math.isnan(v):
             return False
         if math.isinf(v):
-            return v > 0 and self.inf
+            return (v > 0 and self.inf) or (v < 0 and self.neg_inf)
         above = v > self.lo if self.lo_open else v >= self.lo
         below = v < self.hi if self.hi_open else v <= self.hi
         return above and below
@@ -63,7 +65,8 @@ class Range:
             body = f"{'<' if self.hi_open else '<='} {_fmt(self.hi)}"
         else:
             body = f"in {'(' if self.lo_open else '['}{_fmt(self.lo)}, {_fmt(self.hi)}{')' if self.hi_open else ']'}"
-        return body + (" (or inf)" if self.inf else "")
+        ends = [e for e, on in (("-inf", self.neg_inf), ("inf", self.inf)) if on]
+        return body + (f" (or {' or '.join(ends)})" if ends else "")
 
 
 def _fmt(x: float) -> str:

@@ -182,11 +182,12 @@ def test_packed_table_gathers_every_field_in_one_go() -> None:
     idx = torch.tensor([[0, 9, 39], [5, 5, 19]])
     batch = t.gather(idx)
     fields = ("observations", "actions", "rewards", "next_observations", "terminals", "next_actions",
-              "has_next_action")
+              "has_next_action", "mc_returns")
+    assert len(batch) == len(fields)
     for name, got in zip(fields, batch):
         column = getattr(t, name)
         assert torch.equal(got, column[idx]), name
-    assert t.data.shape == (40, 3 + 2 + 1 + 3 + 1 + 2 + 1)
+    assert t.data.shape == (40, 3 + 2 + 1 + 3 + 1 + 2 + 1 + 1)
 
 
 def test_a_table_without_next_actions_has_none() -> None:

@@ -128,19 +128,22 @@ def test_a_mujoco_collector_saved_mid_episode_continues_exactly() -> None:
     make = lambda: gym.make("InvertedPendulum-v5")  # noqa: E731
     actions = torch.rand(40, 1, 1, generator=torch.Generator().manual_seed(0)) * 0.4 - 0.2
     a_rep = ReplayTable(_offline(obs_dim=4), 1, N_OFF + 60, 1.0)
-    a = Collector(make, [3], ds, torch.device("cpu"), 1e-5)
+    from offrl.data.returns import ReturnsToGo
+
+    a = Collector(make, [3], ds, torch.device("cpu"), 1e-5, ReturnsToGo(0.99))  # Cal-QL's returns kept too
     for t in range(15):
         a.step(actions[t], a_rep)
     saved = ({"replay": a_rep.member_state(0), "collector": a.member_state(0)})
-    assert saved["collector"]["env"]["env"]["kind"] == "mujoco"
+    assert saved["collector"]["env"]["env"]["kind"] == "mujoco" and saved["collector"]["episode_rows"]
     for t in range(15, 40):
         a.step(actions[t], a_rep)
     b_rep = ReplayTable(_offline(obs_dim=4), 1, N_OFF + 60, 1.0)
-    b = Collector(make, [3], ds, torch.device("cpu"), 1e-5)
+    b = Collector(make, [3], ds, torch.device("cpu"), 1e-5, ReturnsToGo(0.99))
     b_rep.load_member_states([saved["replay"]])
-    assert b.load_member_states([saved["collector"]]) == []  # no note: the state was saved whole
+    assert b.load_member_states([saved["collector"]], b_rep) == []  # no note: the state was saved whole
     for t in range(15, 40):
         b.step(actions[t], b_rep)
+    assert a.episodes[0] >= 1  # an episode begun before the save ended after it: its returns were written
     assert torch.equal(a_rep.data, b_rep.data) and a.episodes == b.episodes
     assert torch.equal(a.random_actions(), b.random_actions())  # the generators too
 

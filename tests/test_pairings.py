@@ -1,4 +1,4 @@
-"""Every critic with every actor (5 × 6 = 30 pairings) trains and evaluates end to end."""
+"""Every critic with every actor (7 × 6 = 42 pairings) trains and evaluates end to end."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from offrl.critics import CRITICS
 from offrl.presets import PRESETS
 from tests.helpers import read_jsonl
 
-CRITIC_NAMES = ["expectile", "quantile", "exponential", "sarsa", "td3"]
+CRITIC_NAMES = ["expectile", "quantile", "exponential", "sarsa", "td3", "cql", "calql"]
 ACTOR_NAMES = ["gaussian-awr", "ddpg-bc", "diffusion-resample", "edp", "fql", "flow-resample"]
 TINY = {"critic.hidden_dims": [32, 32], "critic.batch_size": 64, "actor.batch_size": 64,
         "trainer.eval_every": 100, "trainer.eval_episodes": 10, "trainer.log_every": 50}

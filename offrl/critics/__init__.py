@@ -9,6 +9,7 @@ from offrl.critics.registry import CRITICS
 register = CRITICS.register
 
 from offrl.critics import expectile, exponential, quantile, sarsa, td3  # noqa: E402,F401  (registers built-ins)
+from offrl.critics import cql, calql  # noqa: E402,F401  (after td3: they extend it)
 from offrl.critics.q_only import QOnlyConfig, QOnlyCritic  # noqa: E402
 from offrl.critics.selection import RULES as SELECTION_RULES  # noqa: E402
 from offrl.critics.selection import sample_candidates, selection_probs  # noqa: E402

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from offrl.data.returns import ReturnsToGo
 from offrl.data.transitions import TransitionArrays, TransitionTable
 from offrl.errors import DatasetError
 
@@ -109,12 +110,13 @@ class DataSplit:
         """Whether the critic and the actor learn from different transitions."""
         return self.value is not self.policy
 
-    def tables(self, device: Any) -> TransitionTable | dict[str, TransitionTable]:
-        """One table for both components, or ``{"critic": …, "actor": …}`` when their data differ."""
-        value = self.value.to_table(device)
+    def tables(self, device: Any, returns: ReturnsToGo | None = None) -> TransitionTable | dict[str, TransitionTable]:
+        """One table for both components, or ``{"critic": …, "actor": …}`` when their data differ
+        (``returns``: how their Monte-Carlo returns are computed, from each subset's own episodes)."""
+        value = self.value.to_table(device, returns)
         if not self.decoupled:
             return value
-        return {"critic": value, "actor": self.policy.to_table(device)}
+        return {"critic": value, "actor": self.policy.to_table(device, returns)}
 
     def summary(self) -> dict[str, Any]:
         """What each component learned from (for summary.json and the bottleneck report)."""

@@ -9,6 +9,11 @@ the flat actions and the episode boundaries, not stored: a'_t = a_{t+1} of the
 same episode. The last transition of an episode has no next action (the
 dataset ends at s_T); its row holds zeros and ``has_next_action`` = 0, and
 the critics that read next actions say how they treat it (docs/critics.md).
+
+Monte-Carlo returns-to-go (Cal-QL's lower bound) are computed once from the
+episodes when the table is built with the critic's discount
+(:mod:`offrl.data.returns`); a table built without one holds −inf there
+(unknown: no bound).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 
 from offrl.component import Noise
+from offrl.data.returns import UNKNOWN, ReturnsToGo
 
 
 class Batch(NamedTuple):
@@ -31,6 +37,7 @@ class Batch(NamedTuple):
     terminals: torch.Tensor  # [B], 1.0 only for true terminations (not truncations)
     next_actions: torch.Tensor | None = None  # [B, A], a_{t+1} of the same episode (zeros without one)
     has_next_action: torch.Tensor | None = None  # [B], 1.0 where next_actions holds a real a_{t+1}
+    mc_returns: torch.Tensor | None = None  # [B], discounted return-to-go of the episode (−inf: unknown)
 
 
 @dataclass
@@ -53,12 +60,18 @@ class TransitionArrays:
         """(next actions [N, A], has-next mask [N]) from ``actions`` and ``episode_starts``."""
         return next_actions_in_episodes(self.actions, self.episode_starts)
 
-    def to_table(self, device: torch.device | str) -> "TransitionTable":
+    def mc_returns(self, returns: "ReturnsToGo") -> np.ndarray:
+        """Discounted returns-to-go [N] of every transition (:mod:`offrl.data.returns`)."""
+        return returns.table(self.rewards, self.terminals, self.episode_starts)
+
+    def to_table(self, device: torch.device | str, returns: "ReturnsToGo | None" = None) -> "TransitionTable":
+        """The device table; with ``returns`` (the critic's discount) its ``mc_returns`` column is filled."""
         t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)  # noqa: E731
         next_actions, has_next = self.next_actions()
+        mc = t(self.mc_returns(returns)) if returns is not None else None
         return TransitionTable(
             t(self.observations), t(self.actions), t(self.rewards), t(self.next_observations), t(self.terminals),
-            t(next_actions), t(has_next),
+            t(next_actions), t(has_next), mc,
         )
 
 
@@ -94,12 +107,15 @@ class TransitionTable:
 
     def __init__(self, observations: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                  next_observations: torch.Tensor, terminals: torch.Tensor, next_actions: torch.Tensor | None = None,
-                 has_next_action: torch.Tensor | None = None) -> None:
+                 has_next_action: torch.Tensor | None = None, mc_returns: torch.Tensor | None = None) -> None:
         if next_actions is None:  # a table built without episode boundaries knows no next action
             next_actions, has_next_action = torch.zeros_like(actions), torch.zeros_like(rewards)
         elif has_next_action is None:
             raise ValueError("next_actions needs has_next_action (1.0 where a next action exists)")
-        parts = (observations, actions, rewards, next_observations, terminals, next_actions, has_next_action)
+        if mc_returns is None:  # no discount given: returns unknown, no lower bound
+            mc_returns = torch.full_like(rewards, UNKNOWN)
+        parts = (observations, actions, rewards, next_observations, terminals, next_actions, has_next_action,
+                 mc_returns)
         n = int(rewards.shape[0])
         columns = [t.reshape(n, -1).to(torch.float32) for t in parts]
         self.widths = tuple(c.shape[1] for c in columns)

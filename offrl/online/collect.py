@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from offrl.data.flatten import flatten_obs
+from offrl.data.returns import UNKNOWN, ReturnsToGo
 from offrl.data.preprocess import preprocess_rewards
 from offrl.online.envstate import env_state, restore_env_state
 from offrl.online.replay import ReplayTable
@@ -28,8 +29,14 @@ class Collector:
     """E environments (one per seed) and what they are doing: current observation, episode return and length."""
 
     def __init__(self, make_env: Callable[[], Any], seeds: list[int], dataset: Any, device: torch.device,
-                 action_clip_eps: float) -> None:
+                 action_clip_eps: float, returns: ReturnsToGo | None = None) -> None:
         self.envs = [make_env() for _ in seeds]
+        # Monte-Carlo returns of collected episodes (Cal-QL's bound), written when each episode ends
+        self.returns = returns
+        rewards = getattr(getattr(dataset, "arrays", None), "rewards", None)
+        self.failure_reward = float(np.min(rewards)) if rewards is not None and len(rewards) else None
+        self.episode_rows: list[list[int]] = [[] for _ in seeds]  # replay rows of each env's current episode
+        self.episode_rewards: list[list[float]] = [[] for _ in seeds]
         self.seeds = list(seeds)
         self.dataset = dataset
         self.device = device
@@ -86,16 +93,37 @@ class Collector:
         pre = preprocess_rewards(rewards.astype(np.float32), ds.arrays.episode_returns, ds.reward_mode)
         A = unit.shape[1]
         rows = replay.pack(observations=self.obs, actions=unit, rewards=pre, next_observations=next_obs,
-                           terminals=terminals, next_actions=np.zeros((E, A)), has_next_action=np.zeros(E))
+                           terminals=terminals, next_actions=np.zeros((E, A)), has_next_action=np.zeros(E),
+                           mc_returns=np.full(E, UNKNOWN))  # known once the episode ends (_finish_returns)
         if self.prev_rows is not None:  # the previous transition of a continuing episode gets a' = this action
             replay.link_next_action(self.prev_rows, torch.as_tensor(unit, dtype=torch.float32), self.prev_live)
         self.prev_rows = replay.append(rows)
         self.prev_live = torch.as_tensor(~done)
+        if self.returns is not None:
+            where = self.prev_rows.tolist()
+            for e in range(E):
+                self.episode_rows[e].append(int(where[e]))
+                self.episode_rewards[e].append(float(pre[e]))
         for e in np.flatnonzero(done):
+            self._finish_returns(int(e), float(terminals[e]), replay)
             self.episodes[e] += 1
             self.ep_return[e], self.ep_length[e] = 0.0, 0
             next_obs[e] = self._reset(int(e))
         self.obs = next_obs
+
+    def _finish_returns(self, e: int, terminal: float, replay: ReplayTable) -> None:
+        """Write the Monte-Carlo returns of env ``e``'s episode that just ended into its replay rows (a
+        truncated episode sums to its end, as the dataset's: offrl.data.returns). Rows the ring has since
+        overwritten (an episode longer than the seed's block) are skipped."""
+        if self.returns is None:
+            return
+        rows, rewards = self.episode_rows[e], self.episode_rewards[e]
+        self.episode_rows[e], self.episode_rewards[e] = [], []
+        terminals = np.zeros(len(rewards))
+        terminals[-1] = terminal
+        g = self.returns.episode(np.asarray(rewards), terminals, self.failure_reward)
+        keep = min(len(rows), replay.per_member)  # the newest rows are still in place
+        replay.set_mc_returns(torch.as_tensor(rows[len(rows) - keep:]), torch.as_tensor(g[len(g) - keep:]))
 
     def read_episodes(self) -> list[dict[str, float]]:
         """Per seed: the mean return (and success) of the episodes that ended since the last read, then reset."""
@@ -122,14 +150,18 @@ class Collector:
             "generator": self.generators[e].get_state(),
             "prev_row": None if self.prev_rows is None else int(self.prev_rows[e]),
             "prev_live": bool(self.prev_live[e]),
+            "episode_rows": list(self.episode_rows[e]), "episode_rewards": list(self.episode_rewards[e]),
         }
 
-    def load_member_states(self, states: list[dict[str, Any]]) -> list[str]:
-        """Restore every seed from :meth:`member_state` dicts; returns notes for the seeds whose environment
-        could not be saved (they start a new episode: the run goes on, no longer step for step the same)."""
+    def load_member_states(self, states: list[dict[str, Any]], replay: ReplayTable | None = None) -> list[str]:
+        """Restore every seed from :meth:`member_state` dicts (``replay``: already restored); returns notes for
+        the seeds whose environment could not be saved (they start a new episode: the run goes on, no longer
+        step for step the same; the interrupted episode's Monte-Carlo returns are written as a truncated one's)."""
         notes = []
         rows = []
         for e, s in enumerate(states):
+            self.episode_rows[e] = [int(r) for r in s.get("episode_rows", [])]
+            self.episode_rewards[e] = [float(r) for r in s.get("episode_rewards", [])]
             self.generators[e].set_state(s["generator"])
             self.finished[e], self.successes[e] = [float(x) for x in s["finished"]], [float(x) for x in s["successes"]]
             self.episodes[e] = int(s["episodes"])
@@ -140,6 +172,8 @@ class Collector:
                 self.obs[e] = np.asarray(s["obs"], np.float32)
                 self.prev_live[e] = bool(s["prev_live"])
             else:
+                if replay is not None and self.episode_rows[e]:
+                    self._finish_returns(e, 0.0, replay)  # it ends here, cut short like a time limit
                 self.episodes[e] += 1  # the interrupted episode ends here; its transitions stay in the replay
                 self.ep_return[e], self.ep_length[e] = 0.0, 0
                 self.obs[e] = self._reset(e)

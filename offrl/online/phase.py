@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from offrl import rundir
+from offrl.data.returns import ReturnsToGo
 from offrl.errors import ConfigError, RunDirError
 from offrl.online.collect import Collector
 from offrl.online.replay import ReplayTable
@@ -84,7 +85,7 @@ class OnlinePhase:
         replay = ReplayTable(tr.table, len(tr.runs), capacity_of(tr.cfg, len(tr.table)), o.offline_fraction)
         tr.learner.replace_tables(replay)
         collector = Collector(tr.dataset.make_env, [r.seed for r in tr.runs], tr.dataset, tr.device,
-                              tr.cfg.data.action_clip_eps)
+                              tr.cfg.data.action_clip_eps, ReturnsToGo.of(tr.cfg.critic_cfg))
         done = self._restore(replay, collector, progress) if tr.online_states is not None else 0
         log_every, eval_every = o.log_every or t.log_every, o.eval_every or t.eval_every
         stack = tr.learner.stack
@@ -137,7 +138,7 @@ class OnlinePhase:
                               "but holds no online state for every seed; it cannot be continued.")
         try:
             replay.load_member_states([s["replay"] for s in states])
-            notes = collector.load_member_states([s["collector"] for s in states])
+            notes = collector.load_member_states([s["collector"] for s in states], replay)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise RunDirError(f"The online-phase checkpoint in '{tr.runs[0].run_dir}' does not match this run "
                               f"({type(e).__name__}: {e}); it cannot be continued.") from None

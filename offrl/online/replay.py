@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from offrl.component import Noise
+from offrl.data.returns import UNKNOWN
 from offrl.data.transitions import FIELDS, TransitionTable
 from offrl.errors import ConfigError
 
@@ -72,8 +73,10 @@ class ReplayTable(TransitionTable):
 
     # --- collecting -------------------------------------------------------------------------------
     def pack(self, **fields: np.ndarray) -> torch.Tensor:
-        """Rows [E, F] from per-seed fields (``observations`` [E, O] …, in :class:`Batch` names)."""
+        """Rows [E, F] from per-seed fields (``observations`` [E, O] …, in :class:`Batch` names;
+        ``mc_returns`` may be left out: unknown until the episode ends, see :meth:`set_mc_returns`)."""
         E = next(iter(fields.values())).shape[0]
+        fields = {"mc_returns": np.full(E, UNKNOWN), **fields}
         cols = [np.asarray(fields[name], np.float32).reshape(E, -1) for name in FIELDS]
         return torch.as_tensor(np.concatenate(cols, axis=1), device=self.data.device)
 
@@ -120,6 +123,13 @@ class ReplayTable(TransitionTable):
             start = int(self.bases[e, 0])
             self.data[start:start + used] = rows.to(self.data.device, self.data.dtype)
         self.n_online.fill_(float(used))
+
+    def set_mc_returns(self, rows: torch.Tensor, values: torch.Tensor) -> None:
+        """Give rows ``rows`` their Monte-Carlo returns (written when their episode ends; Cal-QL's bound)."""
+        if len(rows) == 0:
+            return
+        col = self.offsets[FIELDS.index("mc_returns")]
+        self.data[rows.to(self.data.device).long(), col] = values.to(self.data.device, self.data.dtype)
 
     def online_rows(self, e: int) -> torch.Tensor:
         """Seed ``e``'s collected rows (oldest first only until the ring wraps)."""

@@ -60,6 +60,8 @@ register_preset(Preset(
         "actor@edp": {"hidden": 64, "depth": 2, "temperature": 0.01},
         "actor@fql": {"hidden_dims": [64, 64], "normalize_q_loss": True, "alpha": 0.3},
         "actor@flow-resample": {"hidden_dims": [64, 64]},
+        "critic@cql": {"cql_alpha": 0.1},
+        "critic@calql": {"cql_alpha": 0.1},
         "data": {"dataset": "offrl/bandit/multimodal-v0", "reward": "none"},
         "trainer": {"steps": 3_000, "eval_every": 1_000, "eval_episodes": 100, "log_every": 250, "save_every": 1_000},
     },
@@ -70,7 +72,11 @@ register_preset(Preset(
           "recommendation for new environments) and α = 0.3 was picked from its suggested grid on seeds 0–1 "
           "(α = 1: ≈86, α = 3: ≈75; docs/extraction.md). diffusion-resample uses a T = 20 cosine schedule: "
           "with IDQL's T = 5 its samples are blurred between the bandit's modes and argmax over a sharpening Q "
-          "drifts to in-between candidates (final ≈69 against a best evaluation ≈91; docs/diffusion.md).",
+          "drifts to in-between candidates (final ≈69 against a best evaluation ≈91; docs/diffusion.md). "
+          "cql and calql use α = 0.1: CQL's α acts against the TD error, whose scale is Q's — CORL's α = 10 is "
+          "for locomotion Q values in the hundreds, bandit Q values are below 1; at α = 10 the penalty turns Q "
+          "into the behaviour density, equal on the five modes, and ddpg-bc scored −15 (α = 1: 48, α = 0.1: 86, "
+          "seed 0, 200 steps; docs/algorithms.md).",
 ))
 
 _IDQL = "Hansen-Estruch et al. 2023, IDQL"

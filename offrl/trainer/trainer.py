@@ -25,6 +25,7 @@ from typing import Any
 from offrl import rundir
 from offrl.config import RunConfig
 from offrl.data.dataset import OfflineDataset, load_offline_dataset
+from offrl.data.returns import ReturnsToGo
 from offrl.data.split import split_dataset
 from offrl.errors import RunDirError
 from offrl.learner import Agent, Learner, resolve_speed_mode
@@ -75,7 +76,8 @@ class Trainer:
             obs_normalizer=saved_norm, eval_env=cfg.eval.env,
         )
         self.split = split_dataset(self.dataset.arrays, d)  # the critic's, the actor's and held-out episodes
-        self.table = self.split.tables(self.device)  # one table, or {"critic": …, "actor": …}
+        # one table, or {"critic": …, "actor": …}; Monte-Carlo returns with the critic's discount (Cal-QL reads them)
+        self.table = self.split.tables(self.device, ReturnsToGo.of(cfg.critic_cfg))
         self.schedule = update_schedule(cfg)  # joint, or two-phase (offrl.trainer.phases)
         agents = [self._build_agent(r.seed) for r in runs]
         try:
