@@ -163,9 +163,7 @@ def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], s
         ax.set_title(dataset, fontsize=10)
         starts = list((online_from or {}).get(dataset, []))
         for x in starts:
-            ax.axvline(x, color="0.35", ls=":", lw=1.1, zorder=1)
-            ax.annotate("online →", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
-                        textcoords="offset points", fontsize=7, color="0.35")
+            ax.axvline(x, color="0.35", ls=":", lw=1.1, zorder=1)  # named in the legend, never over a curve
         ax.set_xlabel("training step (offline), then environment step (online)" if starts else "training step")
         ax.set_ylabel(METRIC_LABELS.get(sub["metric"].iloc[0], "score"))
         ax.grid(alpha=0.3)
@@ -175,6 +173,9 @@ def learning_curves(curves: pd.DataFrame, stem: Path, palette: dict[str, Any], s
     handles = [plt.Line2D([], [], color=palette[p], lw=1.6, marker=marks[p], ms=4,
                           ls="--" if min(runs_of[p]) < FEW_RUNS else "-") for p in pairings]
     labels = [f"{style.name(p)} (n={_n_text(runs_of[p])})" for p in pairings]
+    if any((online_from or {}).values()):
+        handles.append(plt.Line2D([], [], color="0.35", ls=":", lw=1.1))
+        labels.append("online phase starts")
     if style.title:
         fig.suptitle(style.title)
     fig.tight_layout()
