@@ -178,15 +178,20 @@ def _strip(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
 
 
-@pytest.fixture(scope="module")
-def offline_run(tmp_path_factory: pytest.TempPathFactory, session_store: Path) -> Path:
+def _module_run(factory: pytest.TempPathFactory, store: Path, name: str, args: list[str]) -> Path:
+    """A run shared by a module's tests, in the session's dataset store."""
     import os
 
-    os.environ["MINARI_DATASETS_PATH"] = str(session_store)
-    out = tmp_path_factory.mktemp("online") / "offline"
-    proc = run_cli(*RUN, "--out", str(out))
+    os.environ["MINARI_DATASETS_PATH"] = str(store)
+    out = factory.mktemp(name) / "run"
+    proc = run_cli(*args, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory: pytest.TempPathFactory, session_store: Path) -> Path:
+    return _module_run(tmp_path_factory, session_store, "online", RUN)
 
 
 def test_online_steps_0_leaves_the_offline_run_unchanged(offline_run: Path, tmp_path: Path) -> None:
@@ -224,13 +229,7 @@ ONLINE_KILL = ["run", "--preset", "bandit", "--actor", "ddpg-bc", "--steps", "10
 
 @pytest.fixture(scope="module")
 def online_reference(tmp_path_factory: pytest.TempPathFactory, session_store: Path) -> Path:
-    import os
-
-    os.environ["MINARI_DATASETS_PATH"] = str(session_store)
-    out = tmp_path_factory.mktemp("online-ref") / "run"
-    proc = run_cli(*ONLINE_KILL, "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return _module_run(tmp_path_factory, session_store, "online-ref", ONLINE_KILL)
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
@@ -250,8 +249,11 @@ def test_an_interrupted_online_phase_resumes_from_its_checkpoint_exactly(how: st
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not any(r.get("env_step", 0) >= 120 for r in (read_jsonl(out / "train.jsonl")
-                                                          if (out / "train.jsonl").exists() else [])):
+    def env_steps() -> list[int]:  # complete lines only: the run may be writing the last one
+        text = (out / "train.jsonl").read_text() if (out / "train.jsonl").exists() else ""
+        return [json.loads(line).get("env_step", 0) for line in text.split("\n")[:-1] if line.strip()]
+
+    while not any(k >= 120 for k in env_steps()):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.01)
     proc.send_signal(getattr(signal, how))

@@ -6,7 +6,7 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from offrl.sweep.spec import (
     BACKENDS, SLURM_EXECUTORS, SweepSpec, load_spec, parse_grid_flag, parse_names, parse_seeds,
@@ -138,8 +138,8 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
         preset=args.preset,
         config=args.config,
         device=args.device,
-        sets=tuple(spec.run.sets) + tuple(args.set) if args.set else None,
-        plugins=tuple(spec.run.plugins) + tuple(args.plugins) if args.plugins else None,
+        sets=_appended(spec.run.sets, args.set),
+        plugins=_appended(spec.run.plugins, args.plugins),
         backend=args.backend,
         workers=args.workers,
         cpus_per_cell=args.cpus_per_cell,
@@ -151,8 +151,8 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
         slurm_mem=args.slurm_mem,
         slurm_account=args.slurm_account,
         slurm_qos=args.slurm_qos,
-        slurm_sbatch=tuple(spec.backend.slurm_sbatch) + tuple(args.slurm_sbatch) if args.slurm_sbatch else None,
-        slurm_setup=tuple(spec.backend.slurm_setup) + tuple(args.slurm_setup) if args.slurm_setup else None,
+        slurm_sbatch=_appended(spec.backend.slurm_sbatch, args.slurm_sbatch),
+        slurm_setup=_appended(spec.backend.slurm_setup, args.slurm_setup),
         slurm_executor=args.slurm_executor,
     )
     if spec.out is None:
@@ -199,6 +199,11 @@ def print_plan(console: "Console", spec: SweepSpec, cells: list, layout: "SweepL
     lines = est.lines() if est else ["estimated cost: unknown with a custom --runner (its cells' work is its own)"]
     for line in lines:
         console.print(line, markup=False, highlight=False)
+
+
+def _appended(spec_values: Any, flag_values: Any) -> tuple | None:
+    """A repeatable flag adds to the spec file's list (None: the flag was not given, the list stands)."""
+    return tuple(spec_values) + tuple(flag_values) if flag_values else None
 
 
 def print_summary(console: "Console", outcome: "SweepOutcome") -> None:

@@ -10,6 +10,7 @@ near the maximum. That is the IDQL paper's argument in two dimensions.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -92,18 +93,13 @@ class MultimodalBanditEnv(gym.Env):
         return frame
 
 
-_LANDSCAPE: np.ndarray | None = None
-
-
+@functools.cache
 def _landscape(size: int = 128) -> np.ndarray:
     """The bandit's reward on a size × size grid of actions as an RGB image (computed once)."""
-    global _LANDSCAPE
-    if _LANDSCAPE is None:
-        xs = np.linspace(-1.0, 1.0, size)
-        grid = np.stack(np.meshgrid(xs, xs[::-1], indexing="xy"), -1)
-        grey = (40 + 200 * bandit_reward(grid) / best_score()).astype(np.uint8)
-        _LANDSCAPE = np.repeat(grey[..., None], 3, axis=-1)
-    return _LANDSCAPE
+    xs = np.linspace(-1.0, 1.0, size)
+    grid = np.stack(np.meshgrid(xs, xs[::-1], indexing="xy"), -1)
+    grey = (40 + 200 * bandit_reward(grid) / best_score()).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 if ENV_ID not in gym.registry:
