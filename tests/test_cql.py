@@ -339,7 +339,7 @@ def test_cql_is_lower_than_td3_on_out_of_distribution_actions() -> None:
 def test_the_presets_carry_corls_settings() -> None:
     cql = offrl.make_config(preset="cql-locomotion")
     c = cql.critic_cfg
-    assert (cql.critic, cql.actor, cql.trainer.update_order) == ("cql", "ddpg-bc", "joint")
+    assert (cql.critic, cql.actor, cql.trainer.update_order) == ("cql", "sac", "joint")
     assert (c.cql_alpha, c.num_samples, c.temperature, c.lagrange, c.max_target_backup) == (10.0, 10, 1.0, False, False)
     assert (c.hidden_dims, c.q_lr, cql.actor_cfg.lr, cql.data.normalize_obs) == ((256,) * 3, 3e-4, 3e-5, True)
     calql = offrl.make_config(preset="calql-finetune")
@@ -347,5 +347,13 @@ def test_the_presets_carry_corls_settings() -> None:
     assert (calql.critic, c.cql_alpha, c.lagrange, c.max_target_backup, c.clip_diff_min) == ("calql", 1.0, False, True,
                                                                                               -200.0)
     assert (calql.online.steps, calql.online.offline_fraction, calql.actor_cfg.lr) == (1_000_000, 0.5, 1e-4)
+    # CORL's TanhGaussianPolicy (cal_ql.py / cql.py): 3×256, orthogonal init, log σ offset −1, target entropy −A,
+    # the log α loss at the policy's learning rate, min of the twin Q, importance-sampled penalty, no entropy backup
+    for cfg, lr in ((cql, 3e-5), (calql, 1e-4)):
+        a = cfg.actor_cfg
+        assert (cfg.actor, a.hidden_dims, a.init, a.log_std_offset, a.target_entropy_per_dim) == (
+            "sac", (256,) * 3, "orthogonal", -1.0, -1.0)
+        assert (a.temperature_loss, a.temperature_lr, a.lr, a.q_agg) == ("log-alpha", lr, lr, "min")
+        assert (cfg.critic_cfg.policy_density, cfg.critic_cfg.entropy_backup) == ("auto", False)
     # the CQL keys are scoped to their critic: the preset still resolves with another one
     assert offrl.make_config(preset="calql-finetune", critic="td3").critic_cfg.policy_noise == 0.2

@@ -1,4 +1,4 @@
-"""Every critic with every actor (7 × 6 = 42 pairings) trains and evaluates end to end."""
+"""Every critic with every actor (7 × 7 = 49 pairings) trains and evaluates end to end."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +13,15 @@ from offrl.presets import PRESETS
 from tests.helpers import read_jsonl
 
 CRITIC_NAMES = ["expectile", "quantile", "exponential", "sarsa", "td3", "cql", "calql"]
-ACTOR_NAMES = ["gaussian-awr", "ddpg-bc", "diffusion-resample", "edp", "fql", "flow-resample"]
+ACTOR_NAMES = ["gaussian-awr", "ddpg-bc", "diffusion-resample", "edp", "fql", "flow-resample", "sac"]
 TINY = {"critic.hidden_dims": [32, 32], "critic.batch_size": 64, "actor.batch_size": 64,
         "trainer.eval_every": 100, "trainer.eval_episodes": 10, "trainer.log_every": 50}
 TINY_ACTOR = {"gaussian-awr": {"actor.hidden_dims": [32, 32]}, "ddpg-bc": {"actor.hidden_dims": [32, 32]},
               "diffusion-resample": {"actor.hidden": 32, "actor.depth": 1, "actor.num_samples": 8},
               "edp": {"actor.hidden": 32, "actor.depth": 1, "actor.num_samples": 8, "actor.solver_steps": 5},
               "fql": {"actor.hidden_dims": [32, 32], "actor.flow_steps": 5},
-              "flow-resample": {"actor.hidden_dims": [32, 32], "actor.num_samples": 8, "actor.flow_steps": 5}}
+              "flow-resample": {"actor.hidden_dims": [32, 32], "actor.num_samples": 8, "actor.flow_steps": 5},
+              "sac": {"actor.hidden_dims": [32, 32]}}
 
 
 def test_the_grid_is_every_built_in_component() -> None:

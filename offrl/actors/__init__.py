@@ -4,6 +4,6 @@ from offrl.actors.registry import ACTORS
 
 register = ACTORS.register
 
-from offrl.actors import ddpg_bc, diffusion_resample, edp, flow_resample, fql, gaussian_awr  # noqa: E402,F401  (built-ins)
+from offrl.actors import ddpg_bc, diffusion_resample, edp, flow_resample, fql, gaussian_awr, sac  # noqa: E402,F401  (built-ins)
 
 __all__ = ["ACTORS", "Actor", "ActorConfig", "register"]

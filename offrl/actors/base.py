@@ -14,7 +14,10 @@ The one method a critic may call on its actor: :meth:`Actor.next_actions`
 that back up through the policy (``td3``) use it for a' at s'; critics
 without V (``td3``, ``sarsa``) use it to estimate V(s) = E_π Q(s, a). It is
 the policy being trained, sampled cheaply (its target or EMA copy where it
-has one), never through the critic.
+has one), never through the critic. Actors with a tractable density (``sac``)
+also give :meth:`Actor.next_actions_with_log_prob` and their
+:meth:`Actor.entropy_temperature`, for a soft backup and CQL's importance
+weights.
 """
 from __future__ import annotations
 
@@ -110,6 +113,17 @@ class Actor(Component):
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement next_actions")
 
+    @torch.no_grad()
+    def next_actions_with_log_prob(self, obs: torch.Tensor, noise: NoiseTensors) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`next_actions` and log π(a|s) [B] of each action, for actors with a tractable density (``sac``):
+        a soft backup (``critic.entropy_backup``) and CQL's importance weights read it. Most actors (deterministic,
+        flow, diffusion) have none; :func:`has_log_prob` says which do."""
+        raise NotImplementedError(f"{type(self).__name__} has no log-density of its actions")
+
+    def entropy_temperature(self) -> torch.Tensor:
+        """The entropy temperature α [] a soft backup subtracts α·log π with (``sac``), without gradient."""
+        raise NotImplementedError(f"{type(self).__name__} has no entropy temperature")
+
     def act_noise(self, batch_size: int) -> NoiseSpec:
         """Random tensors :meth:`act` needs for ``batch_size`` observations (none by default)."""
         return {}
@@ -133,3 +147,9 @@ class Actor(Component):
         if self.exploration == "gaussian":
             a = (a + scale * noise["explore"]).clamp(-1.0, 1.0)
         return a
+
+
+def has_log_prob(actor: object) -> bool:
+    """True when ``actor`` gives log π of its next actions (it overrides :meth:`Actor.next_actions_with_log_prob`)."""
+    method = getattr(type(actor), "next_actions_with_log_prob", None)
+    return method is not None and method is not Actor.next_actions_with_log_prob

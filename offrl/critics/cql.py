@@ -13,13 +13,14 @@ N policy actions at s and at s' (CQL(H), the paper's eq. (4) and appendix F; COR
     a_k ∈ {u_1..u_N ~ U[−1, 1]^A} ∪ {π(s, z_1..z_N)} ∪ {π(s', z'_1..z'_N)},
 
 T the temperature (``temperature``), w_k the density of the sample's proposal. Uniform samples have
-w = 0.5^A, so their term is Q + A·log 2. **The policy samples carry no density here**: offrl's actor
-contract (``next_actions``) returns actions, not log-probabilities, and most of its actors (deterministic,
-flow, diffusion) have none to give. They are weighted as uniform samples (w = 0.5^A), which makes R_i a
+w = 0.5^A, so their term is Q + A·log 2. The policy samples' density (``policy_density``): with an actor
+that has one (``sac``, a tanh-Gaussian as CORL's) ``auto`` uses w = π(a|s) — CORL's importance weights,
+Q − log π(a|s) (at s' too: log π(a'|s')). Most of offrl's actors (deterministic, flow, diffusion) have no
+density to give; their samples are weighted as uniform samples (w = 0.5^A, ``uniform``), which makes R_i a
 plain soft maximum over the 3N sampled Q values (plus the constant A·log 2 that CORL's uniform term has,
-so ``target_action_gap`` keeps CORL's scale for that term). CORL's tanh-Gaussian subtracts log π(a|s)
-instead; the two coincide when log π = A·log 2. A deterministic actor (one that declares no next-action
-noise) gives N identical samples: offrl evaluates one and adds T·log N, the same sum at 1/N of the cost.
+so ``target_action_gap`` keeps CORL's scale for that term); the two coincide when log π = A·log 2. A
+deterministic actor (one that declares no next-action noise) gives N identical samples: offrl evaluates
+one and adds T·log N, the same sum at 1/N of the cost.
 The policy's actions come from the one method a critic may call on its actor, ``next_actions`` (its
 target or EMA copy where it keeps one), with their noise declared in this critic's ``update_noise``;
 actions at s' are scored at s, as CORL does. Every random tensor (uniform actions, policy noise) is
@@ -39,8 +40,9 @@ per-state gap R_i − Q_i(s, a) as CORL's ``cql_clip_diff_*`` (Cal-QL's configs:
 Backup. ``max_target_backup`` (CORL's ``cql_max_target_backup``) backs up the max over N next actions
 of min_j Q̄_j instead of one; the rest of the backup is ``td3``'s (``policy_noise`` smoothing, off by
 default here as in CQL; ``q_agg``; ``alpha_critic``), and so is the target schedule under a policy delay.
-CQL's SAC entropy terms belong to its actor and have no counterpart here (CORL's ``backup_entropy`` is
-off by default).
+CQL's SAC actor loss and temperature are the ``sac`` actor's; ``entropy_backup`` subtracts α log π(a'|s')
+in the backup as CORL's ``backup_entropy`` (off by default there and here; with ``max_target_backup``, the
+log π of the action whose Q is the max, as CORL gathers it).
 
 The ``calql`` critic (:mod:`offrl.critics.calql`) is this one with the policy terms lower-bounded by
 Monte-Carlo returns (:meth:`CQLCritic.bound_policy_q`).
@@ -56,12 +58,13 @@ from einops import rearrange, reduce, repeat
 from torch import nn
 
 from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
-from offrl.critics.base import aggregate_q
 from offrl.critics.registry import CRITICS
 from offrl.critics.td3 import NEXT, TD3Config, TD3Critic
 from offrl.data.transitions import Batch
-from offrl.errors import ConfigError
+from offrl.errors import ConfigError, unknown
 from offrl.validation import COUNT, NON_NEGATIVE, POSITIVE, Range, check_order
+
+POLICY_DENSITIES = ("auto", "uniform", "actor")
 
 #: Noise names of the penalty's samples inside this critic's update noise.
 UNIFORM, PI, NEXT_PI = "cql.uniform", "cql.pi.", "cql.next_pi."
@@ -90,6 +93,9 @@ class CQLConfig(TD3Config):
                                                                       "(Cal-QL's configs: -200; -inf = none)"})
     clip_diff_max: float = field(default=math.inf, metadata={"help": "Upper clip of R(s) − Q(s, a) per state "
                                                                      "(inf = none)"})
+    policy_density: str = field(default="auto", metadata={"help": "Importance weight of the policy samples: auto "
+                                                                  "(the actor's log π where it has one, sac; else "
+                                                                  "uniform) | uniform (0.5^A) | actor"})
 
     RANGES: ClassVar[dict[str, Range]] = {
         **TD3Config.RANGES, "cql_alpha": NON_NEGATIVE, "num_samples": COUNT, "temperature": POSITIVE,
@@ -100,6 +106,8 @@ class CQLConfig(TD3Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_order(self, "critic", "clip_diff_min", "clip_diff_max")
+        if self.policy_density not in POLICY_DENSITIES:
+            raise unknown("policy density (critic.policy_density)", self.policy_density, POLICY_DENSITIES)
 
 
 def _prefixed(prefix: str, spec: NoiseSpec) -> NoiseSpec:
@@ -119,20 +127,26 @@ class CQLCritic(TD3Critic):
 
     def __init__(self, cfg: CQLConfig, obs_dim: int, act_dim: int) -> None:
         super().__init__(cfg, obs_dim, act_dim)
+        self.use_density = False  # the policy samples' log π in the penalty: set when the actor is attached
         if cfg.lagrange:
             self.log_alpha = nn.Parameter(torch.tensor(float(cfg.log_alpha_init)))
 
     # --- the actor ------------------------------------------------------------------------------
     def attach_policy(self, actor: Any) -> None:
         """Pair with ``actor``; one clear error if it cannot give the actions the penalty needs."""
-        from offrl.actors.base import Actor  # here: offrl.actors imports the critics
+        from offrl.actors.base import Actor, has_log_prob  # here: offrl.actors imports the critics
 
         if isinstance(actor, Actor) and type(actor).next_actions is Actor.next_actions:
             raise ConfigError(
                 f"critic '{self.NAME}' scores the policy's actions at s and s' and backs up through "
                 f"them, and actor {type(actor).__name__} does not implement next_actions (docs/extending.md): "
                 "pair it with an IQL-family critic, or give it next_actions.")
+        if self.cfg.policy_density == "actor" and not has_log_prob(actor):
+            raise ConfigError(
+                f"critic.policy_density=actor weights the policy samples by log π(a|s), and {type(actor).__name__} "
+                "has no density: pair it with actor 'sac', or use policy_density=auto or uniform.")
         super().attach_policy(actor)
+        self.use_density = self.cfg.policy_density != "uniform" and has_log_prob(actor)
 
     def policy_samples(self, actor: Any) -> int:
         """Samples per state of each policy source: N, or 1 for a deterministic actor (no noise)."""
@@ -148,6 +162,7 @@ class CQLCritic(TD3Critic):
         spec = _prefixed(NEXT, actor.next_action_noise(b * nb))
         if self.cfg.policy_noise > 0:
             spec["smooth"] = Noise.normal(b * nb, self.act_dim)
+        spec.update(self.subset_noise())
         spec[UNIFORM] = Noise.uniform(b, self.cfg.num_samples, self.act_dim)
         spec.update(_prefixed(PI, actor.next_action_noise(b * n)))
         spec.update(_prefixed(NEXT_PI, actor.next_action_noise(b * n)))
@@ -156,20 +171,28 @@ class CQLCritic(TD3Critic):
     # --- the backup -----------------------------------------------------------------------------
     @torch.no_grad()
     def td_target(self, batch: Batch, noise: NoiseTensors) -> torch.Tensor:
-        """y = r + γ (1 − terminal) max_k [agg_j Q̄_j(s', a'_k) − α_c · has_next · ‖a'_k − a'_data‖²],
-        over k = 1 next action (or N with ``max_target_backup``)."""
+        """y = r + γ (1 − terminal) max_k [agg_j Q̄_j(s', a'_k) − α_c · has_next · ‖a'_k − a'_data‖²]
+        (− α log π(a'_k*|s') with ``entropy_backup``, k* the max), over k = 1 next action (or N with
+        ``max_target_backup``)."""
         nb = self.backup_samples(self.policy)
         nxt = repeat(batch.next_observations, "b o -> (b n) o", n=nb)
-        a_next = self.policy_actions(nxt, _strip(NEXT, noise))
+        if self.cfg.entropy_backup:
+            a_next, log_pi = self.policy.next_actions_with_log_prob(nxt, _strip(NEXT, noise))
+            a_next = a_next.clamp(-1.0, 1.0)
+        else:
+            a_next = self.policy_actions(nxt, _strip(NEXT, noise))
         if self.cfg.policy_noise > 0:
             eps = (self.cfg.policy_noise * noise["smooth"]).clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
             a_next = (a_next + eps).clamp(-1.0, 1.0)
-        q_next = aggregate_q(self._q_all(self.q_target, nxt, a_next), self.cfg.q_agg)  # [(b n)]
+        q_next = self.aggregate_target(self._q_all(self.q_target, nxt, a_next), noise)  # [(b n)]
         if self.cfg.alpha_critic > 0:
             data_next = repeat(batch.next_actions, "b a -> (b n) a", n=nb)
             has_next = repeat(batch.has_next_action, "b -> (b n)", n=nb)
             q_next = q_next - self.cfg.alpha_critic * ((a_next - data_next) ** 2).sum(-1) * has_next
-        q_next = reduce(q_next, "(b n) -> b", "max", n=nb)
+        q_next, best = rearrange(q_next, "(b n) -> b n", n=nb).max(-1)
+        if self.cfg.entropy_backup:
+            log_pi = rearrange(log_pi, "(b n) -> b n", n=nb).gather(-1, best[:, None])[:, 0]
+            q_next = q_next - self.policy.entropy_temperature() * log_pi
         return batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * q_next
 
     # --- the penalty ----------------------------------------------------------------------------
@@ -184,10 +207,18 @@ class CQLCritic(TD3Critic):
         b, n, big_n = batch.observations.shape[0], self.policy_samples(actor), self.cfg.num_samples
         obs = batch.observations
         uniform = rearrange(2.0 * noise[UNIFORM] - 1.0, "b n a -> (b n) a")
-        with torch.no_grad():  # the policy's actions are constants of the critic's loss
-            a_pi = self.policy_actions(repeat(obs, "b o -> (b n) o", n=n), _strip(PI, noise))
-            a_next_pi = self.policy_actions(repeat(batch.next_observations, "b o -> (b n) o", n=n),
-                                            _strip(NEXT_PI, noise))
+        obs_n, next_n = repeat(obs, "b o -> (b n) o", n=n), repeat(batch.next_observations, "b o -> (b n) o", n=n)
+        log_pi = {}
+        with torch.no_grad():  # the policy's actions (and densities) are constants of the critic's loss
+            if self.use_density:
+                a_pi, lp = actor.next_actions_with_log_prob(obs_n, _strip(PI, noise))
+                a_next_pi, lp_next = actor.next_actions_with_log_prob(next_n, _strip(NEXT_PI, noise))
+                a_pi, a_next_pi = a_pi.clamp(-1.0, 1.0), a_next_pi.clamp(-1.0, 1.0)
+                log_pi = {"log_pi": rearrange(lp, "(b n) -> b n", b=b),
+                          "log_next_pi": rearrange(lp_next, "(b n) -> b n", b=b)}
+            else:
+                a_pi = self.policy_actions(obs_n, _strip(PI, noise))
+                a_next_pi = self.policy_actions(next_n, _strip(NEXT_PI, noise))
         # every sampled action is scored at s: state b's 2n policy rows are its n actions from π(s), then
         # its n from π(s') (layout (b s n)), after the data rows and the (b n) uniform rows
         obs_all = torch.cat([obs, repeat(obs, "b o -> (b n) o", n=big_n), repeat(obs, "b o -> (b n) o", n=2 * n)])
@@ -197,16 +228,20 @@ class CQLCritic(TD3Critic):
         q_data, q_rand, q_pi = torch.split(q, [b, b * big_n, 2 * b * n], dim=1)
         q_pi = rearrange(q_pi, "k (b s n) -> k b s n", b=b, s=2)
         return {"data": q_data, "uniform": rearrange(q_rand, "k (b n) -> k b n", b=b),
-                "pi": q_pi[:, :, 0], "next_pi": q_pi[:, :, 1]}
+                "pi": q_pi[:, :, 0], "next_pi": q_pi[:, :, 1], **log_pi}
 
     def gaps(self, batch: Batch, q: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per member, the mean over states of clip(R_i(s) − Q_i(s, a)) [K] (module docstring), and metrics."""
         c = self.cfg
         t, n = c.temperature, q["pi"].shape[-1]
         log_uniform = self.act_dim * math.log(2.0)  # −log 0.5^A: the uniform proposal's importance weight
-        log_pi = log_uniform + t * math.log(c.num_samples / n)  # weighted as uniform; ×N/n for one sample
         q_pi, q_next_pi = self.bound_policy_q(q["pi"], batch), self.bound_policy_q(q["next_pi"], batch)
-        terms = torch.cat([q["uniform"] + log_uniform, q_next_pi + log_pi, q_pi + log_pi], dim=-1)  # [K, B, 3N]
+        if "log_pi" in q:  # the actor's density: Q − log π(a|s) (CORL's importance weights)
+            pi_terms = [q_next_pi - q["log_next_pi"], q_pi - q["log_pi"]]
+        else:  # weighted as uniform; ×N/n for one sample
+            w = log_uniform + t * math.log(c.num_samples / n)
+            pi_terms = [q_next_pi + w, q_pi + w]
+        terms = torch.cat([q["uniform"] + log_uniform, *pi_terms], dim=-1)  # [K, B, 3N]
         soft_max = t * torch.logsumexp(terms / t, dim=-1)  # R_i(s), [K, B]
         gap = (soft_max - q["data"]).clamp(c.clip_diff_min, c.clip_diff_max).mean(-1)  # [K]
         metrics = {"critic/cql_gap": gap.mean(), "critic/q_uniform": q["uniform"].mean(),

@@ -14,8 +14,17 @@
   episode) the penalty is 0: there is nothing to stay close to.
 - Park, Li & Levine 2025 (FQL, ``seohongpark/fql`` agents/fql.py): σ = 0,
   agg = mean (``q_agg``), the one-step policy's action at s'.
+- Soft backup (SAC; RLPD, Ball et al. 2023, ``ikostrikov/rlpd``
+  agents/sac/sac_learner.py): with ``entropy_backup`` the target subtracts
+  the policy's entropy term, y = r + γ(1 − d)[agg Q̄(s', a') − α log π(a'|s')],
+  a' a sample of a stochastic actor with a density (``sac``) and α its
+  temperature. ``target_subset`` = m takes agg over m members of the target
+  ensemble drawn afresh at each update (RLPD's ``num_min_qs`` = 2 of 10, after
+  REDQ); ``target_cadence = every`` moves the targets after every critic
+  update, as SAC and RLPD do at a UTD ratio above 1.
 
-Policy delay (TD3's ``policy_freq``, offrl's ``actor.update_every`` = E):
+Policy delay (TD3's ``policy_freq``, offrl's ``actor.update_every`` = E;
+``target_cadence = actor``, the default):
 the actor updates on every E-th trainer iteration, and TD3 updates *both*
 targets only then. The critic updates every iteration, so its Polyak step
 uses the rate ρ·1[the actor updates in this iteration], computed on the
@@ -40,11 +49,15 @@ from offrl.critics.base import aggregate_q, check_q_agg
 from offrl.critics.q_only import QOnlyConfig, QOnlyCritic
 from offrl.critics.registry import CRITICS
 from offrl.data.transitions import Batch
+from offrl.errors import ConfigError, unknown
 from offrl.validation import NON_NEGATIVE, Range
 
 TARGET_AGGS = ("min", "mean")
+TARGET_CADENCES = ("actor", "every")
 #: Prefix of the actor's next-action noise inside this critic's update noise.
 NEXT = "next."
+#: Noise name of the draw that picks the target subset.
+SUBSET = "target_subset"
 
 
 @dataclass
@@ -57,12 +70,37 @@ class TD3Config(QOnlyConfig):
         metadata={"help": "ReBRAC's critic BC penalty α_c: the target uses Q̄(s', a') − α_c‖a' − a'_data‖² (0 = off)"},
     )
 
+    entropy_backup: bool = field(
+        default=False,
+        metadata={"help": "Soft backup: subtract α log π(a'|s') in the target (SAC, RLPD; needs an actor with a "
+                          "density, sac, and critic.policy_noise=0)"},
+    )
+    target_subset: int = field(
+        default=0,
+        metadata={"help": "Aggregate the target over this many members of the ensemble, drawn afresh each update "
+                          "(RLPD's num_min_qs: 2 of 10); 0 = all"},
+    )
+    target_cadence: str = field(
+        default="actor",
+        metadata={"help": "When the Q targets move: actor (TD3: in iterations where the actor updates, after the "
+                          "last critic update) | every (after every critic update: SAC, RLPD)"},
+    )
+
     RANGES: ClassVar[dict[str, Range]] = {**QOnlyConfig.RANGES, "policy_noise": NON_NEGATIVE,
-                                          "noise_clip": NON_NEGATIVE, "alpha_critic": NON_NEGATIVE}
+                                          "noise_clip": NON_NEGATIVE, "alpha_critic": NON_NEGATIVE,
+                                          "target_subset": Range(0)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_q_agg(self.q_agg, "critic.q_agg", TARGET_AGGS)
+        if self.target_cadence not in TARGET_CADENCES:
+            raise unknown("target cadence (critic.target_cadence)", self.target_cadence, TARGET_CADENCES)
+        if self.target_subset > self.num_q:
+            raise ConfigError(f"critic.target_subset={self.target_subset} is larger than the ensemble "
+                              f"(critic.num_q={self.num_q}): choose 1..{self.num_q}, or 0 for all members.")
+        if self.entropy_backup and self.policy_noise > 0:
+            raise ConfigError(f"critic.entropy_backup samples a' from the policy itself; set critic.policy_noise=0 "
+                              f"(it is {self.policy_noise}: target smoothing is TD3's, not SAC's).")
 
 
 @CRITICS.register("td3", "Q backed up through the actor's next action (TD3, ReBRAC, FQL); no V")
@@ -76,15 +114,40 @@ class TD3Critic(QOnlyCritic):
         self.policy_delay = 1  # the actor's update_every, known once attached
 
     def attach_policy(self, actor: Any) -> None:
+        if self.cfg.entropy_backup:
+            from offrl.actors.base import has_log_prob  # here: offrl.actors imports the critics
+
+            if not has_log_prob(actor):
+                raise ConfigError(
+                    f"critic.entropy_backup needs log π(a'|s') and an entropy temperature from the actor, and "
+                    f"{type(actor).__name__} has no density: pair it with actor 'sac', or set "
+                    "critic.entropy_backup=false.")
         super().attach_policy(actor)
         self.policy_delay = int(getattr(actor.cfg, "update_every", 1))
 
     def update_noise(self, batch_size: int, actor: Any) -> NoiseSpec:
-        """The actor's next-action noise (prefixed) and, with smoothing, ε ~ N(0, I)."""
+        """The actor's next-action noise (prefixed), with smoothing ε ~ N(0, I), with a target subset its draw."""
         spec = {NEXT + name: n for name, n in actor.next_action_noise(batch_size).items()}
         if self.cfg.policy_noise > 0:
             spec["smooth"] = Noise.normal(batch_size, self.act_dim)
+        spec.update(self.subset_noise())
         return spec
+
+    def subset_noise(self) -> NoiseSpec:
+        """One uniform draw per member when the target aggregates a random subset (ranked to pick it)."""
+        m = self.cfg.target_subset
+        return {SUBSET: Noise.uniform(self.cfg.num_q)} if 0 < m < self.cfg.num_q else {}
+
+    def aggregate_target(self, q_all: torch.Tensor, noise: NoiseTensors) -> torch.Tensor:
+        """[K, B] -> [B]: ``q_agg`` over the target ensemble, or over the m members whose draws rank lowest
+        (a uniformly random m-subset, the same for the whole batch, as RLPD's ``subsample_ensemble``)."""
+        if SUBSET not in noise:
+            return aggregate_q(q_all, self.cfg.q_agg)
+        ranks = noise[SUBSET].argsort().argsort()  # [K], a random permutation of 0..K−1
+        chosen = (ranks < self.cfg.target_subset).reshape(-1, *([1] * (q_all.dim() - 1)))  # [K, 1]
+        if self.cfg.q_agg == "min":
+            return torch.where(chosen, q_all, torch.full_like(q_all, torch.inf)).amin(0)
+        return (q_all * chosen).sum(0) / self.cfg.target_subset
 
     @torch.no_grad()
     def next_action(self, batch: Batch, noise: NoiseTensors) -> torch.Tensor:
@@ -98,9 +161,16 @@ class TD3Critic(QOnlyCritic):
 
     @torch.no_grad()
     def td_target(self, batch: Batch, noise: NoiseTensors) -> torch.Tensor:
-        """y = r + γ (1 − terminal) [agg Q̄(s', a') − α_c · has_next · ‖a' − a'_data‖²]."""
-        a_next = self.next_action(batch, noise)
-        q_next = aggregate_q(self._q_all(self.q_target, batch.next_observations, a_next), self.cfg.q_agg)
+        """y = r + γ (1 − terminal) [agg Q̄(s', a') − α_c · has_next · ‖a' − a'_data‖² (− α log π(a'|s'))]."""
+        if self.cfg.entropy_backup:
+            nxt = {name[len(NEXT):]: z for name, z in noise.items() if name.startswith(NEXT)}
+            a_next, log_pi = self.policy.next_actions_with_log_prob(batch.next_observations, nxt)
+            a_next = a_next.clamp(-1.0, 1.0)
+        else:
+            a_next = self.next_action(batch, noise)
+        q_next = self.aggregate_target(self._q_all(self.q_target, batch.next_observations, a_next), noise)
+        if self.cfg.entropy_backup:
+            q_next = q_next - self.policy.entropy_temperature() * log_pi
         if self.cfg.alpha_critic > 0:
             penalty = ((a_next - batch.next_actions) ** 2).sum(-1) * batch.has_next_action
             q_next = q_next - self.cfg.alpha_critic * penalty
@@ -126,8 +196,10 @@ class TD3Critic(QOnlyCritic):
 
     @torch.no_grad()
     def after_update(self, step: torch.Tensor) -> None:
-        """θ̄ ← θ̄ + ρ_t (θ − θ̄), ρ_t = ρ when the actor updates this iteration, else 0 (policy delay)."""
-        if self.cfg.updates_per_step == 1 and self.policy_delay == 1:  # static: every update is due
+        """θ̄ ← θ̄ + ρ_t (θ − θ̄), ρ_t = ρ when the actor updates this iteration, else 0 (policy delay);
+        ρ after every update with ``target_cadence = every``."""
+        every = self.cfg.target_cadence == "every" or (self.cfg.updates_per_step == 1 and self.policy_delay == 1)
+        if every:  # static: every update is due
             polyak_(self.q_target.parameters(), self.q_net.parameters(), self.cfg.target_update_rate)
         else:
             polyak_(self.q_target.parameters(), self.q_net.parameters(), self.target_rate(step))

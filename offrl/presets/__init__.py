@@ -8,5 +8,6 @@ from offrl.presets.registry import PRESETS, Preset, register_preset
 from offrl.presets import papers  # noqa: E402,F401  (registers the built-in presets)
 from offrl.presets import finetune  # noqa: E402,F401  (offline-to-online presets, built on papers')
 from offrl.presets import conservative  # noqa: E402,F401  (cql-locomotion, calql-finetune)
+from offrl.presets import rlpd  # noqa: E402,F401  (rlpd: online with the offline data, from scratch)
 
 __all__ = ["PRESETS", "Preset", "register_preset"]

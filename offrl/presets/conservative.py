@@ -5,27 +5,33 @@ CQL (the same critic settings on every locomotion dataset) and ``configs/finetun
 relocate}/cloned_v1.yaml`` for Cal-QL (identical across the four); the algorithms are
 ``algorithms/offline/cql.py`` and ``algorithms/finetune/cal_ql.py``.
 
-What offrl cannot copy: CORL's actor is SAC's tanh-Gaussian with a learned entropy bonus, which offrl does
-not have. Both presets pair the critic with ``ddpg-bc`` at α = 100, so its behaviour-cloning term weighs 1%
-of the normalised Q term (ReBRAC's weakest locomotion setting, hopper-medium's β = 0.01): the policy
-climbs CQL's Q as CQL's actor does, and the conservative critic, not the BC term, keeps it near the data.
-Its target copy moves fully after each update (``target_update_rate = 1``): CORL's CQL has no target
-policy, its next actions are the current policy's. Nothing here was validated on the papers' datasets.
+The actor is CORL's: SAC's tanh-Gaussian (``sac``) with a state-dependent σ (3 hidden layers of 256,
+orthogonal √2 initialisation, log σ offset −1), its temperature tuned towards H̄ = −A in CORL's log α form
+(``temperature_loss = log-alpha``, Adam at the policy's rate), Q = the min of the twins; the penalty
+weights its samples by log π (CORL's ``cql_importance_sample``). What differs: CORL's log σ multiplier and
+offset are learned scalars (fixed at 1 and −1 here). Nothing here was validated on the papers' datasets.
 """
 from __future__ import annotations
 
 from offrl.presets.registry import Preset, register_preset
 
 _CORL = "corl-team/CORL"
-_ACTOR_NOTE = ("CORL's actor is SAC's tanh-Gaussian with a learned entropy bonus, which offrl does not have: the "
-               "critic is paired with ddpg-bc at α = 100 (the BC term weighs 1% of the normalised Q term), whose "
-               "next actions are its current policy (target_update_rate = 1), as CORL's. The policy samples in "
-               "the penalty carry no density (offrl's actors give actions, not log π; docs/algorithms.md), where "
-               "CORL's subtract log π. CORL's train() computes the actor's and the critic's losses from the "
-               "parameters before the step and then steps both (trainer.update_order = joint).")
-_POLICY = {"name": "ddpg-bc", "batch_size": 256}
-_POLICY_KEYS = {"alpha": 100.0, "bc_reduction": "sum", "policy": "deterministic", "hidden_dims": [256, 256, 256],
-                "target_update_rate": 1.0, "q_agg": "min", "update_every": 1}
+_ACTOR_NOTE = ("The actor is CORL's SAC tanh-Gaussian (actor sac: 3×256, orthogonal init, log σ offset −1, "
+               "target entropy −A, CORL's log α loss at the policy's learning rate, min of the twin Q); the "
+               "penalty weights its samples by log π (policy_density auto). CORL's log σ multiplier and offset "
+               "are learned scalars there, fixed here. CORL's train() computes the actor's, temperature's and "
+               "critic's losses from the parameters before the step and then steps them all "
+               "(trainer.update_order = joint).")
+_POLICY = {"name": "sac", "batch_size": 256}
+
+
+def _sac(lr: float) -> dict:
+    """CORL's TanhGaussianPolicy and its entropy tuning (algorithms/offline/cql.py, finetune/cal_ql.py)."""
+    return {"hidden_dims": [256, 256, 256], "init": "orthogonal", "lr": lr, "temperature_lr": lr,
+            "log_std_min": -20.0, "log_std_max": 2.0, "log_std_offset": -1.0, "q_agg": "min",
+            "learn_temperature": True, "init_temperature": 1.0, "target_entropy_per_dim": -1.0,
+            "temperature_loss": "log-alpha", "update_every": 1}
+
 
 register_preset(Preset(
     name="cql-locomotion",
@@ -39,7 +45,7 @@ register_preset(Preset(
         "critic@cql": {"cql_alpha": 10.0, "num_samples": 10, "temperature": 1.0, "lagrange": False,
                        "max_target_backup": False, "policy_noise": 0.0, "q_agg": "min"},
         "actor": dict(_POLICY),
-        "actor@ddpg-bc": {**_POLICY_KEYS, "lr": 3e-5},
+        "actor@sac": _sac(3e-5),
         "data": {"reward": "none", "normalize_obs": True},
         "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10, "update_order": "joint"},
     },
@@ -63,7 +69,7 @@ register_preset(Preset(
                          "target_action_gap": 0.8, "max_target_backup": True, "clip_diff_min": -200.0,
                          "policy_noise": 0.0, "q_agg": "min", "sparse_reward": False},
         "actor": dict(_POLICY),
-        "actor@ddpg-bc": {**_POLICY_KEYS, "lr": 1e-4, "init": "orthogonal"},
+        "actor@sac": _sac(1e-4),
         "data": {"reward": "none", "normalize_obs": False},
         "trainer": {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10, "update_order": "joint"},
         "online": {"steps": 1_000_000, "offline_fraction": 0.5, "updates_per_step": 1},
