@@ -289,3 +289,43 @@ def test_sac_with_cql_learns_the_bandit(tmp_path: Path) -> None:
     result = offrl.train(cfg, tmp_path / "run")
     score = read_jsonl(tmp_path / "run" / "eval.jsonl")[-1]["normalized_score_100"]
     assert result.finished and score > 60, score
+
+
+# --------------------------------------------------------------------------- seeds on the member axis
+
+
+def _soft_agent(critic: str, seed: int):  # noqa: ANN202
+    from offrl.learner import Agent
+
+    torch.manual_seed(seed)
+    if critic == "td3":
+        c = TD3Critic(TD3Config(hidden_dims=(16,), num_q=4, target_subset=2, entropy_backup=True, policy_noise=0.0,
+                                updates_per_step=2, target_cadence="every"), 3, 2)
+    else:
+        c = CQLCritic(CQLConfig(hidden_dims=(16,), num_samples=3, lagrange=True), 3, 2)
+    return Agent(c, SACActor(SACConfig(hidden_dims=(16,)), 3, 2, 100))
+
+
+@pytest.mark.parametrize("critic, order", [("td3", "sequential"), ("cql", "joint")])
+def test_soft_pairings_never_synchronise_and_seeds_match_alone(critic: str, order: str) -> None:
+    """The subset draw, the soft backup, the density-weighted penalty and the temperature stage: no read-back
+    inside an iteration, and seed 1 beside seed 0 gets the weights (α included) it gets alone."""
+    from offrl.learner import Learner, UpdateSchedule
+    from tests.test_learner import _NoHostSync, table
+
+    schedule = UpdateSchedule(critic_batch=32, actor_batch=32, critic_updates=2 if critic == "td3" else 1,
+                              order=order)
+    group = Learner([_soft_agent(critic, s) for s in (0, 1)], [0, 1], table(), schedule, CPU)
+    solo = Learner([_soft_agent(critic, 1)], [1], table(), schedule, CPU)
+    group.train(1)
+    rand = group.rng.draw(group._plan((True, True)))
+    with _NoHostSync(), torch.no_grad():
+        group._iteration(rand, (True, True))
+    group, solo = (Learner([_soft_agent(critic, s) for s in (0, 1)], [0, 1], table(), schedule, CPU),
+                   Learner([_soft_agent(critic, 1)], [1], table(), schedule, CPU))
+    group.train(6)
+    solo.train(6)
+    for name, value in solo.stack.state.items():
+        torch.testing.assert_close(group.stack.state[name][1], value[0], rtol=1e-4, atol=1e-5, msg=name)
+    alpha = group.stack.state["actor.log_alpha"]
+    assert alpha.shape == (2,) and not torch.equal(alpha, torch.zeros(2))  # α trained, per seed
