@@ -177,7 +177,7 @@ def main() -> None:
         run_all(args)
     variants = [v for v in VARIANTS if (args.out / v).is_dir()]
     figure = plot(args.out, variants, args.out / "iql_early_curves.png",
-                  f"IQL (iql-locomotion) on {args.dataset}: mean and 95% bootstrap band over seeds")
+                  f"IQL (iql-locomotion) on {args.dataset}\nmean and 95% bootstrap band over seeds")
     print(summarise(args.out, variants, args.at, args.below, args.until))
     if figure:
         print(f"figure: {figure}")
