@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from offrl.actors.base import Actor, ActorConfig
+from offrl.actors.base import Actor, ActorConfig, lr_schedule
 from offrl.actors.gaussian_awr import gaussian_log_prob
 from offrl.actors.registry import ACTORS
 from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
@@ -135,7 +135,7 @@ class SACActor(Actor):
     # --- training ---------------------------------------------------------------------------------
     def param_groups(self) -> dict[str, ParamGroup]:
         policy = [p for name, p in self.named_parameters() if p.requires_grad and name != "log_alpha"]
-        groups = {"actor": ParamGroup(policy, self.cfg.lr, schedule="cosine" if self.cfg.cosine_decay else "constant",
+        groups = {"actor": ParamGroup(policy, self.cfg.lr, schedule=lr_schedule(self.cfg.cosine_decay),
                                       total_updates=self.total_updates, max_grad_norm=self.cfg.max_grad_norm)}
         if self.cfg.learn_temperature:
             groups["temperature"] = ParamGroup([self.log_alpha], self.cfg.temperature_lr)

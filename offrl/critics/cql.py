@@ -59,7 +59,7 @@ from torch import nn
 
 from offrl.component import Noise, NoiseSpec, NoiseTensors, ParamGroup, Stage
 from offrl.critics.registry import CRITICS
-from offrl.critics.td3 import NEXT, TD3Config, TD3Critic
+from offrl.critics.td3 import NEXT, TD3Config, TD3Critic, strip_prefix
 from offrl.data.transitions import Batch
 from offrl.errors import ConfigError, unknown
 from offrl.validation import COUNT, NON_NEGATIVE, POSITIVE, Range, check_order
@@ -112,10 +112,6 @@ class CQLConfig(TD3Config):
 
 def _prefixed(prefix: str, spec: NoiseSpec) -> NoiseSpec:
     return {prefix + name: n for name, n in spec.items()}
-
-
-def _strip(prefix: str, noise: NoiseTensors) -> NoiseTensors:
-    return {name[len(prefix):]: z for name, z in noise.items() if name.startswith(prefix)}
 
 
 @CRITICS.register("cql", "Conservative Q-learning: the td3 backup plus a logsumexp penalty on sampled actions "
@@ -177,10 +173,9 @@ class CQLCritic(TD3Critic):
         nb = self.backup_samples(self.policy)
         nxt = repeat(batch.next_observations, "b o -> (b n) o", n=nb)
         if self.cfg.entropy_backup:
-            a_next, log_pi = self.policy.next_actions_with_log_prob(nxt, _strip(NEXT, noise))
-            a_next = a_next.clamp(-1.0, 1.0)
+            a_next, log_pi = self.policy_actions_with_log_prob(nxt, strip_prefix(NEXT, noise))
         else:
-            a_next = self.policy_actions(nxt, _strip(NEXT, noise))
+            a_next = self.policy_actions(nxt, strip_prefix(NEXT, noise))
         if self.cfg.policy_noise > 0:
             eps = (self.cfg.policy_noise * noise["smooth"]).clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
             a_next = (a_next + eps).clamp(-1.0, 1.0)
@@ -211,14 +206,13 @@ class CQLCritic(TD3Critic):
         log_pi = {}
         with torch.no_grad():  # the policy's actions (and densities) are constants of the critic's loss
             if self.use_density:
-                a_pi, lp = actor.next_actions_with_log_prob(obs_n, _strip(PI, noise))
-                a_next_pi, lp_next = actor.next_actions_with_log_prob(next_n, _strip(NEXT_PI, noise))
-                a_pi, a_next_pi = a_pi.clamp(-1.0, 1.0), a_next_pi.clamp(-1.0, 1.0)
+                a_pi, lp = self.policy_actions_with_log_prob(obs_n, strip_prefix(PI, noise))
+                a_next_pi, lp_next = self.policy_actions_with_log_prob(next_n, strip_prefix(NEXT_PI, noise))
                 log_pi = {"log_pi": rearrange(lp, "(b n) -> b n", b=b),
                           "log_next_pi": rearrange(lp_next, "(b n) -> b n", b=b)}
             else:
-                a_pi = self.policy_actions(obs_n, _strip(PI, noise))
-                a_next_pi = self.policy_actions(next_n, _strip(NEXT_PI, noise))
+                a_pi = self.policy_actions(obs_n, strip_prefix(PI, noise))
+                a_next_pi = self.policy_actions(next_n, strip_prefix(NEXT_PI, noise))
         # every sampled action is scored at s: state b's 2n policy rows are its n actions from π(s), then
         # its n from π(s') (layout (b s n)), after the data rows and the (b n) uniform rows
         obs_all = torch.cat([obs, repeat(obs, "b o -> (b n) o", n=big_n), repeat(obs, "b o -> (b n) o", n=2 * n)])

@@ -115,6 +115,12 @@ class QOnlyCritic(QEnsembleCritic):
             ) from None
         return actions.clamp(-1.0, 1.0)
 
+    def policy_actions_with_log_prob(self, obs: torch.Tensor, noise: NoiseTensors) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a', log π(a'|s')) from an actor with a density (``sac``), a' clipped to [−1, 1]; the critics that
+        need it check the actor when it is attached."""
+        actions, log_pi = self.policy.next_actions_with_log_prob(obs, noise)
+        return actions.clamp(-1.0, 1.0), log_pi
+
     # --- CriticView: V from the policy --------------------------------------------------------------
     @torch.no_grad()
     def v(self, obs: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,11 @@ NEXT = "next."
 SUBSET = "target_subset"
 
 
+def strip_prefix(prefix: str, noise: NoiseTensors) -> NoiseTensors:
+    """The tensors of ``noise`` named ``prefix…``, under their names without it (an actor's own noise names)."""
+    return {name[len(prefix):]: z for name, z in noise.items() if name.startswith(prefix)}
+
+
 @dataclass
 class TD3Config(QOnlyConfig):
     policy_noise: float = field(default=0.2, metadata={"help": "Target-policy smoothing σ (TD3: 0.2; FQL: 0 = off)"})
@@ -152,8 +157,7 @@ class TD3Critic(QOnlyCritic):
     @torch.no_grad()
     def next_action(self, batch: Batch, noise: NoiseTensors) -> torch.Tensor:
         """a' = clip(π̄(s') + clip(σ ε, −c, c), −1, 1) (no smoothing when σ = 0)."""
-        nxt = {name[len(NEXT):]: z for name, z in noise.items() if name.startswith(NEXT)}
-        a_next = self.policy_actions(batch.next_observations, nxt)
+        a_next = self.policy_actions(batch.next_observations, strip_prefix(NEXT, noise))
         if self.cfg.policy_noise > 0:
             eps = (self.cfg.policy_noise * noise["smooth"]).clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
             a_next = (a_next + eps).clamp(-1.0, 1.0)
@@ -163,9 +167,7 @@ class TD3Critic(QOnlyCritic):
     def td_target(self, batch: Batch, noise: NoiseTensors) -> torch.Tensor:
         """y = r + γ (1 − terminal) [agg Q̄(s', a') − α_c · has_next · ‖a' − a'_data‖² (− α log π(a'|s'))]."""
         if self.cfg.entropy_backup:
-            nxt = {name[len(NEXT):]: z for name, z in noise.items() if name.startswith(NEXT)}
-            a_next, log_pi = self.policy.next_actions_with_log_prob(batch.next_observations, nxt)
-            a_next = a_next.clamp(-1.0, 1.0)
+            a_next, log_pi = self.policy_actions_with_log_prob(batch.next_observations, strip_prefix(NEXT, noise))
         else:
             a_next = self.next_action(batch, noise)
         q_next = self.aggregate_target(self._q_all(self.q_target, batch.next_observations, a_next), noise)
