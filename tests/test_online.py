@@ -283,6 +283,23 @@ def test_finetune_continues_a_finished_run_and_records_its_parent(offline_run: P
     assert proc.returncode != 0 and "not empty" in proc.stderr
 
 
+def test_finetuning_a_finetuned_run_continues_its_online_phase_exactly(online_reference: Path, tmp_path: Path) -> None:
+    """A parent that had 200 online steps, fine-tuned for 200 more: the copy goes on with the parent's replay,
+    environments and generators, so its logs are those of one run with 400 online steps."""
+    parent = tmp_path / "parent"
+    args = [a if a != "400" else "200" for a in ONLINE_KILL]
+    assert run_cli(*args, "--out", str(parent)).returncode == 0
+    child = tmp_path / "child"
+    proc = run_cli("finetune", str(parent), "--online-steps", "200", "--out", str(child), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    for log in ("train.jsonl", "eval.jsonl"):
+        assert _strip(read_jsonl(child / log)) == _strip(read_jsonl(online_reference / log))
+    info = json.loads((child / "online.json").read_text())
+    assert (info["parent"], info["parent_env_steps"], info["env_steps"]) == (str(parent.resolve()), 200, 400)
+    assert json.loads((child / "summary.json").read_text())["steps"] == 500
+    assert json.loads((parent / "summary.json").read_text())["steps"] == 300  # the parent is never written
+
+
 def test_online_phase_on_a_dataset_without_an_environment_is_one_clear_error(empty_store: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     box3 = gym.spaces.Box(-10, 10, (3,), np.float32)

@@ -1,9 +1,14 @@
-"""``offrl finetune RUN_DIR --online-steps N --out NEW_DIR``: the online phase of a finished offline run.
+"""``offrl finetune RUN_DIR --online-steps N --out NEW_DIR``: N environment steps more for a finished run.
 
 The parent's run directory (or multi-seed group) is copied to ``NEW_DIR`` — config, observation statistics,
-checkpoint, logs — its config gets the online keys, and the copy continues from the parent's checkpoint, which
-is the state at its last offline step (the online phase never writes one). The parent is never written;
-``online.json`` in each new seed directory names it.
+checkpoint, logs — its config gets the online keys, and the copy continues from the parent's checkpoint:
+
+- a parent trained offline only: its state at the last offline step; the copy runs an online phase of N steps;
+- a parent that already had an online phase of M steps (itself a fine-tuned run, or ``--online-steps M``): the
+  state at the end of that phase — learner, replay of everything collected, environments, generators — and the
+  copy *continues that phase* to M + N environment steps, so on CPU it equals one run of M + N online steps.
+
+The parent is never written; ``online.json`` in each new seed directory names it (and its M).
 """
 from __future__ import annotations
 
@@ -54,9 +59,11 @@ def prepare(parent: str | Path, out: str | Path, online: dict[str, Any]) -> Path
     for old, new in zip(dirs, new_dirs):
         path = new / rundir.CONFIG
         cfg = json.loads(path.read_text())
-        cfg["online"] = {**(cfg.get("online") or {}), **online}
+        before = cfg.get("online") or {}
+        done = int(before.get("steps") or 0)  # the parent's own online phase, which the copy continues
+        cfg["online"] = {**before, **online, "steps": done + steps}
         rundir.write_json(path, cfg)
-        rundir.write_json(new / ONLINE_FILE, {"parent": str(old.resolve())})
+        rundir.write_json(new / ONLINE_FILE, {"parent": str(old.resolve()), "parent_env_steps": done})
     return out
 
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: What each seed's run directory records of its online phase (and ``offrl finetune``'s parent).
 ONLINE_FILE = "online.json"
+#: What ``offrl finetune`` writes there before the phase runs (kept when the phase records itself).
+PARENT_KEYS = ("parent", "parent_env_steps")
 
 
 def capacity_of(cfg: Any, n_offline: int) -> int:
@@ -178,7 +180,7 @@ class OnlinePhase:
             old = json.loads(path.read_text()) if path.exists() else {}
         except ValueError:
             old = {}
-        info = {**{k: v for k, v in old.items() if k == "parent"}, "offline_steps": offline_steps,
+        info = {**{k: v for k, v in old.items() if k in PARENT_KEYS}, "offline_steps": offline_steps,
                 "env_steps": self.cfg.steps, "replay_offline_rows": replay.n_offline,
                 "replay_collected_rows": int(replay.n_online), "offline_fraction": self.cfg.offline_fraction,
                 "updates_per_step": self.cfg.updates_per_step, "start_steps": self.cfg.start_steps,
