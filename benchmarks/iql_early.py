@@ -4,6 +4,11 @@
         --dataset offrl/hopper/medium-expert-v0 --seeds 0 1 2 3 4 --updates 50000 --out runs/iql-early/hme
     python benchmarks/iql_early.py --out runs/iql-early/hme --plot-only     # redraw the figure and the table
 
+``--record FILE`` (e.g. ``benchmarks/results/iql_early_hopper_me.json``, committed) keeps every finished run's
+curve with a digest of the dataset it trained on, so a study can grow over several sittings on machines that do
+not keep ``--out``: runs already in the record are skipped, and the figure and table use the record and ``--out``
+together. A record made on other data (another digest) is refused rather than mixed.
+
 ``--old-tree`` is a checkout of the last commit before the shared learner (f6e667e: ``git worktree add
 ../offrl-f6e667e f6e667e``); it runs with its own code and CLI. Variants (``--variants``):
 
@@ -60,8 +65,49 @@ def command(variant: str, seed: int, args: argparse.Namespace) -> tuple[list[str
     return cmd, env
 
 
-def run_all(args: argparse.Namespace) -> None:
-    jobs = [(v, s) for s in args.seeds for v in args.variants]  # interleaved: seed by seed, variant by variant
+def dataset_digest(dataset_id: str) -> str:
+    """sha256 of the transitions (observations, actions, rewards, next observations, terminals, timeouts)."""
+    import hashlib
+
+    from offrl.data.dataset import open_dataset, read_transitions
+
+    ds, meta, decl = open_dataset(dataset_id, make_missing=False)
+    a = read_transitions(ds, dataset_id, meta, decl)
+    h = hashlib.sha256()
+    for x in (a.observations, a.actions, a.rewards, a.next_observations, a.terminals, a.timeouts):
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def read_record(path: Path | None, dataset: str, digest: str | None) -> dict:
+    """The record at ``path`` (or an empty one); refuses one made on other data."""
+    if path is None or not path.exists():
+        return {"dataset": dataset, "dataset_sha256": digest, "runs": {}}
+    rec = json.loads(path.read_text())
+    if rec["dataset"] != dataset or (digest and rec.get("dataset_sha256") and rec["dataset_sha256"] != digest):
+        raise SystemExit(f"{path} was recorded on {rec['dataset']} (sha256 {rec.get('dataset_sha256')}), not on "
+                         f"{dataset} (sha256 {digest}): use another --record file")
+    rec["dataset_sha256"] = rec.get("dataset_sha256") or digest
+    return rec
+
+
+def write_record(path: Path, rec: dict, out: Path, updates: int) -> None:
+    """Add each finished run under ``out`` (its summary.json written, evaluated at ``updates``) to the record."""
+    for v in VARIANTS:
+        for seed, curve in curves(out, v).items():
+            if (out / v / f"seed{seed}" / "summary.json").exists() and updates in curve:
+                rec["runs"].setdefault(v, {})[str(seed)] = {str(k): curve[k] for k in sorted(curve)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=1) + "\n")
+
+
+def recorded(rec: dict | None, variant: str, seed: int, updates: int) -> bool:
+    return rec is not None and str(updates) in rec["runs"].get(variant, {}).get(str(seed), {})
+
+
+def run_all(args: argparse.Namespace, rec: dict | None = None) -> None:
+    jobs = [(v, s) for s in args.seeds for v in args.variants  # interleaved: seed by seed, variant by variant
+            if not recorded(rec, v, s, args.updates)]
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -83,11 +129,12 @@ def run_all(args: argparse.Namespace) -> None:
             print(line, flush=True)
 
 
-def curves(out: Path, variant: str) -> dict[int, dict[int, float]]:
-    """seed -> {step: normalised score} of a variant's finished or partial runs."""
+def curves(out: Path, variant: str, rec: dict | None = None) -> dict[int, dict[int, float]]:
+    """seed -> {step: normalised score} of a variant's recorded, finished or partial runs (``out`` wins)."""
     from offrl.rundir import read_jsonl
 
-    found = {}
+    found = {int(seed): {int(k): x for k, x in c.items()} for seed, c in (rec or {}).get("runs", {})
+             .get(variant, {}).items()}
     for d in sorted((out / variant).glob("seed*")):
         rows = read_jsonl(d / "eval.jsonl")
         found[int(d.name[4:])] = {int(r["step"]): r["normalized_score_100"] for r in rows
@@ -102,11 +149,12 @@ def band(values: np.ndarray, reps: int = 10_000, seed: int = 0) -> tuple[float, 
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def summarise(out: Path, variants: list[str], at: list[int], below: float, until: int) -> str:
+def summarise(out: Path, variants: list[str], at: list[int], below: float, until: int,
+              rec: dict | None = None) -> str:
     lines = [f"| variant | seeds | " + " | ".join(f"{s // 1000}k" for s in at)
              + f" | evaluations < {below:g} up to {until // 1000}k |", "|---|---:|" + "---:|" * (len(at) + 1)]
     for v in variants:
-        runs = curves(out, v)
+        runs = curves(out, v, rec)
         if not runs:
             continue
         cells = []
@@ -119,7 +167,7 @@ def summarise(out: Path, variants: list[str], at: list[int], below: float, until
     return "\n".join(lines)
 
 
-def plot(out: Path, variants: list[str], path: Path, title: str) -> Path | None:
+def plot(out: Path, variants: list[str], path: Path, title: str, rec: dict | None = None) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,7 +175,7 @@ def plot(out: Path, variants: list[str], path: Path, title: str) -> Path | None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for v in variants:
-        runs = curves(out, v)
+        runs = curves(out, v, rec)
         if not runs:
             continue
         steps = sorted(set.intersection(*(set(r) for r in runs.values())))
@@ -163,22 +211,28 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--record", type=Path, help="JSON file keeping finished runs' curves across sittings (see above)")
     p.add_argument("--at", nargs="+", type=int, default=[10_000, 20_000, 30_000, 50_000])
     p.add_argument("--below", type=float, default=30.0)
     p.add_argument("--until", type=int, default=40_000)
     args = p.parse_args()
     args.out = args.out.resolve()
+    rec = None
+    if args.record:
+        rec = read_record(args.record, args.dataset, None if args.plot_only else dataset_digest(args.dataset))
     if not args.plot_only:
         if "old" in args.variants and not args.old_tree:
             p.error("--old-tree is needed for the 'old' variant")
         (args.out).mkdir(parents=True, exist_ok=True)
         (args.out / "study.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                           for k, v in vars(args).items()}, indent=2))
-        run_all(args)
-    variants = [v for v in VARIANTS if (args.out / v).is_dir()]
+        run_all(args, rec)
+    if rec is not None:
+        write_record(args.record, rec, args.out, args.updates)
+    variants = [v for v in VARIANTS if (args.out / v).is_dir() or v in (rec or {}).get("runs", {})]
     figure = plot(args.out, variants, args.out / "iql_early_curves.png",
-                  f"IQL (iql-locomotion) on {args.dataset}\nmean and 95% bootstrap band over seeds")
-    print(summarise(args.out, variants, args.at, args.below, args.until))
+                  f"IQL (iql-locomotion) on {args.dataset}\nmean and 95% bootstrap band over seeds", rec)
+    print(summarise(args.out, variants, args.at, args.below, args.until, rec))
     if figure:
         print(f"figure: {figure}")
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -267,3 +269,37 @@ def test_fql_parity_tables_and_figure(tmp_path: Path) -> None:
     assert "| fql-fql | 1 | 50.0 ± 0.0 | 50 | 50.0 ± 0.0 |" in table
     study.plot_curves(tmp_path, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _iql_early():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("iql_early", ROOT / "benchmarks" / "iql_early.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_iql_early_record_keeps_finished_runs_and_refuses_other_data(tmp_path: Path, session_store: Path) -> None:
+    from offrl.rundir import append_jsonl
+
+    mod = _iql_early()
+    out, record = tmp_path / "out", tmp_path / "record.json"
+    for seed, scores in ((0, [10.0, 50.0]), (1, [20.0, 70.0])):
+        run = out / "main" / f"seed{seed}"
+        run.mkdir(parents=True)
+        for step, x in zip((5, 10), scores):
+            append_jsonl(run / "eval.jsonl", {"step": step, "normalized_score_100": x})
+    (out / "main" / "seed0" / "summary.json").write_text("{}")  # seed 1 is unfinished: not recorded
+    digest = mod.dataset_digest("offrl/bandit/multimodal-v0")
+    assert digest == mod.dataset_digest("offrl/bandit/multimodal-v0") and len(digest) == 64
+    rec = mod.read_record(record, "offrl/bandit/multimodal-v0", digest)
+    mod.write_record(record, rec, out, updates=10)
+    saved = json.loads(record.read_text())
+    assert saved["dataset_sha256"] == digest and saved["runs"] == {"main": {"0": {"5": 10.0, "10": 50.0}}}
+    assert mod.recorded(saved, "main", 0, 10) and not mod.recorded(saved, "main", 1, 10)
+    # On a fresh machine (no --out) the record alone gives the table.
+    table = mod.summarise(tmp_path / "gone", ["main"], [10], 30.0, 10, saved)
+    assert "| main | 1 | 50.0 ± 0.0 | 1 of 2 |" in table
+    with pytest.raises(SystemExit, match="sha256"):
+        mod.read_record(record, "offrl/bandit/multimodal-v0", "0" * 64)
