@@ -227,7 +227,7 @@ def main() -> None:
         (args.out / "study.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                           for k, v in vars(args).items()}, indent=2))
         run_all(args, rec)
-    if rec is not None:
+    if rec is not None and not args.plot_only:  # only runs checked against the dataset's digest go in
         write_record(args.record, rec, args.out, args.updates)
     variants = [v for v in VARIANTS if (args.out / v).is_dir() or v in (rec or {}).get("runs", {})]
     figure = plot(args.out, variants, args.out / "iql_early_curves.png",
