@@ -271,19 +271,12 @@ def test_fql_parity_tables_and_figure(tmp_path: Path) -> None:
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def _iql_early():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("iql_early", ROOT / "benchmarks" / "iql_early.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_iql_early_record_keeps_finished_runs_and_refuses_other_data(tmp_path: Path, session_store: Path) -> None:
     from offrl.rundir import append_jsonl
 
-    mod = _iql_early()
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import iql_early as mod
+
     out, record = tmp_path / "out", tmp_path / "record.json"
     for seed, scores in ((0, [10.0, 50.0]), (1, [20.0, 70.0])):
         run = out / "main" / f"seed{seed}"
