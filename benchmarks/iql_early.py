@@ -22,11 +22,14 @@ together. A record made on other data (another digest) is refused rather than mi
 Every run is a solo run in its own process with the same budget, evaluation cadence and episodes; runs are
 started interleaved (seed by seed, variant by variant) ``--jobs`` at a time, so load drift hits every variant
 alike. The figure: each variant's mean normalised score over its seeds, with a 95% percentile-bootstrap band
-over seeds; the table: mean ± std at chosen steps and how many early evaluations fell below a threshold.
+over seeds; the table: mean ± std at chosen steps and how many early evaluations fell below a threshold; the
+comparison: each run's mean over its evaluations up to ``--until`` (one number per seed), every variant against the
+first, with a bootstrap CI of the difference and an exact permutation p-value over the seeds.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -167,6 +170,48 @@ def summarise(out: Path, variants: list[str], at: list[int], below: float, until
     return "\n".join(lines)
 
 
+def early_means(runs: dict[int, dict[int, float]], until: int) -> np.ndarray:
+    """Each seed's mean score over its evaluations up to ``until``: one number per run for the early curve."""
+    return np.array([np.mean([x for step, x in r.items() if step <= until]) for _, r in sorted(runs.items())])
+
+
+def permutation_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided exact permutation p-value of the difference in means (every split of the pooled runs)."""
+    pool, n = np.concatenate([x, y]), len(x)
+    diffs = []
+    for idx in itertools.combinations(range(len(pool)), n):
+        mask = np.zeros(len(pool), bool)
+        mask[list(idx)] = True
+        diffs.append(pool[mask].mean() - pool[~mask].mean())
+    return float(np.mean(np.abs(diffs) >= abs(x.mean() - y.mean()) - 1e-9))
+
+
+def compare(out: Path, variants: list[str], until: int, rec: dict | None = None, reps: int = 10_000) -> str:
+    """Every variant's early mean against the first one's: difference, 95% bootstrap CI, permutation p.
+
+    Why: single collapsed evaluations make per-step means noisy; one number per run over the whole early
+    window tests "is this variant behind" with the seeds as the unit.
+    """
+    means = {v: early_means(curves(out, v, rec), until) for v in variants}
+    means = {v: m for v, m in means.items() if len(m)}
+    if not means:
+        return ""
+    base, rng = next(iter(means)), np.random.default_rng(0)
+    lines = [f"| variant | mean score over evaluations up to {until // 1000}k, per seed | mean | "
+             f"− {base} [95% CI] | permutation p |", "|---|---|---:|---:|---:|"]
+    for v, m in means.items():
+        cells = [v, " / ".join(f"{x:.1f}" for x in m), f"{m.mean():.1f}"]
+        if v == base:
+            cells += ["", ""]
+        else:
+            b = means[base]
+            boot = rng.choice(m, (reps, len(m))).mean(1) - rng.choice(b, (reps, len(b))).mean(1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            cells += [f"{m.mean() - b.mean():+.1f} [{lo:+.1f}, {hi:+.1f}]", f"{permutation_p(m, b):.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(out: Path, variants: list[str], path: Path, title: str, rec: dict | None = None) -> Path | None:
     import matplotlib
 
@@ -233,6 +278,7 @@ def main() -> None:
     figure = plot(args.out, variants, args.out / "iql_early_curves.png",
                   f"IQL (iql-locomotion) on {args.dataset}\nmean and 95% bootstrap band over seeds", rec)
     print(summarise(args.out, variants, args.at, args.below, args.until, rec))
+    print(compare(args.out, variants, args.until, rec))
     if figure:
         print(f"figure: {figure}")
 

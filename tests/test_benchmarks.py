@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,3 +297,19 @@ def test_iql_early_record_keeps_finished_runs_and_refuses_other_data(tmp_path: P
     assert "| main | 1 | 50.0 ± 0.0 | 1 of 2 |" in table
     with pytest.raises(SystemExit, match="sha256"):
         mod.read_record(record, "offrl/bandit/multimodal-v0", "0" * 64)
+
+
+def test_iql_early_compares_early_means_per_seed() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import iql_early as mod
+
+    # x = (1, 2) against y = (3, 4): of the 6 splits of the pool, {1, 2} | {3, 4} and its mirror reach |−2|.
+    assert mod.permutation_p(np.array([1.0, 2.0]), np.array([3.0, 4.0])) == pytest.approx(2 / 6)
+    assert mod.permutation_p(np.array([1.0, 2.0]), np.array([2.0, 1.0])) == 1.0
+    runs = {0: {5: 10.0, 10: 30.0, 15: 99.0}, 1: {5: 20.0, 10: 40.0}}
+    assert mod.early_means(runs, until=10).tolist() == [20.0, 30.0]
+    rec = {"runs": {"old": {"0": {"5": 50.0, "10": 50.0}, "1": {"5": 60.0, "10": 60.0}},
+                    "main": {"0": {"5": 10.0, "10": 30.0}, "1": {"5": 20.0, "10": 40.0}}}}
+    table = mod.compare(Path("/nonexistent"), ["old", "main"], 10, rec)
+    assert "| old | 50.0 / 60.0 | 55.0 |  |  |" in table
+    assert "| main | 20.0 / 30.0 | 25.0 | -30.0 [" in table and table.endswith("| 0.33 |")
