@@ -389,6 +389,46 @@ def test_joint_iql_q_target_uses_the_pre_step_v() -> None:
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
 
 
+def _adam_first_step(params: list[torch.Tensor], loss: torch.Tensor, lr: float) -> list[torch.Tensor]:
+    """Adam's first step by hand: m̂ = g, v̂ = g², so p ← p − lr · g / (|g| + ε)."""
+    grads = torch.autograd.grad(loss, params)
+    return [p.detach() - lr * g / (g.abs() + 1e-8) for p, g in zip(params, grads)]
+
+
+def test_shared_batch_runs_iqls_code_order_on_one_batch() -> None:
+    """ikostrikov/implicit_q_learning learner.py ``_update_jit``: update_v, then awr_update_actor with the new
+    V, then update_q with the new V, then target_update, all on one batch — the `iql-locomotion` preset's
+    order (trainer.shared_batch=true; issue 25 measured it against separate batches). By hand after one
+    iteration: V moved by Adam's first step on L_V(b); the actor's logged loss is L_π(b) read with that new V;
+    Q moved by Adam's first step on L_Q(b) with that new V."""
+    assert offrl.make_config(preset="iql-locomotion").trainer.shared_batch
+    schedule = UpdateSchedule(critic_batch=16, actor_batch=16, shared_batch=True)
+    lrn = Learner([agent("expectile", "gaussian-awr", 0)], [0], table(), schedule, CPU)
+    rand = lrn.rng.draw(lrn._plan((True, True)))
+    tab = lrn.tables["critic"]
+    batch = tab.gather(tab.indices(rand[0]))
+    b = type(batch)(*[t[0] for t in batch])  # seed 0's batch, without the seed axis
+    fresh = agent("expectile", "gaussian-awr", 0)  # the same initial weights
+    critic, actor = fresh.critic, fresh.actor
+    v_params = list(critic.v_net.parameters())
+    v_new = _adam_first_step(v_params, critic.v_loss(b, {}, None)[0], critic.cfg.v_lr)
+    pre_v_actor_loss = float(actor.loss(b, {}, critic)[0].detach())
+    with torch.no_grad():
+        for p, e in zip(v_params, v_new):
+            p.copy_(e)
+    actor_loss = float(actor.loss(b, {}, critic)[0].detach())
+    q_new = _adam_first_step(list(critic.q_net.parameters()), critic.q_loss(b, {}, None)[0], critic.cfg.q_lr)
+    with torch.no_grad():
+        lrn._iteration(rand, (True, True))
+    state = lrn.stack.state
+    for (n, _), e in zip(critic.v_net.named_parameters(), v_new):
+        torch.testing.assert_close(state[f"critic.v_net.{n}"][0], e, rtol=1e-5, atol=1e-7)
+    for (n, _), e in zip(critic.q_net.named_parameters(), q_new):
+        torch.testing.assert_close(state[f"critic.q_net.{n}"][0], e, rtol=1e-5, atol=1e-7)
+    logged = float(lrn.sums["actor/loss"][0])  # one iteration: the sum is its value
+    assert logged == pytest.approx(actor_loss, rel=1e-5) and abs(logged - pre_v_actor_loss) > 1e-6
+
+
 @pytest.mark.parametrize("critic, actor, every", [("td3", "fql", 1), ("expectile", "flow-resample", 1),
                                                   ("td3", "ddpg-bc", 2), ("expectile", "gaussian-awr", 1)])
 def test_joint_seeds_together_match_seeds_alone(critic: str, actor: str, every: int) -> None:
