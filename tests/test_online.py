@@ -171,7 +171,7 @@ def test_every_actor_declares_its_exploration() -> None:
 
 
 RUN = ["run", "--steps", "150", "--eval-every", "75", "--eval-episodes", "10", "--save-every", "75",
-       "--set", "trainer.log_every=25", "--quiet", *TINY]
+       "--set", "trainer.log_every=25", "--quiet", *TINY, "--set", "actor.cosine_decay=false"]  # IQL's fine-tuning LR
 
 
 def _strip(rows: list[dict]) -> list[dict]:
@@ -311,6 +311,25 @@ def test_online_phase_on_a_dataset_without_an_environment_is_one_clear_error(emp
     with pytest.raises(ConfigError, match=r"online.steps=5 needs an environment to collect in, but dataset "
                                           r"'fz/noenv/online-v0' has none"):
         offrl.train(cfg, tmp_path / "run")
+
+
+def test_a_cosine_decayed_actor_is_refused_before_an_online_phase(tmp_path: Path) -> None:
+    """IQL's cosine schedule ends at LR 0 with the offline steps: an online phase would collect with a frozen
+    actor, so both ways into one say so before anything runs (IQL's own fine-tuning turns the decay off)."""
+    cfg = offrl.make_config(actor="gaussian-awr", overrides={"trainer.steps": "2", "online.steps": "5",
+                                                             "critic.hidden_dims": "[8]", "actor.hidden_dims": "[8]"})
+    assert cfg.actor_cfg.cosine_decay  # gaussian-awr's default, IQL's offline schedule
+    with pytest.raises(ConfigError, match=r"actor.cosine_decay=true decays the gaussian-awr actor's learning rate to 0 "
+                                          r"over the offline steps, so the online phase \(online.steps=5\) would never "
+                                          r"train the actor. Train with --set actor.cosine_decay=false"):
+        offrl.train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "train.jsonl").exists()
+    parent = tmp_path / "parent"
+    assert run_cli("run", "--steps", "4", "--eval-every", "4", "--eval-episodes", "1", "--quiet", *TINY,
+                   "--out", str(parent)).returncode == 0
+    proc = run_cli("finetune", str(parent), "--online-steps", "5", "--out", str(tmp_path / "ft"), "--quiet")
+    assert proc.returncode == 2 and "actor.cosine_decay=true decays the gaussian-awr actor's" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "ft").exists()  # refused before copying
 
 
 def test_capacity_too_small_for_the_dataset_fails_before_training(tmp_path: Path) -> None:

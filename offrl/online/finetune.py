@@ -19,7 +19,7 @@ from typing import Any
 
 from offrl import rundir
 from offrl.errors import ConfigError, RunDirError
-from offrl.online.phase import ONLINE_FILE
+from offrl.online.phase import ONLINE_FILE, check_actor_lr
 
 #: Not copied: a lock, a live summary, temporaries, mirrors of the parent's logs.
 SKIP = (rundir.LOCK, rundir.SUMMARY, rundir.ERROR, ONLINE_FILE, ".*.tmp", "tensorboard", "wandb")
@@ -45,6 +45,8 @@ def prepare(parent: str | Path, out: str | Path, online: dict[str, Any]) -> Path
                               "finish it first (`offrl run --resume`), then fine-tune it.")
         if not (d / rundir.CHECKPOINT).is_file():
             raise RunDirError(f"'{d}' holds no checkpoint ({rundir.CHECKPOINT}) to fine-tune from.")
+        actor = (rundir.read_json(d / rundir.CONFIG) or {}).get("actor") or {}
+        check_actor_lr(str(actor.get("name", "")), bool(actor.get("cosine_decay", False)), steps)
     if out.exists() and any(out.iterdir()):
         raise RunDirError(f"'{out}' already exists and is not empty; choose another --out.")
     if out.resolve() == parent.resolve():

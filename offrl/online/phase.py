@@ -44,6 +44,17 @@ def capacity_of(cfg: Any, n_offline: int) -> int:
     return cfg.online.capacity or n_offline + cfg.online.steps
 
 
+def check_actor_lr(actor_name: str, cosine_decay: bool, online_steps: int) -> None:
+    """A cosine-decayed actor LR reaches 0 at the last offline step (IQL's code decays over its steps), so an
+    online phase after it would collect with a frozen actor: refuse it rather than report its flat curve."""
+    if online_steps > 0 and cosine_decay:
+        raise ConfigError(
+            f"actor.cosine_decay=true decays the {actor_name} actor's learning rate to 0 over the offline steps, so "
+            f"the online phase (online.steps={online_steps}) would never train the actor. Train with "
+            "--set actor.cosine_decay=false, as IQL's own fine-tuning does (ikostrikov/implicit_q_learning "
+            "configs/antmaze_finetune_config.py: opt_decay_schedule=None), or use the iql-finetune preset.")
+
+
 def check_online(trainer: "Trainer") -> None:
     """One clear message for an online phase that cannot run, before any of it does."""
     cfg, ds = trainer.cfg, trainer.dataset
@@ -62,6 +73,7 @@ def check_online(trainer: "Trainer") -> None:
         raise ConfigError(f"online.capacity={cap} is smaller than the replay needs: it must hold the dataset "
                           f"({n:,} transitions) and collected transitions; set it above {n:,} "
                           "(0 = dataset size + online.steps).")
+    check_actor_lr(cfg.actor, bool(getattr(cfg.actor_cfg, "cosine_decay", False)), o.steps)
 
 
 class OnlinePhase:
