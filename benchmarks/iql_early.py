@@ -186,8 +186,10 @@ def permutation_p(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.abs(diffs) >= abs(x.mean() - y.mean()) - 1e-9))
 
 
-def compare(out: Path, variants: list[str], until: int, rec: dict | None = None, reps: int = 10_000) -> str:
-    """Every variant's early mean against the first one's: difference, 95% bootstrap CI, permutation p.
+def compare(out: Path, variants: list[str], until: int, rec: dict | None = None, reps: int = 10_000,
+            base: str | None = None) -> str:
+    """Every variant's early mean against ``base``'s (default: the first variant's): difference, 95% bootstrap CI,
+    permutation p.
 
     Why: single collapsed evaluations make per-step means noisy; one number per run over the whole early
     window tests "is this variant behind" with the seeds as the unit.
@@ -196,7 +198,11 @@ def compare(out: Path, variants: list[str], until: int, rec: dict | None = None,
     means = {v: m for v, m in means.items() if len(m)}
     if not means:
         return ""
-    base, rng = next(iter(means)), np.random.default_rng(0)
+    base = base if base is not None else next(iter(means))
+    if base not in means:
+        return ""
+    rng = np.random.default_rng(0)
+    means = {base: means[base], **{v: m for v, m in means.items() if v != base}}
     lines = [f"| variant | mean score over evaluations up to {until // 1000}k, per seed | mean | "
              f"− {base} [95% CI] | permutation p |", "|---|---|---:|---:|---:|"]
     for v, m in means.items():
@@ -260,6 +266,8 @@ def main() -> None:
     p.add_argument("--at", nargs="+", type=int, default=[10_000, 20_000, 30_000, 50_000])
     p.add_argument("--below", type=float, default=30.0)
     p.add_argument("--until", type=int, default=40_000)
+    p.add_argument("--against", nargs="+", default=["old", "main"],
+                   help="variants each of the others is compared with (those present)")
     args = p.parse_args()
     args.out = args.out.resolve()
     rec = None
@@ -278,7 +286,8 @@ def main() -> None:
     figure = plot(args.out, variants, args.out / "iql_early_curves.png",
                   f"IQL (iql-locomotion) on {args.dataset}\nmean and 95% bootstrap band over seeds", rec)
     print(summarise(args.out, variants, args.at, args.below, args.until, rec))
-    print(compare(args.out, variants, args.until, rec))
+    for base in args.against:
+        print(compare(args.out, variants, args.until, rec, base=base))
     if figure:
         print(f"figure: {figure}")
 

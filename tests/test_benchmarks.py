@@ -313,3 +313,6 @@ def test_iql_early_compares_early_means_per_seed() -> None:
     table = mod.compare(Path("/nonexistent"), ["old", "main"], 10, rec)
     assert "| old | 50.0 / 60.0 | 55.0 |  |  |" in table
     assert "| main | 20.0 / 30.0 | 25.0 | -30.0 [" in table and table.endswith("| 0.33 |")
+    against_main = mod.compare(Path("/nonexistent"), ["old", "main"], 10, rec, base="main").splitlines()
+    assert against_main[2].startswith("| main |") and against_main[3].startswith("| old | 50.0 / 60.0 | 55.0 | +30.0 [")
+    assert mod.compare(Path("/nonexistent"), ["old", "main"], 10, rec, base="main-separate") == ""
