@@ -23,8 +23,8 @@ Every run is a solo run in its own process with the same budget, evaluation cade
 started interleaved (seed by seed, variant by variant) ``--jobs`` at a time, so load drift hits every variant
 alike. The figure: each variant's mean normalised score over its seeds, with a 95% percentile-bootstrap band
 over seeds; the table: mean ± std at chosen steps and how many early evaluations fell below a threshold; the
-comparison: each run's mean over its evaluations up to ``--until`` (one number per seed), every variant against the
-first, with a bootstrap CI of the difference and an exact permutation p-value over the seeds.
+comparison: each run's mean over its evaluations up to ``--until`` (one number per seed), every variant against each
+of ``--against`` (default: old, then main), with a bootstrap CI of the difference and an exact permutation p-value.
 """
 from __future__ import annotations
 

@@ -413,11 +413,13 @@ def test_shared_batch_runs_iqls_code_order_on_one_batch() -> None:
     v_params = list(critic.v_net.parameters())
     v_new = _adam_first_step(v_params, critic.v_loss(b, {}, None)[0], critic.cfg.v_lr)
     pre_v_actor_loss = float(actor.loss(b, {}, critic)[0].detach())
+    pre_v_q_loss = float(critic.q_loss(b, {}, None)[0].detach())
     with torch.no_grad():
         for p, e in zip(v_params, v_new):
             p.copy_(e)
     actor_loss = float(actor.loss(b, {}, critic)[0].detach())
-    q_new = _adam_first_step(list(critic.q_net.parameters()), critic.q_loss(b, {}, None)[0], critic.cfg.q_lr)
+    q_loss = critic.q_loss(b, {}, None)[0]
+    q_new = _adam_first_step(list(critic.q_net.parameters()), q_loss, critic.cfg.q_lr)
     with torch.no_grad():
         lrn._iteration(rand, (True, True))
     state = lrn.stack.state
@@ -427,6 +429,9 @@ def test_shared_batch_runs_iqls_code_order_on_one_batch() -> None:
         torch.testing.assert_close(state[f"critic.q_net.{n}"][0], e, rtol=1e-5, atol=1e-7)
     logged = float(lrn.sums["actor/loss"][0])  # one iteration: the sum is its value
     assert logged == pytest.approx(actor_loss, rel=1e-5) and abs(logged - pre_v_actor_loss) > 1e-6
+    # Adam's first step is nearly sign(g), so the weights barely tell which V the Q target read; its loss does.
+    logged_q = float(lrn.sums["critic/q_loss"][0])
+    assert logged_q == pytest.approx(float(q_loss.detach()), rel=1e-5) and abs(logged_q - pre_v_q_loss) > 1e-6
 
 
 @pytest.mark.parametrize("critic, actor, every", [("td3", "fql", 1), ("expectile", "flow-resample", 1),
