@@ -332,6 +332,35 @@ def test_a_cosine_decayed_actor_is_refused_before_an_online_phase(tmp_path: Path
     assert "Traceback" not in proc.stderr and not (tmp_path / "ft").exists()  # refused before copying
 
 
+def test_any_group_with_a_spent_cosine_schedule_is_refused_by_name(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check reads the learner's parameter groups, not a config key: a critic (a plugin, here the IQL
+    critic patched) whose Q group decays to 0 over the offline updates is named; a schedule long enough for
+    the online phase is accepted."""
+    from dataclasses import replace
+
+    from offrl.critics.base import IQLCritic
+
+    original = IQLCritic.param_groups
+    total = {"q": 2}
+
+    def cosine_q(self):  # type: ignore[no-untyped-def]
+        groups = original(self)
+        return {**groups, "q": replace(groups["q"], schedule="cosine", total_updates=total["q"])}
+
+    monkeypatch.setattr(IQLCritic, "param_groups", cosine_q)
+    over = {"trainer.steps": "2", "trainer.eval_every": "2", "trainer.eval_episodes": "1", "online.steps": "3",
+            "online.eval_every": "3", "critic.hidden_dims": "[8]", "actor.hidden_dims": "[8]",
+            "actor.cosine_decay": "false"}
+    cfg = offrl.make_config(preset="bandit", actor="gaussian-awr", overrides=over)
+    with pytest.raises(ConfigError, match=r"Parameter group 'critic/q' decays its learning rate with a cosine "
+                                          r"schedule to 0 over 2 updates, and the 2 offline steps take 2 of them"):
+        offrl.train(cfg, tmp_path / "run")
+    total["q"] = 10  # covers the 2 offline + 3 online updates
+    offrl.train(cfg, tmp_path / "ok")
+    assert (tmp_path / "ok" / "online.json").exists()
+
+
 def test_capacity_too_small_for_the_dataset_fails_before_training(tmp_path: Path) -> None:
     cfg = offrl.make_config(actor="gaussian-awr", overrides={"trainer.steps": "2", "online.steps": "5",
                                                              "online.capacity": "10", "critic.hidden_dims": "[8]",

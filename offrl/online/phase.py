@@ -74,6 +74,25 @@ def check_online(trainer: "Trainer") -> None:
                           f"({n:,} transitions) and collected transitions; set it above {n:,} "
                           "(0 = dataset size + online.steps).")
     check_actor_lr(cfg.actor, bool(getattr(cfg.actor_cfg, "cosine_decay", False)), o.steps)
+    check_schedules(trainer)
+
+
+def check_schedules(trainer: "Trainer") -> None:
+    """Any parameter group (a plugin's included) whose cosine LR schedule is spent by the end of the offline
+    steps would not learn online: refuse it by name. Reads the learner's own groups, not config keys."""
+    sched, steps = trainer.schedule, trainer.cfg.trainer.steps
+    for key, optim in trainer.learner.optims.items():
+        group = optim.group
+        if group.schedule != "cosine":
+            continue
+        done = sched.actor_updates_in(steps) if key.startswith("actor/") else sched.critic_updates_in(steps)
+        if done >= group.total_updates:
+            raise ConfigError(
+                f"Parameter group '{key}' decays its learning rate with a cosine schedule to 0 over "
+                f"{group.total_updates:,} updates, and the {steps:,} offline steps take {done:,} of them, so "
+                f"the online phase (online.steps={trainer.cfg.online.steps}) would never train it. Give the "
+                "group a constant schedule (ParamGroup(schedule='constant')) or a total_updates that covers "
+                "the online phase, or run offline only (--online-steps 0).")
 
 
 class OnlinePhase:
