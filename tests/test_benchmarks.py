@@ -316,3 +316,26 @@ def test_iql_early_compares_early_means_per_seed() -> None:
     against_main = mod.compare(Path("/nonexistent"), ["old", "main"], 10, rec, base="main").splitlines()
     assert against_main[2].startswith("| main |") and against_main[3].startswith("| old | 50.0 / 60.0 | 55.0 | +30.0 [")
     assert mod.compare(Path("/nonexistent"), ["old", "main"], 10, rec, base="main-separate") == ""
+
+
+def test_finetune_table_reads_a_reports_runs_csv_and_its_record(tmp_path: Path) -> None:
+    """Offline end at online_from, means at offsets, the last offset per seed, the online dip; a seed that
+    stopped early counts only where it has a value; the record redraws the same table."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import finetune_table as mod
+
+    rows = ["pairing,seed,online_from,step,score"]
+    for seed, curve in {0: [10.0, 20.0, 5.0, 40.0], 1: [30.0, 40.0, 15.0]}.items():
+        rows += [f"td3+fql,{seed},200,{step},{v}" for step, v in zip((100, 200, 300, 400), curve)]
+    (tmp_path / "runs.csv").write_text("\n".join(rows) + "\n")
+    curves = mod.curves_of(tmp_path / "runs.csv")
+    table = mod.table(curves, [100, 200], {"td3+fql": "FQL"}).splitlines()
+    assert table[0] == "| pairing | seeds | offline end | +100 | +200 (per seed) | online mean: lowest / highest |"
+    assert table[2] == "| FQL | 2 | 30.0 ± 10.0 (step 200) | 10.0 | 40.0 (n=1) (40.0) | 10.0 (+100) / 40.0 (+200) |"
+    record = tmp_path / "rec.json"
+    mod.main([str(tmp_path), "--at", "100", "200", "--record", str(record), "--sha256", "ab"])
+    assert json.loads(record.read_text())["dataset_sha256"] == "ab"
+    assert mod.table(json.loads(record.read_text())["pairings"], [100, 200]) == mod.table(curves, [100, 200])
+    (tmp_path / "runs.csv").write_text("pairing,seed,online_from,step,score\niql,0,,100,1.0\n")
+    with pytest.raises(SystemExit, match="no online phase"):
+        mod.curves_of(tmp_path / "runs.csv")
