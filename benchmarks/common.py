@@ -7,6 +7,8 @@
   from its own environment.
 - :func:`export_ogbench_npz` writes an ``offrl/ogbench/…`` dataset in OGBench's own ``.npz`` layout (with
   the qpos its loader relabels from), for seohongpark/fql's code.
+- :func:`dataset_digest` is the sha256 of a dataset's transitions, kept with every recorded result so a
+  study is never mixed across different data (a SAC recipe is deterministic per machine only).
 - :func:`peer_python` and :func:`fql_python` prepare (once) a virtual environment for a peer library that
   cannot share offrl's (d3rlpy 2.8.1 pins ``gymnasium==1.0.0``; FQL's code is JAX) and return its
   interpreter. offrl's own environment is never changed.
@@ -189,3 +191,15 @@ def fql_python(env_dir: Path | None = None, cuda: bool = False) -> Path:
     BENCH_DIR/peer-fql), created on first use."""
     env_dir = Path(env_dir or os.environ.get("OFFRL_FQL_VENV", BENCH_DIR / "peer-fql"))
     return make_venv(env_dir, fql_packages(cuda), "fql")
+
+
+def dataset_digest(dataset_id: str) -> str:
+    """sha256 of the transitions (observations, actions, rewards, next observations, terminals, timeouts)."""
+    from offrl.data.dataset import open_dataset, read_transitions
+
+    ds, meta, decl = open_dataset(dataset_id, make_missing=False)
+    a = read_transitions(ds, dataset_id, meta, decl)
+    h = hashlib.sha256()
+    for x in (a.observations, a.actions, a.rewards, a.next_observations, a.terminals, a.timeouts):
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()

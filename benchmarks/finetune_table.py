@@ -2,7 +2,8 @@
 
     offrl report runs/ft-iql/seed0 runs/ft-iql/seed1 ... --out runs/ft-report
     python benchmarks/finetune_table.py runs/ft-report --at 5000 10000 25000 50000 \\
-        --label expectile+gaussian-awr=IQL --record benchmarks/results/finetune_hopper_m.json --sha256 HEX
+        --label expectile+gaussian-awr=IQL --record benchmarks/results/finetune_hopper_m.json \\
+        --dataset offrl/hopper/medium-v0     # its sha256 goes into the record (or give --sha256)
 
 It reads the report's ``runs.csv`` (one row per run × evaluation, with ``online_from``: the step where the
 run's online phase starts) and prints one markdown row per pairing: the mean ± std (population) over seeds
@@ -20,6 +21,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def curves_of(runs_csv: Path) -> dict:
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--label", action="append", default=[], metavar="PAIRING=NAME")
     p.add_argument("--record", type=Path, help="write the curves here (JSON)")
     p.add_argument("--sha256", default="", help="the dataset's digest, kept in the record")
+    p.add_argument("--dataset", default="", help="compute --sha256 from this dataset (in the Minari store)")
     p.add_argument("--from-record", type=Path, help="draw the table from a record instead of a report")
     args = p.parse_args(argv)
     labels = dict(x.split("=", 1) for x in args.label)
@@ -100,7 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     else:
         raise SystemExit("Give a report directory or --from-record FILE.")
     if args.record:
-        args.record.write_text(json.dumps({"dataset_sha256": args.sha256, "pairings": curves}, indent=1) + "\n")
+        if args.dataset and not args.sha256:
+            import sys
+
+            sys.path.insert(0, str(ROOT))
+            from benchmarks.common import dataset_digest
+
+            args.sha256 = dataset_digest(args.dataset)
+        args.record.write_text(json.dumps({"dataset": args.dataset, "dataset_sha256": args.sha256, "pairings": curves}, indent=1) + "\n")
     print(table(curves, sorted(args.at), labels))
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import dataset_digest  # noqa: E402  (the record's data digest)
 
 #: variant -> (code tree: "old" or "main", extra --set values)
 VARIANTS = {
@@ -66,20 +67,6 @@ def command(variant: str, seed: int, args: argparse.Namespace) -> tuple[list[str
     path = str(args.old_tree.resolve()) if tree == "old" else str(ROOT)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     return cmd, env
-
-
-def dataset_digest(dataset_id: str) -> str:
-    """sha256 of the transitions (observations, actions, rewards, next observations, terminals, timeouts)."""
-    import hashlib
-
-    from offrl.data.dataset import open_dataset, read_transitions
-
-    ds, meta, decl = open_dataset(dataset_id, make_missing=False)
-    a = read_transitions(ds, dataset_id, meta, decl)
-    h = hashlib.sha256()
-    for x in (a.observations, a.actions, a.rewards, a.next_observations, a.terminals, a.timeouts):
-        h.update(np.ascontiguousarray(x).tobytes())
-    return h.hexdigest()
 
 
 def read_record(path: Path | None, dataset: str, digest: str | None) -> dict:

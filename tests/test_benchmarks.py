@@ -318,7 +318,7 @@ def test_iql_early_compares_early_means_per_seed() -> None:
     assert mod.compare(Path("/nonexistent"), ["old", "main"], 10, rec, base="main-separate") == ""
 
 
-def test_finetune_table_reads_a_reports_runs_csv_and_its_record(tmp_path: Path) -> None:
+def test_finetune_table_reads_a_reports_runs_csv_and_its_record(tmp_path: Path, session_store: Path) -> None:
     """Offline end at online_from, means at offsets, the last offset per seed, the online dip; a seed that
     stopped early counts only where it has a value; the record redraws the same table."""
     sys.path.insert(0, str(ROOT))
@@ -336,6 +336,12 @@ def test_finetune_table_reads_a_reports_runs_csv_and_its_record(tmp_path: Path) 
     mod.main([str(tmp_path), "--at", "100", "200", "--record", str(record), "--sha256", "ab"])
     assert json.loads(record.read_text())["dataset_sha256"] == "ab"
     assert mod.table(json.loads(record.read_text())["pairings"], [100, 200]) == mod.table(curves, [100, 200])
+    from benchmarks.common import dataset_digest
+
+    mod.main([str(tmp_path), "--record", str(record), "--dataset", "offrl/bandit/multimodal-v0"])
+    saved = json.loads(record.read_text())
+    assert saved["dataset"] == "offrl/bandit/multimodal-v0"
+    assert saved["dataset_sha256"] == dataset_digest("offrl/bandit/multimodal-v0") and len(saved["dataset_sha256"]) == 64
     (tmp_path / "runs.csv").write_text("pairing,seed,online_from,step,score\niql,0,,100,1.0\n")
     with pytest.raises(SystemExit, match="no online phase"):
         mod.curves_of(tmp_path / "runs.csv")
