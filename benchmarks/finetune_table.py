@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--label", action="append", default=[], metavar="PAIRING=NAME")
     p.add_argument("--record", type=Path, help="write the curves here (JSON)")
     p.add_argument("--sha256", default="", help="the dataset's digest, kept in the record")
-    p.add_argument("--dataset", default="", help="compute --sha256 from this dataset (in the Minari store)")
+    p.add_argument("--dataset", default="", help="with --record: the dataset's id, whose sha256 it computes "
+                   "(from the Minari store) unless --sha256 is given")
     p.add_argument("--from-record", type=Path, help="draw the table from a record instead of a report")
     args = p.parse_args(argv)
     labels = dict(x.split("=", 1) for x in args.label)
@@ -105,13 +107,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("Give a report directory or --from-record FILE.")
     if args.record:
         if args.dataset and not args.sha256:
-            import sys
-
             sys.path.insert(0, str(ROOT))
             from benchmarks.common import dataset_digest
 
             args.sha256 = dataset_digest(args.dataset)
-        args.record.write_text(json.dumps({"dataset": args.dataset, "dataset_sha256": args.sha256, "pairings": curves}, indent=1) + "\n")
+        record = {"dataset": args.dataset, "dataset_sha256": args.sha256, "pairings": curves}
+        args.record.write_text(json.dumps(record, indent=1) + "\n")
     print(table(curves, sorted(args.at), labels))
 
 

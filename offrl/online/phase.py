@@ -73,24 +73,28 @@ def check_online(trainer: "Trainer") -> None:
         raise ConfigError(f"online.capacity={cap} is smaller than the replay needs: it must hold the dataset "
                           f"({n:,} transitions) and collected transitions; set it above {n:,} "
                           "(0 = dataset size + online.steps).")
-    check_actor_lr(cfg.actor, bool(getattr(cfg.actor_cfg, "cosine_decay", False)), o.steps)
     check_schedules(trainer)
 
 
 def check_schedules(trainer: "Trainer") -> None:
     """Any parameter group (a plugin's included) whose cosine LR schedule is spent by the end of the offline
-    steps would not learn online: refuse it by name. Reads the learner's own groups, not config keys."""
-    sched, steps = trainer.schedule, trainer.cfg.trainer.steps
+    steps would not learn online: refuse it by name. Reads the learner's own groups, not config keys; a built-in
+    actor's spent group is named by the config key that set it (``actor.cosine_decay``)."""
+    cfg = trainer.cfg
+    sched, steps = trainer.schedule, cfg.trainer.steps
     for key, optim in trainer.learner.optims.items():
         group = optim.group
         if group.schedule != "cosine":
             continue
-        done = sched.actor_updates_in(steps) if key.startswith("actor/") else sched.critic_updates_in(steps)
+        is_actor = key.startswith("actor/")
+        done = sched.actor_updates_in(steps) if is_actor else sched.critic_updates_in(steps)
         if done >= group.total_updates:
+            if is_actor:
+                check_actor_lr(cfg.actor, bool(getattr(cfg.actor_cfg, "cosine_decay", False)), cfg.online.steps)
             raise ConfigError(
                 f"Parameter group '{key}' decays its learning rate with a cosine schedule to 0 over "
                 f"{group.total_updates:,} updates, and the {steps:,} offline steps take {done:,} of them, so "
-                f"the online phase (online.steps={trainer.cfg.online.steps}) would never train it. Give the "
+                f"the online phase (online.steps={cfg.online.steps}) would never train it. Give the "
                 "group a constant schedule (ParamGroup(schedule='constant')) or a total_updates that covers "
                 "the online phase, or run offline only (--online-steps 0).")
 
